@@ -1,0 +1,1 @@
+"""paper_figures: filled by its issue."""

@@ -1,0 +1,1 @@
+"""realdata: filled by its issue."""

@@ -1,0 +1,1 @@
+"""sims: filled by its issue."""

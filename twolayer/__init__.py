@@ -1,0 +1,1 @@
+"""twolayer: the idealized two-layer network of surgical fine-tuning (math only)."""
