@@ -18,8 +18,8 @@ Where the reference used tools we do not depend on, we use documented substitute
 * ``frost``: the published frost photographs are not shipped; a procedural ice texture (a rough
   plasma fractal plus motion-blurred crystals, tinted pale blue) is mixed with the published
   weights ``c0 * x + c1 * frost``.
-* ``spatter`` (water variant, severities 1..3): the Canny / distance-transform shading is replaced by
-  a blurred, max-normalized liquid mask; the mud variant follows the reference.
+* ``spatter`` (water variant, severities 1..3): the Canny / distance-transform shading is
+  replaced by a blurred, max-normalized liquid mask; the mud variant follows the reference.
 * ``elastic_transform``: the affine warp and the elastic displacement are composed into a single
   bilinear resampling (the reference resamples twice).
 * Images are not re-quantized to ``uint8`` between steps except where the corruption itself is a

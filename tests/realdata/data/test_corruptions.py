@@ -3,6 +3,8 @@ determinism under a seed, validation of names/severities."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -98,7 +100,7 @@ def test_shape_dtype_range_determinism_monotone(name):
     assert min(changes) > 1e-3, f"{name} leaves the image unchanged: {changes}"
     for chain in _CHAINS.get(name, ((1, 2, 3, 4, 5),)):
         seq = [changes[s - 1] for s in chain]
-        assert all(a <= b for a, b in zip(seq, seq[1:])), f"{name} chain {chain}: {changes}"
+        assert all(a <= b for a, b in itertools.pairwise(seq)), f"{name} chain {chain}: {changes}"
     # determinism: same seed -> identical; the input is not modified in place
     x0 = x.clone()
     a = corrupt(x, name, 5, seed=11)
