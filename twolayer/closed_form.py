@@ -1,0 +1,77 @@
+"""Closed forms of gradient descent and gradient flow where the fine-tuning problem is linear least squares.
+
+Last-layer tuning (any φ) is least squares in v on the fixed features Z = φ(X B_srcᵀ); first-layer tuning
+with φ = identity is least squares in the predictor w = Bᵀv_src, because every gradient step adds
+v_src aᵀ to B with a in the row span of X (THEORY.md, C7). For a least-squares problem min_u (1/2n)‖Fu − y‖²
+started at u_0, gradient descent with step η has the exact iterate
+
+    u_t = u_0 + V diag(c_t(s)) Uᵀ r_0,   c_t(s) = (1 − (1 − η s²/n)^t) / s,   r_0 = y − F u_0,
+
+with F = U diag(s) Vᵀ a thin SVD, and gradient flow's limit (t → ∞) is u_0 + F⁺ r_0.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from twolayer.model import features
+
+
+def _lsq_direction(F: jnp.ndarray, r0: jnp.ndarray, coef_fn) -> jnp.ndarray:
+    U, s, Vt = jnp.linalg.svd(F, full_matrices=False)
+    return Vt.T @ (coef_fn(s) * (U.T @ r0))
+
+
+def _pinv_coef(s: jnp.ndarray) -> jnp.ndarray:
+    """1/s on the numerical range of F (the pseudo-inverse's cut-off), 0 elsewhere."""
+    cutoff = jnp.max(s) * max(s.shape[0], 1) * jnp.finfo(s.dtype).eps * 10
+    return jnp.where(s > cutoff, 1.0 / jnp.where(s > cutoff, s, 1.0), 0.0)
+
+
+def gd_coef(s: jnp.ndarray, steps, lr, n: int) -> jnp.ndarray:
+    """c_t(s) = (1 − (1 − η s²/n)^t)/s, computed stably (→ tη s/n for small s; 0 at s = 0).
+
+    Args:
+        s: singular values, any shape; steps: t (scalar, may be an array to broadcast); lr: η; n: samples.
+    """
+    x = lr * s * s / n
+    # 1 - (1 - x)^t = -expm1(t log1p(-x)); valid for x < 1; for x >= 1 (possible only if lr is too
+    # large) fall back to the direct power, which then oscillates or diverges as GD does.
+    direct = 1.0 - (1.0 - x) ** steps
+    stable = -jnp.expm1(steps * jnp.log1p(-jnp.minimum(x, 0.5)))
+    num = jnp.where(x < 0.5, stable, direct)
+    safe_s = jnp.where(s > 0, s, 1.0)
+    return jnp.where(s > 0, num / safe_s, 0.0)
+
+
+def lsq_gd_iterate(F, y, u0, steps, lr) -> jnp.ndarray:
+    """Exact iterate u_t of GD on (1/2n)‖F u − y‖² from u0 after ``steps`` steps of size ``lr``.
+
+    Args:
+        F: (n, p); y: (n,); u0: (p,); steps: number of steps (scalar); lr: step size η.
+    Returns:
+        (p,) iterate.
+    """
+    n = F.shape[0]
+    return u0 + _lsq_direction(F, y - F @ u0, lambda s: gd_coef(s, steps, lr, n))
+
+
+def lsq_flow_limit(F, y, u0) -> jnp.ndarray:
+    """Gradient-flow limit u_0 + F⁺(y − F u_0): the solution closest to u_0 (shape (p,))."""
+    return u0 + _lsq_direction(F, y - F @ u0, _pinv_coef)
+
+
+def last_layer_limit(v_src, B_src, X, y, activation: str) -> jnp.ndarray:
+    """Limit of last-layer tuning: v∞ = v_src + Z⁺(y − Z v_src), Z = φ(X B_srcᵀ); shape (k,)."""
+    return lsq_flow_limit(features(B_src, X, activation), y, v_src)
+
+
+def first_layer_limit(v_src, B_src, X, y) -> jnp.ndarray:
+    """Limit of first-layer tuning for φ = identity; shape (k, d).
+
+    The predictor w = Bᵀv_src moves to w∞ = w0 + X⁺(y − X w0) (w0 = B_srcᵀv_src) and
+    B∞ = B_src + v_src (w∞ − w0)ᵀ / ‖v_src‖².
+    """
+    w0 = B_src.T @ v_src
+    w_inf = lsq_flow_limit(X, y, w0)
+    return B_src + jnp.outer(v_src, w_inf - w0) / (v_src @ v_src)

@@ -1,0 +1,412 @@
+"""Gradient-descent fine-tuning from the pretrained point: first layer, last layer or both ("full").
+
+The objective is the empirical loss L̂(v, B) = (1/2n) Σ (vᵀφ(B x_i) − y_i)² on n target samples.
+
+Two exact ways to run GD, chosen per (tune, activation) by ``method="auto"``:
+
+* **closed-form trajectory** (last layer with any φ; first layer with φ = identity): the problem is
+  least squares, so the iterate after t steps is a closed form through one SVD
+  (:mod:`twolayer.closed_form`), for any number of steps at the cost of one step;
+* **span iteration** (everything else): every gradient of B is G X for some (k, n) matrix G, so
+  B_t − B_src = M_t X stays in the row span of X. We iterate (v, M) with the pre-activations
+  H = B_src Xᵀ + M (X Xᵀ), costing O(k n²) per step instead of O(k n d). When n > d the span trick does
+  not pay and M is (k, d) with B = B_src + M. The steps are the same GD steps up to rounding.
+
+Step size (``lr=None``): η = 1/L with L a smoothness bound at the pretrained point:
+
+* last layer: L = σ_max(Z)²/n, Z = φ(X B_srcᵀ) (exact Hessian norm);
+* first layer: L = ‖v_src‖² σ_max(X)²/n (exact for φ = identity; for ReLU it bounds the Gauss–Newton
+  term, since 0 ≤ φ' ≤ 1);
+* full: L = σ_max(Z)²/n + ‖v_src‖² σ_max(X)²/n + ‖Xᵀr_0‖/n, adding the cross term's bound at
+  the start (the bound is local; divergence is detected, not assumed away).
+
+Convergence: ‖∇L̂‖ ≤ gtol·‖∇L̂ at start‖, checked at each record. Divergence: a non-finite value or a
+train loss above 1e8 × its start stops the run at the last finite state with ``diverged = True``.
+The target loss is recorded exactly (:func:`~twolayer.losses.population_loss`) at ``record_steps``;
+after a run stops (converged or diverged) the remaining records repeat its final value.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from twolayer._checks import ACTIVATIONS, FAMILIES, TUNE_MODES, check_array, check_choice
+from twolayer.closed_form import gd_coef
+from twolayer.losses import population_loss
+from twolayer.model import activate, activate_grad, features
+from twolayer.problems import Problem, check_problem
+
+METHODS = ("auto", "iterate")
+DIVERGENCE_FACTOR = 1e8
+
+
+class GDResult(NamedTuple):
+    """Outcome of one fine-tuning run (add a leading batch axis for batched runs).
+
+    Attributes:
+        v: (k,) final head.  B: (k, d) final first layer.
+        train_loss: () final L̂.  target_loss: () final exact target loss.
+        trace: (R + 1,) exact target loss at ``record_steps`` (entry 0 is the pretrained point).
+        record_steps: (R + 1,) step counts of the records.
+        steps_taken: () steps actually run (fewer than requested if converged or diverged early).
+        grad_norm: () final gradient norm.  grad_norm0: () gradient norm at the start.
+        converged: () bool, grad_norm ≤ gtol·grad_norm0.  diverged: () bool.
+        lr: () step size used.
+    """
+
+    v: jnp.ndarray
+    B: jnp.ndarray
+    train_loss: jnp.ndarray
+    target_loss: jnp.ndarray
+    trace: jnp.ndarray
+    record_steps: jnp.ndarray
+    steps_taken: jnp.ndarray
+    grad_norm: jnp.ndarray
+    grad_norm0: jnp.ndarray
+    converged: jnp.ndarray
+    diverged: jnp.ndarray
+    lr: jnp.ndarray
+
+
+def record_schedule(steps: int, n_records: int) -> np.ndarray:
+    """Record steps 0, s, 2s, ..., steps with s = ceil(steps / n_records); shape (R + 1,)."""
+    if steps < 1 or n_records < 1:
+        raise ValueError(f"steps = {steps}, n_records = {n_records}: expected both >= 1")
+    seg = math.ceil(steps / min(n_records, steps))
+    return np.minimum(np.arange(0, steps + seg, seg), steps)[: math.ceil(steps / seg) + 1]
+
+
+def _top_eig(gram: jnp.ndarray) -> jnp.ndarray:
+    return jnp.linalg.eigvalsh(gram)[-1]
+
+
+def _sq_op_norm(F: jnp.ndarray) -> jnp.ndarray:
+    """σ_max(F)² through the smaller Gram matrix."""
+    n, p = F.shape
+    return _top_eig(F @ F.T if n <= p else F.T @ F)
+
+
+def smoothness_bound(problem: Problem, X, y, tune: str, activation: str) -> jnp.ndarray:
+    """The smoothness constant L of L̂ at the pretrained point used for the default step 1/L."""
+    n = X.shape[0]
+    v = problem.v_src
+    L_first = (v @ v) * _sq_op_norm(X) / n
+    if tune == "first":
+        return L_first
+    Z = features(problem.B_src, X, activation)
+    L_last = _sq_op_norm(Z) / n
+    if tune == "last":
+        return L_last
+    r0 = Z @ v - y
+    return L_last + L_first + jnp.linalg.norm(X.T @ r0) / n
+
+
+def _pow_int(base: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
+    """base**t for integer-valued t ≥ 0, also for negative bases."""
+    mag = jnp.abs(base) ** t
+    odd = jnp.mod(t, 2) == 1
+    return jnp.where((base < 0) & odd, -mag, mag)
+
+
+def _lsq_path(F, y, u0, t_grid, lr):
+    """Exact GD iterates on (1/2n)‖Fu − y‖² at every t in t_grid; returns (T, p)."""
+    n = F.shape[0]
+    U, s, Vt = jnp.linalg.svd(F, full_matrices=False)
+    proj = U.T @ (y - F @ u0)  # (q,)
+
+    def at(t):
+        x = lr * s * s / n
+        coef = jnp.where(x < 0.5, gd_coef(s, t, lr, n), 0.0)
+        direct = (1.0 - _pow_int(1.0 - x, t)) / jnp.where(s > 0, s, 1.0)
+        coef = jnp.where(x < 0.5, coef, jnp.where(s > 0, direct, 0.0))
+        return u0 + Vt.T @ (coef * proj)
+
+    return jax.vmap(at)(t_grid)
+
+
+def _closed_form_run(problem, X, y, tune, activation, family, t_grid, lr, gtol):
+    n = X.shape[0]
+    v0, B0 = problem.v_src, problem.B_src
+    if tune == "last":
+        F = features(B0, X, activation)
+        us = _lsq_path(F, y, v0, t_grid, lr)  # (T, k)
+        vs, Bs = us, jnp.broadcast_to(B0, (t_grid.shape[0], *B0.shape))
+        grad_scale = 1.0
+    else:  # first layer, linear: least squares in w = Bᵀv with step η‖v‖²
+        vv = v0 @ v0
+        F = X
+        w0 = B0.T @ v0
+        ws = _lsq_path(F, y, w0, t_grid, lr * vv)  # (T, d)
+        Bs = B0[None] + v0[None, :, None] * (ws - w0)[:, None, :] / vv
+        vs, us = jnp.broadcast_to(v0, (t_grid.shape[0], *v0.shape)), ws
+        grad_scale = jnp.sqrt(vv)
+    res = us @ F.T - y[None, :]  # (T, n)
+    train = 0.5 * jnp.mean(res * res, axis=1)
+    gnorms = grad_scale * jnp.linalg.norm(res @ F, axis=1) / n
+    targets = jax.vmap(lambda v, B: population_loss(v, B, problem, family, activation))(vs, Bs)
+    finite = jnp.isfinite(train) & jnp.isfinite(targets)
+    ok = finite & (train <= DIVERGENCE_FACTOR * (train[0] + jnp.finfo(train.dtype).tiny))
+    last_ok = jnp.max(jnp.where(ok, jnp.arange(ok.shape[0]), 0))  # records are monotone here
+    idx = jnp.arange(ok.shape[0])
+    trace = jnp.where(idx <= last_ok, targets, targets[last_ok])
+    diverged = ~jnp.all(ok)
+    gn, gn0 = gnorms[last_ok], gnorms[0]
+    return GDResult(
+        v=vs[last_ok],
+        B=Bs[last_ok],
+        train_loss=train[last_ok],
+        target_loss=targets[last_ok],
+        trace=trace,
+        record_steps=t_grid,
+        steps_taken=t_grid[last_ok],
+        grad_norm=gn,
+        grad_norm0=gn0,
+        converged=(~diverged) & (gn <= gtol * gn0),
+        diverged=diverged,
+        lr=jnp.asarray(lr),
+    )
+
+
+def _span_run(problem, X, y, tune, activation, family, t_grid, lr, gtol):
+    n, d = X.shape
+    k = problem.B_src.shape[0]
+    span = n <= d
+    R = X if span else jnp.eye(d, dtype=X.dtype)  # B = B_src + M R
+    Q = R @ X.T  # (m, n)
+    RRt = R @ R.T  # (m, m)
+    H0 = problem.B_src @ X.T  # (k, n)
+    tune_v, tune_B = tune in ("last", "full"), tune in ("first", "full")
+
+    def loss_and_grads(v, M):
+        H = H0 + M @ Q
+        Z = activate(H, activation)
+        r = v @ Z - y
+        gv = Z @ r / n
+        G = (v[:, None] * activate_grad(H, activation)) * (r / n)[None, :]
+        gM = G if span else G @ X
+        g2 = (gv @ gv if tune_v else 0.0) + (jnp.sum(gM * (gM @ RRt)) if tune_B else 0.0)
+        return 0.5 * jnp.mean(r * r), gv, gM, jnp.sqrt(g2)
+
+    def step(_, state):
+        v, M = state
+        _, gv, gM, _ = loss_and_grads(v, M)
+        return (v - lr * gv if tune_v else v, M - lr * gM if tune_B else M)
+
+    def target(v, M):
+        return population_loss(v, problem.B_src + M @ R, problem, family, activation)
+
+    v0, M0 = problem.v_src, jnp.zeros((k, R.shape[0]), X.dtype)
+    loss0, _, _, gn0 = loss_and_grads(v0, M0)
+    T = t_grid.shape[0]
+    trace0 = jnp.zeros((T,), X.dtype).at[0].set(target(v0, M0))
+    limit = DIVERGENCE_FACTOR * (loss0 + jnp.finfo(X.dtype).tiny)
+
+    def cond(c):
+        seg, *_, conv, div = c
+        return (seg < T - 1) & ~conv & ~div
+
+    def body(c):
+        seg, v, M, trace, loss, gn, _, _ = c
+        v1, M1 = jax.lax.fori_loop(0, t_grid[seg + 1] - t_grid[seg], step, (v, M))
+        loss1, _, _, gn1 = loss_and_grads(v1, M1)
+        bad = ~(jnp.isfinite(loss1) & jnp.isfinite(gn1) & (loss1 <= limit))
+        bad = bad | ~(jnp.all(jnp.isfinite(v1)) & jnp.all(jnp.isfinite(M1)))
+        v, M = jnp.where(bad, v, v1), jnp.where(bad, M, M1)
+        loss, gn = jnp.where(bad, loss, loss1), jnp.where(bad, gn, gn1)
+        trace = trace.at[seg + 1].set(target(v, M))
+        return seg + 1, v, M, trace, loss, gn, (~bad) & (gn <= gtol * gn0), bad
+
+    init = (0, v0, M0, trace0, loss0, gn0, jnp.asarray(False), jnp.asarray(False))
+    seg, v, M, trace, loss, gn, conv, div = jax.lax.while_loop(cond, body, init)
+    idx = jnp.arange(T)
+    trace = jnp.where(idx <= seg, trace, trace[seg])
+    # A diverged segment is not counted: the state is the one at the segment's start.
+    steps_taken = jnp.where(div, t_grid[jnp.maximum(seg - 1, 0)], t_grid[seg])
+    return GDResult(
+        v=v,
+        B=problem.B_src + M @ R,
+        train_loss=loss,
+        target_loss=trace[seg],
+        trace=trace,
+        record_steps=t_grid,
+        steps_taken=steps_taken,
+        grad_norm=gn,
+        grad_norm0=gn0,
+        converged=conv,
+        diverged=div,
+        lr=jnp.asarray(lr),
+    )
+
+
+def uses_closed_form(tune: str, activation: str) -> bool:
+    """Whether ``method="auto"`` runs the closed-form trajectory for this (tune, activation)."""
+    return tune == "last" or (tune == "first" and activation == "linear")
+
+
+def finetune_core(
+    problem: Problem,
+    X: jnp.ndarray,
+    y: jnp.ndarray,
+    *,
+    tune: str,
+    activation: str,
+    family: str,
+    steps: int = 2000,
+    lr: float | jnp.ndarray | None = None,
+    gtol: float = 1e-8,
+    n_records: int = 20,
+    method: str = "auto",
+) -> GDResult:
+    """:func:`finetune` without input validation: pure, jit- and vmap-able (strings/ints static)."""
+    t_grid = jnp.asarray(record_schedule(steps, n_records))
+    default = 1.0 / smoothness_bound(problem, X, y, tune, activation)
+    # lr None (or NaN, used by batched calls) means the default step 1/L.
+    eta = default if lr is None else jnp.where(jnp.isnan(lr), default, jnp.asarray(lr, X.dtype))
+    run = _closed_form_run if method == "auto" and uses_closed_form(tune, activation) else _span_run
+    return run(problem, X, y, tune, activation, family, t_grid, eta, gtol)
+
+
+_STATIC = ("tune", "activation", "family", "steps", "n_records", "method")
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _finetune_jit(problem, X, y, lr, gtol, *, tune, activation, family, steps, n_records, method):
+    return finetune_core(
+        problem, X, y, tune=tune, activation=activation, family=family, steps=steps,
+        lr=lr, gtol=gtol, n_records=n_records, method=method,
+    )
+
+
+@partial(jax.jit, static_argnames=(*_STATIC, "chunk_size"))
+def _finetune_batch_jit(
+    problems, X, y, lr, gtol, *, tune, activation, family, steps, n_records, method, chunk_size
+):
+    def one(args):
+        p, x, t, eta = args
+        return finetune_core(
+            p, x, t, tune=tune, activation=activation, family=family, steps=steps,
+            lr=eta, gtol=gtol, n_records=n_records, method=method,
+        )
+
+    return jax.lax.map(one, (problems, X, y, lr), batch_size=chunk_size)
+
+
+def _check_run_args(tune, activation, family, method, steps, n_records, gtol):
+    check_choice("tune mode", tune, TUNE_MODES)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("family", family, FAMILIES)
+    check_choice("method", method, METHODS)
+    record_schedule(int(steps), int(n_records))
+    if not (gtol >= 0 and np.isfinite(gtol)):
+        raise ValueError(f"gtol = {gtol}: expected a finite number >= 0")
+
+
+def _check_lr(lr, batch: int | None = None) -> None:
+    if lr is None:
+        return
+    a = np.asarray(lr)
+    if batch is not None and a.ndim == 1 and a.shape[0] != batch:
+        raise ValueError(f"lr has {a.shape[0]} entries: expected one per problem ({batch})")
+    if not (np.all(np.isfinite(a)) and np.all(a > 0)):
+        raise ValueError(f"lr = {lr}: expected positive finite step sizes")
+
+
+def finetune(
+    problem: Problem,
+    X,
+    y,
+    *,
+    tune: str,
+    activation: str,
+    family: str,
+    steps: int = 2000,
+    lr: float | None = None,
+    gtol: float = 1e-8,
+    n_records: int = 20,
+    method: str = "auto",
+) -> GDResult:
+    """Fine-tune one problem by gradient descent from (v_src, B_src); validated and jit-compiled.
+
+    Args:
+        problem: the :class:`~twolayer.problems.Problem` (unbatched).
+        X: (n, d) target inputs.  y: (n,) target labels.
+        tune: ``"first"`` (B only), ``"last"`` (v only) or ``"full"`` (both).
+        activation: ``"linear"`` or ``"relu"``.  family: ``"gaussian"`` or ``"sparse"`` (for the
+            exact target loss).
+        steps: number of GD steps.  lr: step size (default 1/L, module docstring).
+        gtol: relative gradient-norm tolerance for convergence.
+        n_records: number of recorded target losses after the start.
+        method: ``"auto"`` (closed-form trajectory where exact) or ``"iterate"`` (always step).
+
+    Returns:
+        A :class:`GDResult`.
+
+    Raises:
+        ValueError: unknown mode/activation/family/method, wrong shapes, non-finite inputs, bad lr.
+    """
+    _check_run_args(tune, activation, family, method, steps, n_records, gtol)
+    check_problem(problem)
+    d = np.shape(problem.B_src)[1]
+    check_array("X", X, (None, d))
+    check_array("y", y, (np.shape(X)[0],))
+    _check_lr(lr)
+    return _finetune_jit(
+        problem, X, y, lr, gtol, tune=tune, activation=activation, family=family,
+        steps=int(steps), n_records=int(n_records), method=method,
+    )
+
+
+def finetune_batch(
+    problems: Problem,
+    X,
+    y,
+    *,
+    tune: str,
+    activation: str,
+    family: str,
+    steps: int = 2000,
+    lr=None,
+    gtol: float = 1e-8,
+    n_records: int = 20,
+    method: str = "auto",
+    chunk_size: int | None = 16,
+) -> GDResult:
+    """:func:`finetune` over a leading batch axis of (problems, X, y), in cache-sized chunks.
+
+    Args:
+        problems: a :class:`~twolayer.problems.Problem` whose arrays have a leading axis of size P.
+        X: (P, n, d).  y: (P, n).  lr: None, a float, or (P,) step sizes (NaN entries: default 1/L).
+        chunk_size: problems per vectorized chunk (``jax.lax.map`` over chunks of ``vmap``); ``None``
+            vectorizes the whole batch at once. Results do not depend on it.
+        Other arguments as in :func:`finetune`.
+
+    Returns:
+        A :class:`GDResult` whose fields have a leading axis of size P.
+    """
+    _check_run_args(tune, activation, family, method, steps, n_records, gtol)
+    if np.ndim(X) != 3:
+        raise ValueError(f"X has shape {np.shape(X)}: expected (P, n, d) for a batch of P problems")
+    P, n, d = np.shape(X)
+    k = np.shape(problems.B_src)[-2] if np.ndim(problems.B_src) == 3 else None
+    if k is None:
+        raise ValueError(f"problems.B_src has shape {np.shape(problems.B_src)}: expected (P, k, {d})")
+    want = {"v_src": (P, k), "B_src": (P, k, d), "A": (P, d, d), "t": (P,), "basis": (P, d, d),
+            "probs": (P, d), "v_star": (P, k), "B_star": (P, k, d)}
+    for name, arr in problems._asdict().items():
+        check_array(f"problems.{name}", arr, want[name])
+    check_array("y", y, (P, n))
+    check_array("X", X, (P, n, d))
+    _check_lr(lr, P)
+    lr_b = jnp.full((P,), jnp.nan, X.dtype) if lr is None else jnp.broadcast_to(
+        jnp.asarray(lr, X.dtype), (P,))
+    chunk = None if chunk_size is None else max(1, min(int(chunk_size), P))
+    return _finetune_batch_jit(
+        problems, X, y, lr_b, gtol, tune=tune, activation=activation, family=family,
+        steps=int(steps), n_records=int(n_records), method=method, chunk_size=chunk,
+    )

@@ -1,0 +1,268 @@
+"""Seeded construction of fine-tuning problems: pretrained network, shift, target teacher, target inputs.
+
+Setting (see THEORY.md): source labels are realizable, y = v_srcᵀφ(B_src x_src). Source inputs come from
+one of two families:
+
+* ``"gaussian"``: x_src ~ N(0, I_d);
+* ``"sparse"``: x_src = z·u_J with J ~ Categorical(probs) over the rows u_j of an orthonormal ``basis``
+  and z ~ N(0, 1) (the construction behind Theorem 1; the shift acts on u_1, which has mass p_1).
+
+A shift turns the source into the target:
+
+* :class:`InputShift`: x_trg = A x_src with y unchanged as a function of x_src, so the target teacher is
+  (v_src, B_src A⁻¹);
+* :class:`OutputShift`: x_trg = x_src and y_trg = t·y_src, so the target teacher is (t·v_src, B_src).
+
+A :class:`Problem` holds only arrays, so batches of problems are pytrees that ``vmap`` maps over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from twolayer._checks import ACTIVATIONS, FAMILIES, check_array, check_choice, is_traced
+from twolayer.model import forward
+
+SHIFT_KINDS = ("scale", "rotate")
+
+
+@dataclass(frozen=True)
+class InputShift:
+    """x_trg = A x_src with A = I + (a rank-``rank`` change of a subspace).
+
+    Attributes:
+        rank: r, the dimension of the subspace that moves (``"rotate"`` moves r planes, so 2r ≤ d).
+        alpha: ``"scale"``: the subspace is multiplied by ``alpha`` (≠ 0; 1 is no shift);
+            ``"rotate"``: each plane is rotated by ``alpha`` radians.
+        kind: ``"scale"`` or ``"rotate"``.
+    """
+
+    rank: int = 1
+    alpha: float = 2.0
+    kind: str = "scale"
+
+    def __post_init__(self) -> None:
+        check_choice("input shift kind", self.kind, SHIFT_KINDS)
+        if int(self.rank) < 1:
+            raise ValueError(f"input shift rank {self.rank}: expected an integer >= 1")
+        if not np.isfinite(self.alpha):
+            raise ValueError(f"input shift alpha {self.alpha}: expected a finite number")
+        if self.kind == "scale" and self.alpha == 0.0:
+            raise ValueError("input shift alpha = 0 makes A singular: expected alpha != 0 for 'scale'")
+
+
+@dataclass(frozen=True)
+class OutputShift:
+    """y_trg = t·y_src on unchanged inputs (t = −1 flips the labels)."""
+
+    t: float = -1.0
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.t):
+            raise ValueError(f"output shift t {self.t}: expected a finite number")
+
+
+Shift = InputShift | OutputShift
+
+
+class Problem(NamedTuple):
+    """One fine-tuning problem; all fields are arrays (a pytree that ``vmap`` can batch).
+
+    Attributes:
+        v_src: (k,) pretrained head.
+        B_src: (k, d) pretrained first layer.
+        A: (d, d) input map x_trg = A x_src (identity for an output shift).
+        t: () output scale y_trg = t·y_src (1 for an input shift).
+        basis: (d, d) orthonormal rows u_j of the sparse family (unused by the Gaussian family).
+        probs: (d,) probabilities of the sparse directions (unused by the Gaussian family).
+        v_star: (k,) target teacher head, t·v_src.
+        B_star: (k, d) target teacher first layer, B_src A⁻¹.
+    """
+
+    v_src: jnp.ndarray
+    B_src: jnp.ndarray
+    A: jnp.ndarray
+    t: jnp.ndarray
+    basis: jnp.ndarray
+    probs: jnp.ndarray
+    v_star: jnp.ndarray
+    B_star: jnp.ndarray
+
+    @property
+    def d(self) -> int:
+        """Input dimension."""
+        return self.B_src.shape[-1]
+
+    @property
+    def k(self) -> int:
+        """Width."""
+        return self.B_src.shape[-2]
+
+
+def _orthonormal(key: jax.Array, d: int, dtype) -> jnp.ndarray:
+    """A Haar-random (d, d) orthogonal matrix (rows orthonormal)."""
+    q, r = jnp.linalg.qr(jax.random.normal(key, (d, d), dtype))
+    return q * jnp.sign(jnp.diagonal(r))[None, :]
+
+
+def shift_matrix(shift: InputShift, subspace: jnp.ndarray) -> jnp.ndarray:
+    """The (d, d) matrix A of an input shift acting on the given orthonormal directions.
+
+    Args:
+        shift: the input shift.
+        subspace: (m, d) orthonormal rows; ``"scale"`` uses the first r rows, ``"rotate"`` the first 2r
+            (plane i is spanned by rows 2i and 2i+1).
+    """
+    d = subspace.shape[1]
+    eye = jnp.eye(d, dtype=subspace.dtype)
+    r = int(shift.rank)
+    if shift.kind == "scale":
+        if r > d:
+            raise ValueError(f"input shift rank {r} > d = {d}: expected rank <= d")
+        U = subspace[:r]
+        return eye + (shift.alpha - 1.0) * U.T @ U
+    if 2 * r > d:
+        raise ValueError(f"rotate shift of rank {r} needs 2*rank <= d = {d}")
+    a, b = subspace[0 : 2 * r : 2], subspace[1 : 2 * r : 2]
+    c, s = np.cos(shift.alpha), np.sin(shift.alpha)
+    # Rotate each plane span{a_i, b_i}: a -> c a + s b, b -> -s a + c b.
+    return eye + (c - 1.0) * (a.T @ a + b.T @ b) + s * (b.T @ a - a.T @ b)
+
+
+def check_invertible(A: jnp.ndarray, name: str = "A") -> None:
+    """Raise ValueError if a concrete (d, d) matrix is singular or numerically so (cond > 1e12)."""
+    if is_traced(A):
+        return
+    a = np.asarray(A)
+    cond = np.linalg.cond(a)
+    if not np.isfinite(cond) or cond > 1e12:
+        raise ValueError(f"{name} is singular (condition number {cond:.3g}): expected an invertible matrix")
+
+
+def make_problem(
+    key: jax.Array,
+    *,
+    d: int,
+    k: int,
+    activation: str,
+    family: str,
+    shift: Shift,
+    nonneg_head: bool = False,
+    p1: float = 0.3,
+    dtype=None,
+) -> Problem:
+    """Draw a pretrained network and build the shifted target problem.
+
+    Pretrained weights: B_src has i.i.d. N(0, 1/d) entries (so pre-activations are O(1)), v_src has
+    i.i.d. N(0, 1/k) entries, replaced by their absolute values when ``nonneg_head``. The shifted
+    subspace is random for the Gaussian family and spanned by the first basis directions u_1, u_2, ...
+    for the sparse family, whose probabilities are p_1 for u_1 and (1 − p_1)/(d − 1) for the others.
+
+    Args:
+        key: PRNG key; the same key gives the same problem.
+        d, k: input dimension and width.
+        activation: ``"linear"`` or ``"relu"`` (only validated here; the problem is the same).
+        family: ``"gaussian"`` or ``"sparse"``.
+        shift: :class:`InputShift` or :class:`OutputShift`.
+        nonneg_head: draw v_src ≥ 0 (the setting of claim C4).
+        p1: mass of direction u_1 in the sparse family, in (0, 1].
+        dtype: float dtype (default: JAX's default float, float64 when x64 is enabled).
+
+    Returns:
+        A :class:`Problem`.
+    """
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("family", family, FAMILIES)
+    if int(d) < 1 or int(k) < 1:
+        raise ValueError(f"d = {d}, k = {k}: expected positive integers")
+    if not (0.0 < p1 <= 1.0):
+        raise ValueError(f"p1 = {p1}: expected a probability in (0, 1]")
+    if not isinstance(shift, InputShift | OutputShift):
+        raise ValueError(f"shift {shift!r}: expected an InputShift or an OutputShift")
+    dtype = dtype or jnp.zeros(()).dtype
+    kb, kv, ku, ks = jax.random.split(key, 4)
+    B_src = jax.random.normal(kb, (k, d), dtype) / np.sqrt(d)
+    v_src = jax.random.normal(kv, (k,), dtype) / np.sqrt(k)
+    if nonneg_head:
+        v_src = jnp.abs(v_src)
+    basis = _orthonormal(ku, d, dtype)
+    if d > 1:
+        probs = jnp.full((d,), (1.0 - p1) / (d - 1), dtype).at[0].set(p1)
+    else:
+        probs = jnp.ones((1,), dtype)
+    eye = jnp.eye(d, dtype=dtype)
+    if isinstance(shift, InputShift):
+        subspace = basis if family == "sparse" else _orthonormal(ks, d, dtype)
+        A = shift_matrix(shift, subspace)
+        check_invertible(A)
+        t = jnp.asarray(1.0, dtype)
+        B_star = jnp.linalg.solve(A.T, B_src.T).T  # B_src A⁻¹
+        v_star = v_src
+    else:
+        A, t = eye, jnp.asarray(shift.t, dtype)
+        B_star, v_star = B_src, t * v_src
+    return Problem(v_src, B_src, A, t, basis, probs, v_star, B_star)
+
+
+def check_problem(problem: Problem) -> None:
+    """Validate the shapes and finiteness of an (unbatched) problem; raise ValueError if off."""
+    k, d = np.shape(problem.B_src)
+    check_array("v_src", problem.v_src, (k,))
+    check_array("B_src", problem.B_src, (k, d))
+    check_array("A", problem.A, (d, d))
+    check_array("t", problem.t, ())
+    check_array("basis", problem.basis, (d, d))
+    check_array("probs", problem.probs, (d,))
+    check_array("v_star", problem.v_star, (k,))
+    check_array("B_star", problem.B_star, (k, d))
+
+
+def target_second_moment(problem: Problem, family: str) -> jnp.ndarray:
+    """Σ = E_trg[x xᵀ], shape (d, d): A Aᵀ (Gaussian) or A Uᵀ diag(p) U Aᵀ (sparse)."""
+    check_choice("family", family, FAMILIES)
+    if family == "gaussian":
+        return problem.A @ problem.A.T
+    D = target_directions(problem)
+    return D.T @ (problem.probs[:, None] * D)
+
+
+def target_directions(problem: Problem) -> jnp.ndarray:
+    """Rows A u_j of the sparse target family, shape (d, d)."""
+    return problem.basis @ problem.A.T
+
+
+def sample_source_inputs(key: jax.Array, problem: Problem, family: str, n: int) -> jnp.ndarray:
+    """n source inputs x_src, shape (n, d), from the problem's family."""
+    check_choice("family", family, FAMILIES)
+    d = problem.B_src.shape[-1]
+    dtype = problem.B_src.dtype
+    kz, kj = jax.random.split(key)
+    if family == "gaussian":
+        return jax.random.normal(kz, (n, d), dtype)
+    J = jax.random.categorical(kj, jnp.log(problem.probs), shape=(n,))
+    z = jax.random.normal(kz, (n,), dtype)
+    return z[:, None] * problem.basis[J]
+
+
+def sample_target(
+    key: jax.Array, problem: Problem, family: str, activation: str, n: int
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Draw n labelled target examples from the definition of the shift.
+
+    x_src is drawn from the source family, x_trg = A x_src and y_trg = t·v_srcᵀφ(B_src x_src); the
+    target teacher (v_star, B_star) is NOT used, so tests can check it against the definition.
+
+    Returns:
+        X: (n, d) target inputs; y: (n,) target labels.
+    """
+    check_choice("activation", activation, ACTIVATIONS)
+    if int(n) < 1:
+        raise ValueError(f"n = {n}: expected at least one sample")
+    x_src = sample_source_inputs(key, problem, family, n)
+    y = problem.t * forward(problem.v_src, problem.B_src, x_src, activation)
+    return x_src @ problem.A.T, y
