@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from realdata.data.base import LoadRequest, TargetSplits
@@ -117,6 +118,11 @@ class TaskSpec:
         backbone_kwargs: keyword arguments for the backbone constructor (e.g. width knobs).
         needs_data: ``False`` for built-in tasks that generate their data (no ``--data-root``).
         description: one line shown by ``--help``/errors.
+        variant_levels: shift level per variant when variants differ (the synthetic task);
+            variants not listed have ``shift_level``.
+        prepare_source: for built-in tasks, ``(request, folder) -> checkpoint path``: builds the
+            source model once (cached in ``folder``) when no ``--checkpoint`` is given. Tasks
+            without it require ``--checkpoint``.
     """
 
     name: str
@@ -133,6 +139,12 @@ class TaskSpec:
     backbone_kwargs: Mapping[str, Any] = field(default_factory=dict)
     needs_data: bool = True
     description: str = ""
+    variant_levels: Mapping[str, ShiftLevel] = field(default_factory=dict)
+    prepare_source: Callable[[LoadRequest, Path], Path] | None = None
+
+    def level_of(self, variant: str | None) -> ShiftLevel:
+        """The shift level of ``variant`` (``shift_level`` unless ``variant_levels`` says)."""
+        return self.variant_levels.get(variant or "", self.shift_level)
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():

@@ -102,6 +102,13 @@ class TensorImages(Dataset):
             image = image.float().div_(255.0)
         return image, int(self.labels[index]), int(self.groups[index])
 
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rows ``indices`` as ``(images float32 (B,3,H,W) in [0,1], labels (B,), groups (B,))``."""
+        x = self.images[indices]
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        return x, self.labels[indices], self.groups[indices]
+
     def subset(self, indices: np.ndarray | Sequence[int]) -> TensorImages:
         """A new :class:`TensorImages` holding the rows ``indices`` (copies, so the parent can be
         garbage-collected)."""

@@ -1,0 +1,448 @@
+"""Fine-tuning with the official protocol, frozen-prefix caching, Auto-RGN/Auto-SNR; pretraining.
+
+:func:`finetune` trains the tuned blocks of a pretrained model on a target's train split for every
+learning rate of the protocol's grid (each lr starts again from the pretrained weights), selects the
+(lr, epoch) with the best validation metric, and reports the test metric of that snapshot.
+
+Frozen-prefix caching: when the first tuned block is block ``j >= 2`` of a :class:`Backbone`, the
+stages before it are frozen and in eval mode (see :mod:`realdata.surgery`), and there is no
+augmentation, their output is computed once per split and reused across epochs and learning rates.
+The data order, optimizer and every number downstream are the same as without caching (tested);
+the cache is skipped when it would exceed ``cache_limit_bytes``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from realdata.data.base import check_split_nonempty
+from realdata.models.base import Backbone
+from realdata.models.blocks import BlockMap
+from realdata.surgery import (
+    BnMode,
+    configure_surgery,
+    per_example_grads,
+    resolve_tuned,
+    rgn_multipliers,
+    snr_freeze,
+    snr_scores,
+)
+from realdata.tasks import Protocol
+
+__all__ = [
+    "FinetuneConfig",
+    "FinetuneResult",
+    "LrTrace",
+    "NonFiniteLossError",
+    "evaluate",
+    "finetune",
+    "pretrain",
+]
+
+Method = Literal["fixed", "rgn", "snr"]
+MetricName = Literal["accuracy", "worst_group"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN/inf (the message names the lr, epoch and batch)."""
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How to fine-tune (the protocol's knobs live in :class:`realdata.tasks.Protocol`).
+
+    Attributes:
+        tuned: block spec (see :func:`realdata.surgery.resolve_tuned`): ``"block1"``,
+            ``"block1-block2"``, ``"all"``, ``"head"``, ``"none"``.
+        method: ``"fixed"`` (plain surgery), ``"rgn"`` (Auto-RGN lr multipliers) or ``"snr"``
+            (Auto-SNR freezing); the automatic methods act on the tensors of ``tuned``.
+        bn: ``"eval"`` or ``"train"`` (see :mod:`realdata.surgery`).
+        cache: allow frozen-prefix caching.
+        augment: random horizontal flips of training images (disables caching).
+        auto_batches: training batches used for the RGN/SNR statistics at each epoch's start.
+        snr_threshold: Auto-SNR freezes tensors whose max-normalized score is below this.
+        cache_limit_bytes: do not cache prefix outputs larger than this (all splits together).
+        workers: DataLoader workers for datasets read from disk (0: in the main process).
+    """
+
+    tuned: str = "all"
+    method: Method = "fixed"
+    bn: BnMode = "eval"
+    cache: bool = True
+    augment: bool = False
+    auto_batches: int = 2
+    snr_threshold: float = 0.5
+    cache_limit_bytes: int = 2 * 2**30
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("fixed", "rgn", "snr"):
+            raise ValueError(f"method must be fixed|rgn|snr; got {self.method!r}")
+        if self.bn not in ("eval", "train"):
+            raise ValueError(f"bn must be eval|train; got {self.bn!r}")
+        if self.auto_batches < 1:
+            raise ValueError(f"auto_batches must be >= 1; got {self.auto_batches}")
+        if not 0.0 <= self.snr_threshold <= 1.0:
+            raise ValueError(f"snr_threshold must be in [0, 1]; got {self.snr_threshold}")
+
+
+@dataclass
+class LrTrace:
+    """Per-epoch history of one learning rate (``error`` set if it diverged)."""
+
+    lr: float
+    train_loss: list[float] = field(default_factory=list)
+    val_metric: list[float] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class FinetuneResult:
+    """Outcome of :func:`finetune` (metrics are fractions in ``[0, 1]``).
+
+    ``best_epoch`` is 1-based (0 with ``tuned="none"``). ``status`` is ``"failed"`` when every
+    learning rate diverged; ``error`` then says why.
+    """
+
+    status: Literal["ok", "failed"]
+    tuned_blocks: tuple[str, ...]
+    best_lr: float | None
+    best_epoch: int
+    val_metric: float
+    test_metric: float
+    test_accuracy: float
+    traces: list[LrTrace]
+    cached: bool
+    n_trainable: int
+    train_seconds: float
+    error: str | None = None
+
+
+# ----------------------------------------------------------------------------- data access
+
+
+class _Split:
+    """A split as either cached prefix outputs or the dataset itself."""
+
+    def __init__(self, dataset: Dataset, name: str, workers: int) -> None:
+        check_split_nonempty(dataset, name)
+        self.dataset, self.name, self.workers = dataset, name, workers
+        self.n = len(dataset)  # type: ignore[arg-type]
+        self.feats: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+        self.groups: torch.Tensor | None = None
+
+    def batches(
+        self, index_batches: Sequence[torch.Tensor]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        if self.feats is not None:
+            for idx in index_batches:
+                yield self.feats[idx], self.labels[idx], self.groups[idx]  # type: ignore[index]
+            return
+        ds = self.dataset
+        if hasattr(ds, "batch"):
+            for idx in index_batches:
+                yield ds.batch(idx)  # type: ignore[attr-defined]
+            return
+        loader = DataLoader(ds, batch_sampler=[b.tolist() for b in index_batches],
+                            num_workers=self.workers)
+        for x, y, g in loader:
+            yield x, y.long(), g.long()
+
+    def in_order(self, bs: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        return self.batches(list(torch.arange(self.n).split(bs)))
+
+
+def _forward(model: nn.Module, x: torch.Tensor, start: int) -> torch.Tensor:
+    return model(x, start=start) if start else model(x)
+
+
+@torch.no_grad()
+def _cache_prefix(splits: Sequence[_Split], model: Backbone, start: int, bs: int,
+                  limit: int) -> bool:
+    """Replace each split's data by the output of stages ``< start``; False if over ``limit``."""
+    out: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    total = sum(s.n for s in splits)
+    for s in splits:
+        feats, ys, gs = [], [], []
+        for x, y, g in s.in_order(bs):
+            h = model(x, start=0, stop=start)
+            if not feats and h[0].numel() * h.element_size() * total > limit:
+                return False
+            feats.append(h)
+            ys.append(y)
+            gs.append(g)
+        out.append((torch.cat(feats), torch.cat(ys), torch.cat(gs)))
+    for s, (h, y, g) in zip(splits, out):
+        s.feats, s.labels, s.groups = h, y, g
+    return True
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _metric(pred: torch.Tensor, y: torch.Tensor, g: torch.Tensor, metric: MetricName) -> float:
+    correct = (pred == y).double()
+    if metric == "accuracy":
+        return float(correct.mean())
+    if metric != "worst_group":
+        raise ValueError(f"metric must be accuracy|worst_group; got {metric!r}")
+    if bool((g < 0).any()):
+        raise ValueError("worst_group metric needs a group for every example (got group -1)")
+    return min(float(correct[g == k].mean()) for k in torch.unique(g))
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, split: _Split, start: int, bs: int
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    preds, ys, gs = [], [], []
+    for x, y, g in split.in_order(bs):
+        preds.append(_forward(model, x, start).argmax(1))
+        ys.append(y)
+        gs.append(g)
+    return torch.cat(preds), torch.cat(ys), torch.cat(gs)
+
+
+def evaluate(model: nn.Module, dataset: Dataset, *, metric: MetricName = "accuracy",
+             batch_size: int = 256) -> tuple[float, float]:
+    """``(metric, accuracy)`` of ``model`` (in its current mode) on ``dataset``."""
+    was = model.training
+    model.eval()
+    pred, y, g = _predict(model, _Split(dataset, "eval", 0), 0, batch_size)
+    model.train(was)
+    return _metric(pred, y, g, metric), _metric(pred, y, g, "accuracy")
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+def _changing_state_keys(model: nn.Module, trainable: Sequence[str]) -> list[str]:
+    """State keys a training run can change: trainable params + buffers of BN in train mode."""
+    keys = set(trainable)
+    for mname, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+            keys.update(f"{mname}.{b}" for b, _ in m.named_buffers())
+    return [k for k in model.state_dict() if k in keys]
+
+
+def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    mask = torch.rand(x.shape[0], generator=gen) < 0.5
+    x = x.clone()
+    x[mask] = x[mask].flip(-1)
+    return x
+
+
+def _auto_statistics(
+    model: nn.Module, cfg: FinetuneConfig, names: Sequence[str], params: dict[str, nn.Parameter],
+    train: _Split, batches: Sequence[torch.Tensor], start: int,
+) -> tuple[dict[str, float], set[str]]:
+    """``(lr multipliers, frozen tensor names)`` for this epoch (Auto-RGN / Auto-SNR)."""
+    use = list(batches[: cfg.auto_batches])
+    if cfg.method == "rgn":
+        for p in params.values():
+            p.grad = None
+        for x, y, _ in train.batches(use):
+            F.cross_entropy(_forward(model, x, start), y).div(len(use)).backward()
+        grads = {n: (params[n].grad if params[n].grad is not None
+                     else torch.zeros_like(params[n])) for n in names}
+        mult = rgn_multipliers(grads, {n: params[n] for n in names})
+        for p in params.values():
+            p.grad = None
+        return mult, set()
+    # Auto-SNR: per-example gradients need BN in eval mode (see surgery.per_example_grads).
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    kw = {"start": start} if start else {}
+    chunks: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    for x, y, _ in train.batches(use):
+        for n, g in per_example_grads(model, names, x, y, kw).items():
+            chunks[n].append(g)
+    for m, was in modes.items():
+        m.train(was)
+    scores = snr_scores({n: torch.cat(v) for n, v in chunks.items()})
+    return dict.fromkeys(names, 1.0), snr_freeze(scores, cfg.snr_threshold)
+
+
+def _train_one_lr(
+    model: nn.Module, block_map: BlockMap, tuned: Sequence[str], lr: float, cfg: FinetuneConfig,
+    protocol: Protocol, train: _Split, val: _Split, start: int, seed: int, metric: MetricName,
+    on_better: Callable[[float, float, int], None],
+) -> LrTrace:
+    trace = LrTrace(lr=lr)
+    names = configure_surgery(model, block_map, tuned, cfg.bn)
+    params = dict(model.named_parameters())
+    opt = torch.optim.Adam([{"params": [params[n]], "name": n} for n in names], lr=lr,
+                           weight_decay=protocol.weight_decay)
+    gen = torch.Generator().manual_seed(seed)  # the same data order for every lr
+    for epoch in range(1, protocol.epochs + 1):
+        batches = list(torch.randperm(train.n, generator=gen).split(protocol.batch_size))
+        if cfg.method != "fixed":
+            mult, frozen = _auto_statistics(model, cfg, names, params, train, batches, start)
+            for group in opt.param_groups:
+                group["lr"] = lr * mult[group["name"]]
+            for n in names:
+                params[n].requires_grad_(n not in frozen)
+        total, count = 0.0, 0
+        for i, (x, y, _) in enumerate(train.batches(batches)):
+            if cfg.augment:
+                x = _flip(x, gen)
+            loss = F.cross_entropy(_forward(model, x, start), y)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"non-finite loss ({float(loss)}) at lr={lr:g}, epoch {epoch}, batch {i}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+        for n in names:
+            params[n].requires_grad_(True)
+        trace.train_loss.append(total / count)
+        pred, y, g = _predict(model, val, start, protocol.eval_batch_size)
+        trace.val_metric.append(_metric(pred, y, g, metric))
+        on_better(trace.val_metric[-1], lr, epoch)
+    return trace
+
+
+def finetune(
+    model: nn.Module,
+    block_map: BlockMap,
+    train: Dataset,
+    val: Dataset,
+    test: Dataset,
+    *,
+    protocol: Protocol,
+    config: FinetuneConfig,
+    seed: int,
+    metric: MetricName = "accuracy",
+) -> FinetuneResult:
+    """Fine-tune ``model`` (in place; it ends at the selected snapshot) and evaluate.
+
+    Args:
+        model: pretrained network; a :class:`Backbone` enables prefix caching.
+        block_map: ordered block map of ``model`` (its order is the stage order for backbones).
+        train, val, test: target splits (items ``(image, label, group)``).
+        protocol: epochs, lr grid, weight decay, batch sizes.
+        config: tuned blocks, method, BN mode, caching.
+        seed: data order (and flips); the same seed gives the same numbers.
+        metric: ``"accuracy"`` or ``"worst_group"`` for model selection and the test report.
+
+    Returns:
+        :class:`FinetuneResult`. Learning rates whose loss became non-finite are recorded in
+        ``traces[i].error`` and skipped; if all diverge, ``status == "failed"``.
+
+    Raises:
+        ValueError: empty split, unknown block, bad block map.
+    """
+    blocks = tuple(block_map)
+    tuned = resolve_tuned(config.tuned, blocks)
+    splits = [_Split(d, n, config.workers) for d, n in ((train, "train"), (val, "val"),
+                                                         (test, "test"))]
+    init_state = copy.deepcopy(model.state_dict())
+    t0 = time.perf_counter()
+    if not tuned:
+        configure_surgery(model, block_map, (), config.bn)
+        pv, tv, ta = (_metric(*_predict(model, s, 0, protocol.eval_batch_size), m)
+                      for s, m in ((splits[1], metric), (splits[2], metric),
+                                   (splits[2], "accuracy")))
+        return FinetuneResult("ok", (), None, 0, pv, tv, ta, [], False, 0,
+                              time.perf_counter() - t0)
+
+    start = 0
+    if isinstance(model, Backbone) and [s for s, _ in model.stages()] == list(blocks):
+        start = blocks.index(tuned[0])
+    cached = False
+    if start > 0 and config.cache and not config.augment:
+        model.eval()
+        cached = _cache_prefix(splits, model, start, protocol.eval_batch_size,
+                               config.cache_limit_bytes)
+    if not cached:
+        start = 0
+
+    best: dict[str, object] = {"val": -math.inf}
+    snap_keys: list[str] = []
+
+    def on_better(val_metric: float, lr: float, epoch: int) -> None:
+        if val_metric > best["val"]:  # type: ignore[operator]
+            sd = model.state_dict()
+            best.update(val=val_metric, lr=lr, epoch=epoch,
+                        state={k: sd[k].detach().clone() for k in snap_keys})
+
+    traces: list[LrTrace] = []
+    n_trainable = 0
+    for lr in protocol.lrs:
+        model.load_state_dict(init_state)
+        names = configure_surgery(model, block_map, tuned, config.bn)
+        snap_keys = _changing_state_keys(model, names)
+        n_trainable = sum(p.numel() for n, p in model.named_parameters() if n in set(names))
+        try:
+            traces.append(_train_one_lr(model, block_map, tuned, lr, config, protocol,
+                                        splits[0], splits[1], start, seed, metric, on_better))
+        except NonFiniteLossError as exc:
+            traces.append(LrTrace(lr=lr, error=str(exc)))
+    model.load_state_dict(init_state)
+    configure_surgery(model, block_map, tuned, config.bn)
+    model.eval()
+    if "state" not in best:
+        errors = "; ".join(t.error or "" for t in traces)
+        return FinetuneResult("failed", tuned, None, 0, math.nan, math.nan, math.nan, traces,
+                              cached, n_trainable, time.perf_counter() - t0,
+                              error=f"every learning rate diverged: {errors}")
+    model.load_state_dict(best["state"], strict=False)  # type: ignore[arg-type]
+    pred, y, g = _predict(model, splits[2], start, protocol.eval_batch_size)
+    return FinetuneResult(
+        "ok", tuned, float(best["lr"]), int(best["epoch"]), float(best["val"]),  # type: ignore[arg-type]
+        _metric(pred, y, g, metric), _metric(pred, y, g, "accuracy"), traces, cached,
+        n_trainable, time.perf_counter() - t0,
+    )
+
+
+# ----------------------------------------------------------------------------- pretraining
+
+
+def pretrain(
+    model: nn.Module, dataset: Dataset, *, epochs: int, lr: float, batch_size: int, seed: int,
+    weight_decay: float = 5e-4,
+) -> list[float]:
+    """Train every parameter on the source (BN in train mode; SGD, momentum 0.9, cosine lr).
+
+    Returns:
+        Mean training loss per epoch.
+    """
+    split = _Split(dataset, "source train", 0)
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay,
+                          nesterov=True)
+    steps = epochs * math.ceil(split.n / batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    for epoch in range(epochs):
+        total = 0.0
+        for x, y, _ in split.batches(list(torch.randperm(split.n, generator=gen)
+                                          .split(batch_size))):
+            x = _flip(x, gen)
+            loss = F.cross_entropy(model(x), y)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"non-finite pretraining loss at epoch {epoch + 1}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(y)
+        losses.append(total / split.n)
+    model.eval()
+    return losses
