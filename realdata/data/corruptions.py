@@ -488,9 +488,7 @@ def _elastic_transform(x, c, rng, s):
     q = np.stack([qx - off[:, 0, None, None], qy - off[:, 1, None, None]], axis=-1)
     p = np.einsum("nij,nhwj->nhwi", inv, q)  # source pixel coordinates (x, y)
     grid = np.stack([2 * p[..., 0] / max(w - 1, 1) - 1, 2 * p[..., 1] / max(h - 1, 1) - 1], -1)
-    return F.grid_sample(
-        x, _t(grid), mode="bilinear", padding_mode="reflection", align_corners=True
-    )
+    return F.grid_sample(x, _t(grid), mode="bilinear", padding_mode="reflection", align_corners=True)
 
 
 _FUNCS: Mapping[str, Callable[..., torch.Tensor]] = {

@@ -1,0 +1,201 @@
+"""Tiny datasets in exactly the published on-disk layouts, built under a temporary folder.
+
+Images carry their class in their colour so that a model can learn something in a few steps.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from realdata.data.wilds import camelyon_patch_path
+
+
+def class_images(labels: Sequence[int], size: int, seed: int, k: int = 10) -> np.ndarray:
+    """``(N, size, size, 3)`` uint8 images whose mean colour depends on the label."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    hue = np.stack([np.cos(2 * np.pi * labels / k), np.sin(2 * np.pi * labels / k),
+                    np.cos(4 * np.pi * labels / k)], axis=1)  # fmt: skip
+    base = 128 + 80 * hue[:, None, None, :]
+    noise = rng.normal(0, 30, size=(len(labels), size, size, 3))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+def _save(img: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+
+
+def make_cifar10(root: Path, per_class: int = 40, seed: int = 0) -> Path:
+    """``root/cifar-10-batches-py/{data_batch_1..5,test_batch}`` (train batches: 2 per class)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in [*((f"data_batch_{i}", 2) for i in range(1, 6)), ("test_batch", per_class)]:
+        labels = np.repeat(np.arange(10), n)
+        np.random.default_rng(seed).shuffle(labels)
+        imgs = class_images(labels, 32, seed)
+        data = imgs.transpose(0, 3, 1, 2).reshape(len(labels), 3072)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": labels.tolist(), b"batch_label": name.encode()},
+                        f)  # fmt: skip
+    return root
+
+
+def make_cifar10c(root: Path, corruptions: Sequence[str], per_class: int = 40, seed: int = 0) -> Path:
+    """``root/CIFAR-10-C/<corruption>.npy`` (5 severities) and ``labels.npy``."""
+    folder = root / "CIFAR-10-C"
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = np.repeat(np.arange(10), per_class)
+    np.random.default_rng(seed).shuffle(labels)
+    np.save(folder / "labels.npy", np.tile(labels, 5).astype(np.uint8))
+    for i, c in enumerate(corruptions):
+        blocks = [class_images(labels, 32, seed + 10 * i + s) for s in range(5)]
+        np.save(folder / f"{c}.npy", np.concatenate(blocks))
+    return root
+
+
+def make_imagenet_c(root: Path, corruptions: Sequence[str], severities: Sequence[int] = (5,),
+                    wnids: Sequence[str] = ("n01440764", "n01443537", "n01484850"),
+                    per_class: int = 8, size: int = 24) -> Path:  # fmt: skip
+    """``root/ImageNet-C/<corruption>/<severity>/<wnid>/*.JPEG``."""
+    for c in corruptions:
+        for s in severities:
+            for k, w in enumerate(wnids):
+                imgs = class_images([k] * per_class, size, s, k=len(wnids))
+                for j, im in enumerate(imgs):
+                    _save(im, root / "ImageNet-C" / c / str(s) / w / f"ILSVRC2012_val_{k:04d}{j:04d}.JPEG")
+    return root
+
+
+def toy_breeds_info(folder: Path) -> Path:
+    """A toy BREEDS hierarchy satisfying the Living-17 and Entity-30 definitions.
+
+    Living-17 (level 5 under n00004258, >= 4 leaves): superclasses ``n10000001`` (4 leaves) and
+    ``n10000002`` (6 leaves under two children that share one leaf, so the pool lists it twice);
+    ``n10000003`` has 3 leaves and is dropped. A shortcut edge n00004258 -> n30000003 makes two
+    paths of different lengths (the level is the longest). Entity-30 (level 4, >= 8 leaves):
+    ``n20000001`` (9 leaves under 3 children), ``n20000002`` (8 leaves, reached through a
+    single-child chain) and the living node ``n30000003`` (12 leaves).
+    """
+    edges: list[tuple[str, str]] = []
+    leaves: list[str] = []
+
+    def leaf() -> str:
+        w = f"n0{len(leaves) + 1:07d}"
+        leaves.append(w)
+        return w
+
+    chain = ["n00001740", "n00004258", "n30000001", "n30000002", "n30000003"]
+    edges += [*itertools.pairwise(chain), ("n00004258", "n30000003")]
+    edges.append((chain[-1], "n10000001"))
+    edges += [("n10000001", leaf()) for _ in range(4)]
+    edges += [(chain[-1], "n10000002"), ("n10000002", "n50000001"), ("n10000002", "n50000002")]
+    edges += [("n50000001", leaf()) for _ in range(2)]
+    shared = leaf()  # sorts third: the pool is [5, 6, 7, 7, 8, 9, 10]
+    edges += [("n50000001", shared), ("n50000002", shared)]
+    edges += [("n50000002", leaf()) for _ in range(3)]
+    edges.append((chain[-1], "n10000003"))
+    edges += [("n10000003", leaf()) for _ in range(3)]
+    chain2 = ["n00001740", "n30000011", "n30000012", "n30000013"]
+    edges += list(itertools.pairwise(chain2))
+    edges += [(chain2[-1], "n20000001"), (chain2[-1], "n20000002")]
+    for k in ("n40000001", "n40000002", "n40000003"):
+        edges.append(("n20000001", k))
+        edges += [(k, leaf()) for _ in range(3)]
+    edges += [("n20000002", "n40000010"), ("n40000010", "n40000011")]
+    edges += [("n40000011", k) for k in ("n40000012", "n40000013")]
+    edges += [("n40000012", leaf()) for _ in range(4)] + [("n40000013", leaf()) for _ in range(4)]
+    edges.append(("n00001740", "n99999999"))  # above no leaf: pruned
+    folder.mkdir(parents=True, exist_ok=True)
+    info = [[i, w, f"leaf {i}"] for i, w in enumerate(sorted(leaves))]
+    (folder / "dataset_class_info.json").write_text(json.dumps(info))
+    (folder / "class_hierarchy.txt").write_text("".join(f"{p} {c}\n" for p, c in edges))
+    inner = sorted({p for p, _ in edges} | {c for _, c in edges} - set(leaves))
+    (folder / "node_names.txt").write_text("".join(f"{w}\tnode {w}\n" for w in inner))
+    return folder
+
+
+def make_imagenet_folders(root: Path, wnids: Sequence[str], train_per_class: int = 6,
+                          val_per_class: int = 3, size: int = 40) -> Path:  # fmt: skip
+    """``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*.JPEG``."""
+    for k, w in enumerate(wnids):
+        for split, n in (("train", train_per_class), ("val", val_per_class)):
+            for j, im in enumerate(class_images([k % 7] * n, size, k, k=7)):
+                _save(im, root / split / w / f"{w}_{j}.JPEG")
+    return root
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def make_waterbirds(root: Path, per_group: Sequence[int] = (8, 8, 8), size: int = 28) -> Path:
+    """``root/waterbirds_v1.0/metadata.csv`` + images; ``per_group[s]`` images per group in
+    split ``s`` (0 train, 1 val, 2 test)."""
+    folder = root / "waterbirds_v1.0"
+    rows = []
+    i = 0
+    for split, n in enumerate(per_group):
+        for y in (0, 1):
+            for place in (0, 1):
+                for im in class_images([2 * y + place] * n, size, i, k=4):
+                    i += 1
+                    name = f"{100 + y:03d}.Bird_{y}/Bird_{y}_{i:04d}.jpg"
+                    _save(im, folder / name)
+                    rows.append([i, name, y, split, place, f"place/{place}/{i}.jpg"])
+    _write_csv(folder / "metadata.csv", ["img_id", "img_filename", "y", "split", "place",
+                                         "place_filename"], rows)  # fmt: skip
+    return root
+
+
+def make_celeba(root: Path, per_group: Sequence[int] = (8, 8, 8), size: int = 36) -> Path:
+    """``root/celebA_v1.0/{list_attr_celeba.csv, list_eval_partition.csv, img_align_celeba/}``."""
+    folder = root / "celebA_v1.0"
+    attrs, parts = [], []
+    i = 0
+    for split, n in enumerate(per_group):
+        for y in (0, 1):
+            for male in (0, 1):
+                for im in class_images([2 * y + male] * n, size, i, k=4):
+                    i += 1
+                    name = f"{i:06d}.jpg"
+                    _save(im, folder / "img_align_celeba" / name)
+                    attrs.append([name, -1, 2 * y - 1, 1, 2 * male - 1])
+                    parts.append([name, split])
+    _write_csv(
+        folder / "list_attr_celeba.csv",
+        ["image_id", "5_o_Clock_Shadow", "Blond_Hair", "Young", "Male"],
+        attrs,
+    )
+    _write_csv(folder / "list_eval_partition.csv", ["image_id", "partition"], parts)
+    return root
+
+
+def make_camelyon17(root: Path, per_class: int = 16, size: int = 24) -> Path:
+    """``root/camelyon17_v1.0/metadata.csv`` + ``patches/...png`` (centers 0 and 2)."""
+    folder = root / "camelyon17_v1.0"
+    rows = []
+    i = 0
+    for center, patient, node in ((0, 4, 4), (2, 51, 2)):
+        for tumor in (0, 1):
+            for im in class_images([tumor] * per_class, size, i, k=2):
+                x, yy = 32 * i, 64 * i
+                i += 1
+                _save(im, camelyon_patch_path(folder, patient, node, x, yy))
+                rows.append([i, patient, node, x, yy, tumor, 10 * patient + node, center,
+                             0 if center == 0 else 1])  # fmt: skip
+    _write_csv(folder / "metadata.csv", ["", "patient", "node", "x_coord", "y_coord", "tumor",
+                                         "slide", "center", "split"], rows)  # fmt: skip
+    return root
