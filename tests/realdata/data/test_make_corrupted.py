@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 
@@ -28,7 +29,7 @@ def test_writes_published_layout_that_the_reader_reads(tmp_path, capsys):
     assert labels.shape == (150,) and np.array_equal(labels[60:90], test_labels)
     # severities are in blocks: the mean change from the clean images grows with severity
     change = [np.abs(arr[30 * s : 30 * (s + 1)].astype(float) - images).mean() for s in range(5)]
-    assert all(a < b for a, b in zip(change, change[1:]))
+    assert all(a < b for a, b in itertools.pairwise(change))
     marker = json.loads((folder / "GENERATED.json").read_text())
     assert marker["seed"] == 0 and marker["num_images"] == 30
     ts = cifar.load_cifar10c(LoadRequest(data_root=root, variant="contrast", train_n=10,
