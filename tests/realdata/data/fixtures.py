@@ -199,3 +199,60 @@ def make_camelyon17(root: Path, per_class: int = 16, size: int = 24) -> Path:
     _write_csv(folder / "metadata.csv", ["", "patient", "node", "x_coord", "y_coord", "tumor",
                                          "slide", "center", "split"], rows)  # fmt: skip
     return root
+
+
+#: Tiny backbone options per backbone name (a few thousand parameters; seconds on a CPU).
+TINY_BACKBONE: dict[str, dict] = {
+    "resnet26": {"depth": 8},
+    "resnet50": {"layers": (1, 1, 1, 1), "base_width": 4},
+}
+
+#: Per task: protocol knobs that fit the fixture (few images per class).
+FIXTURE_PROTOCOL: dict[str, dict] = {
+    "cifar10c": {"train_n": 20, "val_per_class": 2, "test_per_class": 3, "image_size": 32},
+    "cifarflip": {"train_n": 20, "val_per_class": 2, "test_per_class": 3, "image_size": 32},
+    "imagenetc": {"train_n": 6, "val_per_class": 2, "test_per_class": 2, "image_size": 32},
+    "living17": {"train_n": 4, "val_per_class": 2, "test_per_class": 2, "image_size": 32},
+    "entity30": {"train_n": 6, "val_per_class": 2, "test_per_class": 2, "image_size": 32},
+    "waterbirds": {"train_n": 8, "val_per_class": 2, "test_per_class": 2, "image_size": 32},
+    "celeba": {"train_n": 8, "val_per_class": 2, "test_per_class": 2, "image_size": 32},
+    "camelyon17": {"train_n": 8, "val_per_class": 2, "test_per_class": 3, "image_size": 32},
+}
+
+
+def build_task_fixture(task: str, root: Path) -> dict:
+    """Write the fixture of ``task`` under ``root``.
+
+    Returns:
+        ``{"data_root": Path, "variant": str | None, "extra": dict}`` (``extra`` holds
+        ``breeds_info`` for the BREEDS tasks).
+    """
+    from realdata.data.breeds import breeds_split, load_hierarchy
+
+    out: dict = {"data_root": root, "variant": None, "extra": {}}
+    if task == "cifar10c":
+        make_cifar10c(root, ["gaussian_noise"], per_class=8)
+        out["variant"] = "gaussian_noise"
+    elif task == "cifarflip":
+        make_cifar10(root, per_class=8)
+    elif task == "imagenetc":
+        make_imagenet_c(root, ["gaussian_noise"], per_class=6)
+        out["variant"] = "gaussian_noise"
+    elif task in ("living17", "entity30"):
+        info = toy_breeds_info(root / "breeds_info")
+        hier = load_hierarchy(info)
+        level, n = (5, 4) if task == "living17" else (4, 8)
+        anc = "n00004258" if task == "living17" else None
+        split = breeds_split(hier, level, n, ancestor=anc)
+        wnids = sorted({w for grp in split.target_wnids for w in grp})
+        make_imagenet_folders(root, wnids, train_per_class=3, val_per_class=2, size=36)
+        out["extra"] = {"breeds_info": info}
+    elif task == "waterbirds":
+        make_waterbirds(root, per_group=(2, 5, 3))
+    elif task == "celeba":
+        make_celeba(root, per_group=(2, 5, 3))
+    elif task == "camelyon17":
+        make_camelyon17(root, per_class=10)
+    else:
+        raise ValueError(f"no fixture for task {task!r}")
+    return out
