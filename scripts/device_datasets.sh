@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# GPU check (datasets issue): CIFAR-10-C quick grid on generated data; images/s for block1, head, all.
+# Usage on the device machine (repo root): OUT=/some/dir bash scripts/device_datasets.sh
+# Expected runtime: < 3 min on one H100 (generation of 3 corruptions x 50,000 images on CPU + 9 runs).
+set -euo pipefail
+OUT="${OUT:-results/device_datasets}"
+PY="${PY:-.venv/bin/python}"
+[ -x "$PY" ] || PY=python
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" timeout 170 "$PY" scripts/device_datasets.py --out "$OUT" "$@"
+rm -rf "$OUT/data"   # generated arrays (150 MB) are not results
+echo "wrote $OUT/device_datasets.json"
