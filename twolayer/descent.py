@@ -308,11 +308,14 @@ def _check_run_args(tune, activation, family, method, steps, n_records, gtol):
 
 
 def _check_lr(lr, batch: int | None = None) -> None:
+    """Step sizes must be positive and finite; in a batch, NaN entries stand for the default 1/L."""
     if lr is None:
         return
     a = np.asarray(lr)
     if batch is not None and a.ndim == 1 and a.shape[0] != batch:
         raise ValueError(f"lr has {a.shape[0]} entries: expected one per problem ({batch})")
+    if batch is not None:
+        a = a[~np.isnan(a)]
     if not (np.all(np.isfinite(a)) and np.all(a > 0)):
         raise ValueError(f"lr = {lr}: expected positive finite step sizes")
 
