@@ -69,8 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
         "generator_images_per_s": len(names) * 5 * n_images / gen_s,
         "generator_seconds": gen_s,
-        "protocol": {"train_n": proto.train_n, "epochs": proto.epochs, "lrs": list(proto.lrs),
-                     "batch_size": proto.batch_size},  # fmt: skip
+        "protocol": {
+            "train_n": proto.train_n,
+            "epochs": proto.epochs,
+            "lrs": list(proto.lrs),
+            "batch_size": proto.batch_size,
+        },
         "runs": [],
     }
     for name in names:
