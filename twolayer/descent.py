@@ -92,9 +92,12 @@ def _sq_op_norm(F: jnp.ndarray) -> jnp.ndarray:
     return _top_eig(F @ F.T if n <= p else F.T @ F)
 
 
-def smoothness_bound(problem: Problem, X, y, tune: str, activation: str) -> jnp.ndarray:
-    """The smoothness constant L of L̂ at the pretrained point used for the default step 1/L."""
-    n = X.shape[0]
+def smoothness_bound(problem: Problem, X, y, tune: str, activation: str, n_valid=None) -> jnp.ndarray:
+    """The smoothness constant L of L̂ at the pretrained point used for the default step 1/L.
+
+    ``n_valid``: number of real samples when X, y carry zero padding rows (default: all rows).
+    """
+    n = X.shape[0] if n_valid is None else n_valid
     v = problem.v_src
     L_first = (v @ v) * _sq_op_norm(X) / n
     if tune == "first":
@@ -114,9 +117,8 @@ def _pow_int(base: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
     return jnp.where((base < 0) & odd, -mag, mag)
 
 
-def _lsq_path(F, y, u0, t_grid, lr):
+def _lsq_path(F, y, u0, t_grid, lr, n):
     """Exact GD iterates on (1/2n)‖Fu − y‖² at every t in t_grid; returns (T, p)."""
-    n = F.shape[0]
     U, s, Vt = jnp.linalg.svd(F, full_matrices=False)
     proj = U.T @ (y - F @ u0)  # (q,)
 
@@ -130,24 +132,23 @@ def _lsq_path(F, y, u0, t_grid, lr):
     return jax.vmap(at)(t_grid)
 
 
-def _closed_form_run(problem, X, y, tune, activation, family, t_grid, lr, gtol):
-    n = X.shape[0]
+def _closed_form_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, n):
     v0, B0 = problem.v_src, problem.B_src
     if tune == "last":
         F = features(B0, X, activation)
-        us = _lsq_path(F, y, v0, t_grid, lr)  # (T, k)
+        us = _lsq_path(F, y, v0, t_grid, lr, n)  # (T, k)
         vs, Bs = us, jnp.broadcast_to(B0, (t_grid.shape[0], *B0.shape))
         grad_scale = 1.0
     else:  # first layer, linear: least squares in w = Bᵀv with step η‖v‖²
         vv = v0 @ v0
         F = X
         w0 = B0.T @ v0
-        ws = _lsq_path(F, y, w0, t_grid, lr * vv)  # (T, d)
+        ws = _lsq_path(F, y, w0, t_grid, lr * vv, n)  # (T, d)
         Bs = B0[None] + v0[None, :, None] * (ws - w0)[:, None, :] / vv
         vs, us = jnp.broadcast_to(v0, (t_grid.shape[0], *v0.shape)), ws
         grad_scale = jnp.sqrt(vv)
     res = us @ F.T - y[None, :]  # (T, n)
-    train = 0.5 * jnp.mean(res * res, axis=1)
+    train = 0.5 * jnp.sum(res * res, axis=1) / n
     gnorms = grad_scale * jnp.linalg.norm(res @ F, axis=1) / n
     targets = jax.vmap(lambda v, B: population_loss(v, B, problem, family, activation))(vs, Bs)
     finite = jnp.isfinite(train) & jnp.isfinite(targets)
@@ -173,10 +174,10 @@ def _closed_form_run(problem, X, y, tune, activation, family, t_grid, lr, gtol):
     )
 
 
-def _span_run(problem, X, y, tune, activation, family, t_grid, lr, gtol):
-    n, d = X.shape
+def _span_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, n):
+    d = X.shape[1]
+    span = X.shape[0] <= d
     k = problem.B_src.shape[0]
-    span = n <= d
     R = X if span else jnp.eye(d, dtype=X.dtype)  # B = B_src + M R
     Q = R @ X.T  # (m, n)
     RRt = R @ R.T  # (m, m)
@@ -191,7 +192,7 @@ def _span_run(problem, X, y, tune, activation, family, t_grid, lr, gtol):
         G = (v[:, None] * activate_grad(H, activation)) * (r / n)[None, :]
         gM = G if span else G @ X
         g2 = (gv @ gv if tune_v else 0.0) + (jnp.sum(gM * (gM @ RRt)) if tune_B else 0.0)
-        return 0.5 * jnp.mean(r * r), gv, gM, jnp.sqrt(g2)
+        return 0.5 * jnp.sum(r * r) / n, gv, gM, jnp.sqrt(g2)
 
     def step(_, state):
         v, M = state
@@ -262,39 +263,43 @@ def finetune_core(
     gtol: float = 1e-8,
     n_records: int = 20,
     method: str = "auto",
+    n_valid=None,
 ) -> GDResult:
     """:func:`finetune` without input validation: pure, jit- and vmap-able (strings/ints static)."""
     t_grid = jnp.asarray(record_schedule(steps, n_records))
-    default = 1.0 / smoothness_bound(problem, X, y, tune, activation)
+    n = X.shape[0] if n_valid is None else jnp.asarray(n_valid, X.dtype)
+    default = 1.0 / smoothness_bound(problem, X, y, tune, activation, n)
     # lr None (or NaN, used by batched calls) means the default step 1/L.
     eta = default if lr is None else jnp.where(jnp.isnan(lr), default, jnp.asarray(lr, X.dtype))
     run = _closed_form_run if method == "auto" and uses_closed_form(tune, activation) else _span_run
-    return run(problem, X, y, tune, activation, family, t_grid, eta, gtol)
+    return run(problem, X, y, tune, activation, family, t_grid, eta, gtol, n)
 
 
 _STATIC = ("tune", "activation", "family", "steps", "n_records", "method")
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _finetune_jit(problem, X, y, lr, gtol, *, tune, activation, family, steps, n_records, method):
+def _finetune_jit(
+    problem, X, y, lr, gtol, n_valid, *, tune, activation, family, steps, n_records, method
+):
     return finetune_core(
         problem, X, y, tune=tune, activation=activation, family=family, steps=steps,
-        lr=lr, gtol=gtol, n_records=n_records, method=method,
+        lr=lr, gtol=gtol, n_records=n_records, method=method, n_valid=n_valid,
     )
 
 
 @partial(jax.jit, static_argnames=(*_STATIC, "chunk_size"))
 def _finetune_batch_jit(
-    problems, X, y, lr, gtol, *, tune, activation, family, steps, n_records, method, chunk_size
+    problems, X, y, lr, gtol, n_valid, *, tune, activation, family, steps, n_records, method, chunk_size
 ):
     def one(args):
-        p, x, t, eta = args
+        p, x, t, eta, nv = args
         return finetune_core(
             p, x, t, tune=tune, activation=activation, family=family, steps=steps,
-            lr=eta, gtol=gtol, n_records=n_records, method=method,
+            lr=eta, gtol=gtol, n_records=n_records, method=method, n_valid=nv,
         )
 
-    return jax.lax.map(one, (problems, X, y, lr), batch_size=chunk_size)
+    return jax.lax.map(one, (problems, X, y, lr, n_valid), batch_size=chunk_size)
 
 
 def _check_run_args(tune, activation, family, method, steps, n_records, gtol):
@@ -320,6 +325,16 @@ def _check_lr(lr, batch: int | None = None) -> None:
         raise ValueError(f"lr = {lr}: expected positive finite step sizes")
 
 
+def _check_padding(X: np.ndarray, y: np.ndarray, n_valid: np.ndarray) -> None:
+    """Rows at or past n_valid must be zero in X and y; 1 <= n_valid <= rows. X (P, n, d), y (P, n)."""
+    rows = X.shape[1]
+    if np.any(n_valid < 1) or np.any(n_valid > rows) or np.any(n_valid != np.round(n_valid)):
+        raise ValueError(f"n_valid = {n_valid}: expected integers between 1 and the {rows} rows of X")
+    pad = np.arange(rows)[None, :] >= n_valid[:, None]  # (P, n)
+    if np.any(X[pad] != 0) or np.any(y[pad] != 0):
+        raise ValueError("rows of X or y past n_valid are not zero: expected zero padding there")
+
+
 def finetune(
     problem: Problem,
     X,
@@ -333,6 +348,7 @@ def finetune(
     gtol: float = 1e-8,
     n_records: int = 20,
     method: str = "auto",
+    n_valid: int | None = None,
 ) -> GDResult:
     """Fine-tune one problem by gradient descent from (v_src, B_src); validated and jit-compiled.
 
@@ -346,6 +362,8 @@ def finetune(
         gtol: relative gradient-norm tolerance for convergence.
         n_records: number of recorded target losses after the start.
         method: ``"auto"`` (closed-form trajectory where exact) or ``"iterate"`` (always step).
+        n_valid: number of real samples when the last rows of X and y are zero padding (so that
+            problems with different n share one compiled shape); results equal the unpadded run's.
 
     Returns:
         A :class:`GDResult`.
@@ -359,8 +377,11 @@ def finetune(
     check_array("X", X, (None, d))
     check_array("y", y, (np.shape(X)[0],))
     _check_lr(lr)
+    n_rows = np.shape(X)[0]
+    nv = n_rows if n_valid is None else int(n_valid)
+    _check_padding(np.asarray(X)[None], np.asarray(y)[None], np.array([nv]))
     return _finetune_jit(
-        problem, X, y, lr, gtol, tune=tune, activation=activation, family=family,
+        problem, X, y, lr, gtol, jnp.asarray(nv, X.dtype), tune=tune, activation=activation, family=family,
         steps=int(steps), n_records=int(n_records), method=method,
     )
 
@@ -379,6 +400,7 @@ def finetune_batch(
     n_records: int = 20,
     method: str = "auto",
     chunk_size: int | None = 16,
+    n_valid=None,
 ) -> GDResult:
     """:func:`finetune` over a leading batch axis of (problems, X, y), in cache-sized chunks.
 
@@ -387,6 +409,7 @@ def finetune_batch(
         X: (P, n, d).  y: (P, n).  lr: None, a float, or (P,) step sizes (NaN entries: default 1/L).
         chunk_size: problems per vectorized chunk (``jax.lax.map`` over chunks of ``vmap``); ``None``
             vectorizes the whole batch at once. Results do not depend on it.
+        n_valid: None or (P,) numbers of real samples; rows past them must be zero (padding).
         Other arguments as in :func:`finetune`.
 
     Returns:
@@ -406,10 +429,12 @@ def finetune_batch(
     check_array("y", y, (P, n))
     check_array("X", X, (P, n, d))
     _check_lr(lr, P)
+    nv = np.full((P,), n) if n_valid is None else np.broadcast_to(np.asarray(n_valid), (P,))
+    _check_padding(np.asarray(X), np.asarray(y), nv)
     lr_b = jnp.full((P,), jnp.nan, X.dtype) if lr is None else jnp.broadcast_to(
         jnp.asarray(lr, X.dtype), (P,))
     chunk = None if chunk_size is None else max(1, min(int(chunk_size), P))
     return _finetune_batch_jit(
-        problems, X, y, lr_b, gtol, tune=tune, activation=activation, family=family,
+        problems, X, y, lr_b, gtol, jnp.asarray(nv, X.dtype), tune=tune, activation=activation, family=family,
         steps=int(steps), n_records=int(n_records), method=method, chunk_size=chunk,
     )

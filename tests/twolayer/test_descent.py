@@ -151,3 +151,24 @@ def test_bad_batch_input():
         tl.finetune_batch(ps._replace(A=ps.A[:2]), X, y, **kw)
     with pytest.raises(ValueError, match="expected one per problem"):
         tl.finetune_batch(ps, X, y, lr=jnp.ones(2), **kw)
+
+
+@pytest.mark.parametrize("tune", ["first", "last", "full"])
+@pytest.mark.parametrize("act", ["linear", "relu"])
+def test_zero_padding_with_n_valid_equals_unpadded(tune, act):
+    p, X, y = problem_and_data(5, d=6, k=3, n=4, activation=act, family="gaussian",
+                               shift=tl.OutputShift(-1.0))
+    Xp = jnp.concatenate([X, jnp.zeros((3, 6))])
+    yp = jnp.concatenate([y, jnp.zeros(3)])
+    kw = dict(tune=tune, activation=act, family="gaussian", steps=80, n_records=4)
+    ref = tl.finetune(p, X, y, **kw)
+    pad = tl.finetune(p, Xp, yp, n_valid=4, **kw)
+    for a, b in zip(jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(pad)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    batch = tl.finetune_batch(jax.tree_util.tree_map(lambda a: a[None], p), Xp[None], yp[None],
+                              n_valid=jnp.array([4]), **kw)
+    np.testing.assert_allclose(batch.B[0], ref.B, rtol=1e-10)
+    with pytest.raises(ValueError, match="expected zero padding"):
+        tl.finetune(p, Xp.at[5, 0].set(1.0), yp, n_valid=4, **kw)
+    with pytest.raises(ValueError, match="expected integers between 1 and the 7 rows"):
+        tl.finetune(p, Xp, yp, n_valid=9, **kw)
