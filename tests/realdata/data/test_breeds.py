@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from realdata.data.base import DatasetLayoutError, LoadRequest
 from realdata.data.breeds import (
@@ -200,3 +203,57 @@ def test_load_breeds_wrong_root_prints_layout(tmp_path):
     with pytest.raises(ValueError, match="ImageNet class folder"):
         load_breeds(LoadRequest(data_root=tmp_path / "im", extra={"breeds_info": info}),
                     "living17")  # fmt: skip
+
+
+# ------------------------------------------------------------- property test: random DAGs
+
+
+def _all_path_lengths(children, root, node):
+    """Lengths of every root->node path (brute force; small graphs only)."""
+    out = []
+
+    def walk(n, d):
+        if n == node:
+            out.append(d)
+        for c in children.get(n, ()):
+            walk(c, d + 1)
+
+    walk(root, 0)
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    parents=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), st.booleans()),
+                     min_size=6, max_size=28),
+    level=st.integers(1, 3),
+    n_sub=st.sampled_from([2, 4]),
+)  # fmt: skip
+def test_property_random_dags(tmp_path_factory, parents, level, n_sub):
+    # node i+1 gets a parent in [0, i] (and maybe a second one): a DAG rooted at node 0
+    names = ["n00001740"] + [f"n5{i:07d}" for i in range(1, len(parents) + 1)]
+    edges = set()
+    for i, (a, b, two) in enumerate(parents, start=1):
+        edges.add((names[a % i], names[i]))
+        if two:
+            edges.add((names[b % i], names[i]))
+    has_kids = {p for p, _ in edges}
+    leaves = sorted(n for n in names[1:] if n not in has_kids)
+    info = tmp_path_factory.mktemp("dag")
+    (info / "dataset_class_info.json").write_text(json.dumps([[i, w, w] for i, w in enumerate(leaves)]))
+    (info / "class_hierarchy.txt").write_text("".join(f"{p} {c}\n" for p, c in sorted(edges)))
+    (info / "node_names.txt").write_text("".join(f"{w}\t{w}\n" for w in sorted(has_kids)))
+    h = load_hierarchy(info)
+    kids = {p: [c for q, c in edges if q == p] for p in has_kids}
+    for node, lv in h.levels.items():
+        assert lv == max(_all_path_lengths(kids, "n00001740", node))
+    try:
+        s = breeds_split(h, level, n_sub)
+    except ValueError as exc:  # no qualifying superclass, or a pooled duplicate drawn twice
+        assert "no superclass" in str(exc) or "twice" in str(exc)
+        return
+    assert list(s.superclasses) == sorted(s.superclasses)
+    for sc, src, tgt in zip(s.superclasses, s.source_wnids, s.target_wnids):
+        assert h.levels[sc] == level and len(h.leaves_reachable(sc)) >= n_sub
+        assert len(src) == len(tgt) == n_sub // 2 and not set(src) & set(tgt)
+        assert set(src) | set(tgt) <= h.leaves_reachable(sc)
