@@ -203,3 +203,18 @@ def test_camelyon17_reader(tmp_path):
     meta.write_text(meta.read_text().replace(",2,1\n", ",0,1\n"))
     with pytest.raises(DatasetLayoutError, match="target hospital"):
         wilds.load_camelyon17(req)
+
+
+def test_cifar10c_arrays_are_memory_mapped(tmp_path, monkeypatch):
+    root = make_cifar10c(tmp_path, ["fog"], per_class=8)
+    modes: dict[str, object] = {}
+    real_load = np.load
+
+    def spy(path, *args, **kwargs):
+        modes[Path(path).name] = kwargs.get("mmap_mode")
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(cifar.np, "load", spy)
+    cifar.load_cifar10c(LoadRequest(data_root=root, variant="fog", train_n=10, val_per_class=1,
+                                    test_per_class=1))  # fmt: skip
+    assert modes["fog.npy"] == "r"
