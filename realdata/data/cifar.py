@@ -28,7 +28,7 @@ from realdata.data.base import (
     TensorImages,
     per_class_split,
 )
-from realdata.data.corruptions import ALL_CORRUPTIONS, validate_corruption
+from realdata.data.corruptions import ALL_CORRUPTIONS, require_corruption
 from realdata.data.image_files import resize_batch
 from realdata.data.layout import LAYOUTS, require_dir, require_file
 from realdata.tasks import Protocol, TaskSpec, register_task
@@ -120,9 +120,7 @@ def cifar10c_source(folder: Path) -> dict[str, Any]:
 def load_cifar10c(request: LoadRequest) -> TargetSplits:
     """CIFAR-10-C target splits for corruption ``request.variant`` at ``request.severity``."""
     layout = LAYOUTS["cifar10c"]
-    if request.variant is None:
-        raise ValueError(f"cifar10c needs a corruption variant, one of {', '.join(ALL_CORRUPTIONS)}")
-    name = validate_corruption(request.variant)
+    name = require_corruption(request.variant, "cifar10c")
     folder = require_dir(Path(request.data_root) / CIFAR10C_DIR, "CIFAR-10-C folder", layout)
     labels_all = np.load(require_file(folder / "labels.npy", "CIFAR-10-C labels.npy", layout))
     arr = np.load(require_file(folder / f"{name}.npy", f"CIFAR-10-C {name}.npy", layout),

@@ -45,6 +45,7 @@ __all__ = [
     "PROFILES",
     "SEVERITY_CONSTANTS",
     "corrupt",
+    "require_corruption",
     "severity_constant",
     "validate_corruption",
     "validate_severity",
@@ -151,6 +152,13 @@ def validate_corruption(name: str) -> str:
             f"{', '.join(CORRUPTIONS)} or the 4 extra {', '.join(EXTRA_CORRUPTIONS)}"
         )
     return name
+
+
+def require_corruption(variant: str | None, task: str) -> str:
+    """The corruption named by a task's ``variant``: ``ValueError`` if it is missing or unknown."""
+    if variant is None:
+        raise ValueError(f"{task} needs a corruption variant, one of {', '.join(ALL_CORRUPTIONS)}")
+    return validate_corruption(variant)
 
 
 def validate_severity(severity: int) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from realdata.data.base import LoadRequest, TargetSplits, missing_layout_error, per_class_split
-from realdata.data.corruptions import ALL_CORRUPTIONS, validate_corruption
+from realdata.data.corruptions import ALL_CORRUPTIONS, require_corruption
 from realdata.data.image_files import ImageFiles, ResizeCenterCrop, list_images
 from realdata.data.layout import LAYOUTS, require_dir, require_nonempty_dir
 from realdata.tasks import Protocol, TaskSpec, register_task
@@ -24,9 +24,7 @@ IMAGENETC_DIR = "ImageNet-C"
 def load_imagenetc(request: LoadRequest) -> TargetSplits:
     """ImageNet-C target splits for corruption ``request.variant`` at ``request.severity``."""
     layout = LAYOUTS["imagenetc"]
-    if request.variant is None:
-        raise ValueError(f"imagenetc needs a corruption variant, one of {', '.join(ALL_CORRUPTIONS)}")
-    name = validate_corruption(request.variant)
+    name = require_corruption(request.variant, "imagenetc")
     root = require_dir(Path(request.data_root) / IMAGENETC_DIR, "ImageNet-C folder", layout)
     sev_dir = require_dir(root / name / str(request.severity),
                           f"ImageNet-C {name}/{request.severity} folder", layout)  # fmt: skip

@@ -185,18 +185,15 @@ _SPURIOUS = Protocol(epochs=10, train_n=400, val_per_class=10, test_per_class=No
 _SPURIOUS_QUICK = Protocol(epochs=2, lrs=(1e-2, 1e-3), train_n=40, val_per_class=5,
                            test_per_class=20, image_size=224)  # fmt: skip
 
-register_task(TaskSpec(
-    name="waterbirds", shift_level="output", backbone="resnet50", num_classes=2,
-    load=load_waterbirds, protocol=_SPURIOUS, quick_protocol=_SPURIOUS_QUICK,
-    metric="worst_group", layout=LAYOUTS["waterbirds"],
-    description="Waterbirds: spurious training distribution -> group-balanced target",
-))  # fmt: skip
-register_task(TaskSpec(
-    name="celeba", shift_level="output", backbone="resnet50", num_classes=2,
-    load=load_celeba, protocol=_SPURIOUS, quick_protocol=_SPURIOUS_QUICK,
-    metric="worst_group", layout=LAYOUTS["celeba"],
-    description="CelebA (Blond_Hair, groups by Male): spurious -> group-balanced target",
-))  # fmt: skip
+for _name, _load, _what in (
+    ("waterbirds", load_waterbirds, "Waterbirds: spurious training distribution"),
+    ("celeba", load_celeba, "CelebA (Blond_Hair, groups by Male): spurious training distribution"),
+):
+    register_task(TaskSpec(
+        name=_name, shift_level="output", backbone="resnet50", num_classes=2, load=_load,
+        protocol=_SPURIOUS, quick_protocol=_SPURIOUS_QUICK, metric="worst_group",
+        layout=LAYOUTS[_name], description=f"{_what} -> group-balanced target",
+    ))  # fmt: skip
 register_task(TaskSpec(
     name="camelyon17", shift_level="natural", backbone="resnet50", num_classes=2,
     load=load_camelyon17,
