@@ -141,22 +141,29 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object
         w.writerows(rows)
 
 
+def _grouped_images(per_group: Sequence[int], size: int):
+    """Yield ``(index, split, y, attribute, image)``: ``per_group[s]`` images of each of the 4
+    groups ``2*y + attribute`` in split ``s``."""
+    i = 0
+    for split, n in enumerate(per_group):
+        for y in (0, 1):
+            for a in (0, 1):
+                for im in class_images([2 * y + a] * n, size, i, k=4):
+                    i += 1
+                    yield i, split, y, a, im
+
+
 def make_waterbirds(root: Path, per_group: Sequence[int] = (8, 8, 8), size: int = 28) -> Path:
     """``root/waterbirds_v1.0/metadata.csv`` + images; ``per_group[s]`` images per group in
     split ``s`` (0 train, 1 val, 2 test)."""
     folder = root / "waterbirds_v1.0"
     rows = []
-    i = 0
-    for split, n in enumerate(per_group):
-        for y in (0, 1):
-            for place in (0, 1):
-                for im in class_images([2 * y + place] * n, size, i, k=4):
-                    i += 1
-                    name = f"{100 + y:03d}.Bird_{y}/Bird_{y}_{i:04d}.jpg"
-                    _save(im, folder / name)
-                    rows.append([i, name, y, split, place, f"place/{place}/{i}.jpg"])
-    _write_csv(folder / "metadata.csv", ["img_id", "img_filename", "y", "split", "place",
-                                         "place_filename"], rows)  # fmt: skip
+    for i, split, y, place, im in _grouped_images(per_group, size):
+        name = f"{100 + y:03d}.Bird_{y}/Bird_{y}_{i:04d}.jpg"
+        _save(im, folder / name)
+        rows.append([i, name, y, split, place, f"place/{place}/{i}.jpg"])
+    header = ["img_id", "img_filename", "y", "split", "place", "place_filename"]
+    _write_csv(folder / "metadata.csv", header, rows)
     return root
 
 
@@ -164,21 +171,13 @@ def make_celeba(root: Path, per_group: Sequence[int] = (8, 8, 8), size: int = 36
     """``root/celebA_v1.0/{list_attr_celeba.csv, list_eval_partition.csv, img_align_celeba/}``."""
     folder = root / "celebA_v1.0"
     attrs, parts = [], []
-    i = 0
-    for split, n in enumerate(per_group):
-        for y in (0, 1):
-            for male in (0, 1):
-                for im in class_images([2 * y + male] * n, size, i, k=4):
-                    i += 1
-                    name = f"{i:06d}.jpg"
-                    _save(im, folder / "img_align_celeba" / name)
-                    attrs.append([name, -1, 2 * y - 1, 1, 2 * male - 1])
-                    parts.append([name, split])
-    _write_csv(
-        folder / "list_attr_celeba.csv",
-        ["image_id", "5_o_Clock_Shadow", "Blond_Hair", "Young", "Male"],
-        attrs,
-    )
+    for i, split, y, male, im in _grouped_images(per_group, size):
+        name = f"{i:06d}.jpg"
+        _save(im, folder / "img_align_celeba" / name)
+        attrs.append([name, -1, 2 * y - 1, 1, 2 * male - 1])
+        parts.append([name, split])
+    header = ["image_id", "5_o_Clock_Shadow", "Blond_Hair", "Young", "Male"]
+    _write_csv(folder / "list_attr_celeba.csv", header, attrs)
     _write_csv(folder / "list_eval_partition.csv", ["image_id", "partition"], parts)
     return root
 
