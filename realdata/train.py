@@ -73,6 +73,7 @@ class FinetuneConfig:
         snr_threshold: Auto-SNR freezes tensors whose max-normalized score is below this.
         cache_limit_bytes: do not cache prefix outputs larger than this (all splits together).
         workers: DataLoader workers for datasets read from disk (0: in the main process).
+        device: torch device for the model and batches (``"cpu"``, ``"cuda"``).
     """
 
     tuned: str = "all"
@@ -84,6 +85,7 @@ class FinetuneConfig:
     snr_threshold: float = 0.5
     cache_limit_bytes: int = 2 * 2**30
     workers: int = 0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.method not in ("fixed", "rgn", "snr"):
@@ -134,15 +136,23 @@ class FinetuneResult:
 class _Split:
     """A split as either cached prefix outputs or the dataset itself."""
 
-    def __init__(self, dataset: Dataset, name: str, workers: int) -> None:
+    def __init__(self, dataset: Dataset, name: str, workers: int,
+                 device: torch.device | str = "cpu") -> None:
         check_split_nonempty(dataset, name)
         self.dataset, self.name, self.workers = dataset, name, workers
+        self.device = torch.device(device)
         self.n = len(dataset)  # type: ignore[arg-type]
         self.feats: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
         self.groups: torch.Tensor | None = None
 
     def batches(
+        self, index_batches: Sequence[torch.Tensor]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for x, y, g in self._batches(index_batches):
+            yield x.to(self.device), y.to(self.device), g.to(self.device)
+
+    def _batches(
         self, index_batches: Sequence[torch.Tensor]
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         if self.feats is not None:
@@ -299,7 +309,7 @@ def _train_one_lr(
             loss = F.cross_entropy(_forward(model, x, start), y)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"non-finite loss ({float(loss)}) at lr={lr:g}, epoch {epoch}, batch {i}")
+                    f"non-finite loss ({float(loss.detach())}) at lr={lr:g}, epoch {epoch}, batch {i}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -346,8 +356,9 @@ def finetune(
     """
     blocks = tuple(block_map)
     tuned = resolve_tuned(config.tuned, blocks)
-    splits = [_Split(d, n, config.workers) for d, n in ((train, "train"), (val, "val"),
-                                                         (test, "test"))]
+    splits = [_Split(d, n, config.workers, config.device)
+              for d, n in ((train, "train"), (val, "val"), (test, "test"))]
+    model.to(config.device)
     init_state = copy.deepcopy(model.state_dict())
     t0 = time.perf_counter()
     if not tuned:

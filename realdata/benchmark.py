@@ -1,0 +1,413 @@
+"""``python -m realdata.benchmark``: the surgical fine-tuning benchmark grid.
+
+For each task, target variant and seed, fine-tune every tuned option (no tuning, each block,
+``all``; optionally Auto-RGN and Auto-SNR) from the task's source checkpoint with the official
+protocol, and store one record per run in ``OUT/runs.jsonl`` (resumable: finished runs are
+skipped). Then write ``OUT/summary.csv`` (see :mod:`realdata.summary`), ``OUT/verdicts.json`` and
+``OUT/config.json``.
+
+Reproduce the README's offline demo (built-in synthetic task, about 4 minutes on 2 CPU cores)::
+
+    python -m realdata.benchmark --task synthetic --quick --out results/realdata-quick
+
+Real tasks read ``--data-root`` and need ``--checkpoint`` (a local state_dict file; see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from realdata.data.base import LoadRequest, TargetSplits
+from realdata.models import build_backbone, load_checkpoint
+from realdata.summary import summarize, summary_csv, verdicts
+from realdata.tasks import Protocol, TaskSpec, all_tasks, get_task
+from realdata.train import FinetuneConfig, finetune
+from sims.executors import make_executor, run_units
+from sims.runs import RunStore, package_version, stable_id, to_jsonable, write_json_atomic, write_text_atomic
+
+__all__ = ["BenchmarkConfig", "RunUnit", "build_units", "main", "run_benchmark", "run_unit"]
+
+METHODS = ("rgn", "snr")
+
+
+@dataclass(frozen=True)
+class RunUnit:
+    """One fine-tuning run (a pure function of these fields).
+
+    ``checkpoint`` is the source model file; ``data_root``/``breeds_info`` only say where the data
+    are, so they are not part of the run id. ``threads`` sets torch's intra-op threads.
+    """
+
+    task: str
+    variant: str | None
+    tuned: str
+    method: str
+    seed: int
+    protocol: Protocol
+    bn: str
+    checkpoint: str
+    data_root: str = "."
+    breeds_info: str | None = None
+    cache: bool = True
+    threads: int = 0
+    device: str = "cpu"
+    preset: str = "quick"
+
+    def id_fields(self) -> dict[str, Any]:
+        """The fields that define the run's result (and its id)."""
+        return {"task": self.task, "variant": self.variant, "tuned": self.tuned,
+                "method": self.method, "seed": self.seed, "protocol": self.protocol,
+                "bn": self.bn, "checkpoint": os.path.basename(self.checkpoint)}
+
+    @property
+    def id(self) -> str:
+        return stable_id(to_jsonable(self.id_fields()))
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """The resolved benchmark configuration (written to ``OUT/config.json``).
+
+    Attributes:
+        tasks: task names.
+        preset: ``"quick"`` or ``"full"``.
+        seeds: run seeds (data split and order).
+        variants: per-task override of the variants (empty: the preset's).
+        tuned: tuned options (empty: ``none``, every block, ``all``).
+        methods: automatic methods to add (subset of ``rgn``, ``snr``); they tune ``all``.
+        bn: BatchNorm mode.
+        protocol_overrides: Protocol fields overriding the preset (epochs, lrs, train_n, ...).
+        checkpoints: task -> checkpoint path (``"*"`` applies to every task).
+        data_root, breeds_info: data locations.
+        cache: allow frozen-prefix caching.
+        executor, workers, scheduler: how units run (see ``sims.executors``).
+        device: torch device.
+    """
+
+    tasks: tuple[str, ...]
+    preset: str = "quick"
+    seeds: tuple[int, ...] = (0, 1)
+    variants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    tuned: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ("rgn",)
+    bn: str = "eval"
+    protocol_overrides: Mapping[str, Any] = field(default_factory=dict)
+    checkpoints: Mapping[str, str] = field(default_factory=dict)
+    data_root: str = "."
+    breeds_info: str | None = None
+    cache: bool = True
+    executor: str = "serial"
+    workers: int | None = None
+    scheduler: str | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.preset not in ("quick", "full"):
+            raise ValueError(f"preset must be quick|full; got {self.preset!r}")
+        if not self.seeds:
+            raise ValueError("give at least one seed")
+        if self.bn not in ("eval", "train"):
+            raise ValueError(f"--bn must be eval|train; got {self.bn!r}")
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise ValueError(f"unknown method(s) {bad}; known: {list(METHODS)}")
+
+
+def _protocol(spec: TaskSpec, cfg: BenchmarkConfig) -> tuple[Protocol, tuple[str, ...]]:
+    proto, variants = spec.preset(cfg.preset == "quick")
+    proto = proto.override(**cfg.protocol_overrides)
+    if spec.name in cfg.variants:
+        unknown = set(cfg.variants[spec.name]) - set(spec.variants)
+        if unknown:
+            raise ValueError(f"unknown variant(s) {sorted(unknown)} for task {spec.name}; "
+                             f"known: {list(spec.variants)}")
+        variants = cfg.variants[spec.name]
+    return proto, variants
+
+
+def _blocks(spec: TaskSpec) -> tuple[str, ...]:
+    model = build_backbone(spec.backbone, spec.num_classes, **dict(spec.backbone_kwargs))
+    return tuple(model.block_map())
+
+
+def build_units(cfg: BenchmarkConfig, checkpoints: Mapping[str, str]) -> list[RunUnit]:
+    """The grid: task x variant x seed x (tuned options + automatic methods)."""
+    from realdata.surgery import resolve_tuned
+
+    units = []
+    threads = _threads(cfg)
+    for name in cfg.tasks:
+        spec = get_task(name)
+        proto, variants = _protocol(spec, cfg)
+        blocks = _blocks(spec)
+        tuned = cfg.tuned or ("none", *blocks, "all")
+        for t in tuned:
+            resolve_tuned(t, blocks)  # validate early: unknown block -> ValueError
+        opts = [(t, "fixed") for t in tuned] + [("all", m) for m in cfg.methods]
+        for variant in variants or (None,):
+            for seed in cfg.seeds:
+                for t, method in opts:
+                    units.append(RunUnit(
+                        task=name, variant=variant, tuned=t, method=method, seed=seed,
+                        protocol=proto, bn=cfg.bn, checkpoint=checkpoints[name],
+                        data_root=cfg.data_root, breeds_info=cfg.breeds_info, cache=cfg.cache,
+                        threads=threads, device=cfg.device, preset=cfg.preset))
+    return units
+
+
+def _threads(cfg: BenchmarkConfig) -> int:
+    if cfg.executor == "serial":
+        return 0
+    workers = cfg.workers or os.cpu_count() or 1
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _request(unit: RunUnit) -> LoadRequest:
+    p = unit.protocol
+    extra: dict[str, Any] = {"preset": unit.preset}
+    if unit.breeds_info:
+        extra["breeds_info"] = Path(unit.breeds_info)
+    return LoadRequest(data_root=Path(unit.data_root), variant=unit.variant, severity=p.severity,
+                       train_n=p.train_n, seed=unit.seed, image_size=p.image_size,
+                       val_per_class=p.val_per_class, test_per_class=p.test_per_class,
+                       extra=extra)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(task: str, request: LoadRequest) -> TargetSplits:
+    return get_task(task).load(request)
+
+
+def _freeze_request(req: LoadRequest) -> LoadRequest:
+    # LoadRequest.extra is a dict (unhashable); lru_cache needs a hashable key
+    return dataclasses.replace(req, extra=_HashableDict(req.extra))
+
+
+class _HashableDict(dict):
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted((k, str(v)) for k, v in self.items())))
+
+
+def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
+    """Run one unit and return its record (a list of one dict, for ``sims.executors``)."""
+    if unit.threads:
+        torch.set_num_threads(unit.threads)
+    t0 = time.perf_counter()
+    spec = get_task(unit.task)
+    splits = _load(unit.task, _freeze_request(_request(unit)))
+    model = build_backbone(spec.backbone, splits.num_classes, **dict(spec.backbone_kwargs))
+    load_checkpoint(model, unit.checkpoint)
+    block_map = model.block_map()
+    res = finetune(model, block_map, splits.train, splits.val, splits.test,
+                   protocol=unit.protocol, seed=unit.seed, metric=spec.metric,
+                   config=FinetuneConfig(tuned=unit.tuned, method=unit.method,  # type: ignore[arg-type]
+                                         bn=unit.bn, cache=unit.cache,  # type: ignore[arg-type]
+                                         device=unit.device))
+    rec = {
+        "id": unit.id, **to_jsonable(unit.id_fields()),
+        "level": spec.level_of(unit.variant), "backbone": spec.backbone,
+        "blocks": list(block_map), "metric": spec.metric, "status": res.status,
+        "error": res.error, "tuned_blocks": list(res.tuned_blocks), "best_lr": res.best_lr,
+        "best_epoch": res.best_epoch, "val_metric": res.val_metric,
+        "test_metric": res.test_metric, "test_accuracy": res.test_accuracy,
+        "cached": res.cached, "n_trainable": res.n_trainable,
+        "train_seconds": res.train_seconds, "wall_s": time.perf_counter() - t0,
+        "lr_errors": {f"{t.lr:g}": t.error for t in res.traces if t.error},
+        "val_curves": {f"{t.lr:g}": t.val_metric for t in res.traces},
+        "data_info": to_jsonable(dict(splits.info)),
+        "n_train": len(splits.train), "package_version": package_version(),
+    }
+    return [rec]
+
+
+def _resolve_checkpoints(cfg: BenchmarkConfig, out: Path) -> dict[str, str]:
+    """Checkpoint per task: ``--checkpoint`` (per task or ``*``), else the task's built-in
+    source model (cached under ``OUT/checkpoints``)."""
+    paths: dict[str, str] = {}
+    missing = []
+    for name in cfg.tasks:
+        spec = get_task(name)
+        given = cfg.checkpoints.get(name, cfg.checkpoints.get("*"))
+        if given:
+            if not Path(given).is_file():
+                raise ValueError(f"checkpoint file not found for task {name}: {given}")
+            paths[name] = str(Path(given).resolve())
+        elif spec.prepare_source is not None:
+            proto, _ = _protocol(spec, cfg)
+            req = LoadRequest(data_root=Path(cfg.data_root), image_size=proto.image_size,
+                              extra={"preset": cfg.preset})
+            paths[name] = str(spec.prepare_source(req, out / "checkpoints"))
+        else:
+            missing.append(f"{name} ({spec.backbone})")
+    if missing:
+        raise ValueError("these tasks need --checkpoint PATH (or TASK=PATH) with a pretrained "
+                         f"source state_dict: {', '.join(missing)}")
+    return paths
+
+
+def _preflight(cfg: BenchmarkConfig) -> None:
+    """Read each data-backed task's first target once so a wrong --data-root fails before any run
+    (the reader's error prints the expected layout)."""
+    for name in cfg.tasks:
+        spec = get_task(name)
+        if not spec.needs_data:
+            continue
+        if not Path(cfg.data_root).is_dir():
+            raise ValueError(f"--data-root {cfg.data_root} is not a folder; task {name} expects:"
+                             f"\n{spec.layout}")
+        proto, variants = _protocol(spec, cfg)
+        unit = RunUnit(task=name, variant=(variants or (None,))[0], tuned="none",
+                       method="fixed", seed=cfg.seeds[0], protocol=proto, bn=cfg.bn,
+                       checkpoint="", data_root=cfg.data_root, breeds_info=cfg.breeds_info)
+        _load(name, _freeze_request(_request(unit)))
+
+
+def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = True
+                  ) -> dict[str, Any]:
+    """Run (or resume) the grid into ``out``; write summary files; return the report."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    _preflight(cfg)
+    checkpoints = _resolve_checkpoints(cfg, out)
+    units = build_units(cfg, checkpoints)
+    write_json_atomic(out / "config.json", {"config": to_jsonable(cfg),
+                                            "checkpoints": checkpoints,
+                                            "package_version": package_version(),
+                                            "n_units": len(units)})
+    store = RunStore(out)
+    executor = make_executor(cfg.executor, workers=cfg.workers, scheduler=cfg.scheduler)
+    try:
+        report = run_units(units, run_unit, store, executor, unit_ids=lambda u: [u.id],
+                           progress=progress, desc="realdata")
+    finally:
+        executor.close()
+    wanted = {u.id for u in units}
+    records = [r for r in store.load() if r["id"] in wanted]
+    rows = summarize(records)
+    write_text_atomic(out / "summary.csv", summary_csv(rows))
+    blocks_of = {(r["task"], r["variant"] or ""): r["blocks"] for r in records}
+    v = verdicts(rows, blocks_of)
+    write_json_atomic(out / "verdicts.json", v)
+    failed = [r for r in records if r["status"] != "ok"]
+    return {"units": len(units), "run": report.units_run, "skipped": report.units_skipped,
+            "failed": len(failed), "wall_s": time.perf_counter() - t0, "verdicts": v}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m realdata.benchmark",
+        description="Surgical fine-tuning benchmark: fine-tune each block of a pretrained CNN on "
+                    "a few target examples and compare (see README, section realdata).")
+    p.add_argument("--task", default="synthetic",
+                   help="task name or 'all' (registered: %(default)s and the dataset tasks; "
+                        "unknown names list the known ones)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", dest="preset", action="store_const", const="quick",
+                   help="small preset: few variants, epochs and examples (default)")
+    g.add_argument("--full", dest="preset", action="store_const", const="full",
+                   help="the paper's protocol and every variant")
+    p.set_defaults(preset="quick")
+    p.add_argument("--out", required=True, help="output folder (runs.jsonl, summary.csv, ...)")
+    p.add_argument("--seed", type=int, default=None, help="a single seed")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="seeds (default: 0 1 with --quick, 0..4 with --full)")
+    p.add_argument("--data-root", default=".", help="folder holding the published datasets")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="[TASK=]PATH",
+                   help="local source checkpoint (state_dict or a dict holding one); repeat as "
+                        "TASK=PATH for several tasks")
+    p.add_argument("--breeds-info", default=None,
+                   help="folder with the BREEDS hierarchy files (dataset_class_info.json, ...)")
+    p.add_argument("--variants", nargs="+", default=None,
+                   help="target variants of the task (e.g. corruption names)")
+    p.add_argument("--tuned", nargs="+", default=None,
+                   help="tuned options: block names, ranges A-B, all, head, none "
+                        "(default: none, every block, all)")
+    p.add_argument("--methods", nargs="*", default=None, choices=METHODS,
+                   help="automatic block choice to add (default: rgn with --quick, rgn snr with "
+                        "--full)")
+    p.add_argument("--bn", choices=("eval", "train"), default="eval",
+                   help="BatchNorm during fine-tuning (default eval, as the official code)")
+    p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
+    p.add_argument("--lrs", type=float, nargs="+", default=None, help="override the lr grid")
+    p.add_argument("--train-n", type=int, default=None, help="override train_n")
+    p.add_argument("--batch-size", type=int, default=None, help="override the batch size")
+    p.add_argument("--no-cache", action="store_true", help="disable frozen-prefix caching")
+    p.add_argument("--executor", default="serial",
+                   choices=("serial", "processes", "dask", "slurm"), help="how units run")
+    p.add_argument("--workers", type=int, default=None, help="worker processes / dask workers")
+    p.add_argument("--scheduler", default=None, help="dask scheduler address (tcp://HOST:8786)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
+    tasks = tuple(all_tasks()) if a.task == "all" else (get_task(a.task).name,)
+    if a.seeds is not None and a.seed is not None:
+        raise ValueError("give --seed or --seeds, not both")
+    seeds = tuple(a.seeds) if a.seeds else ((a.seed,) if a.seed is not None else
+                                            ((0, 1) if a.preset == "quick" else (0, 1, 2, 3, 4)))
+    ckpts: dict[str, str] = {}
+    for item in a.checkpoint:
+        task, sep, path = item.partition("=")
+        if sep and task in all_tasks():
+            ckpts[task] = path
+        else:
+            ckpts["*"] = item
+    if "*" in ckpts and len(tasks) > 1:
+        raise ValueError("with --task all give --checkpoint TASK=PATH for each task")
+    variants = {}
+    if a.variants:
+        if len(tasks) > 1:
+            raise ValueError("--variants needs a single --task")
+        variants[tasks[0]] = tuple(a.variants)
+    overrides = {"epochs": a.epochs, "train_n": a.train_n, "batch_size": a.batch_size,
+                 "lrs": tuple(a.lrs) if a.lrs else None}
+    methods = tuple(a.methods) if a.methods is not None else (
+        ("rgn",) if a.preset == "quick" else ("rgn", "snr"))
+    return BenchmarkConfig(
+        tasks=tasks, preset=a.preset, seeds=seeds, variants=variants,
+        tuned=tuple(a.tuned or ()), methods=methods, bn=a.bn,
+        protocol_overrides={k: v for k, v in overrides.items() if v is not None},
+        checkpoints=ckpts, data_root=a.data_root, breeds_info=a.breeds_info,
+        cache=not a.no_cache, executor=a.executor, workers=a.workers, scheduler=a.scheduler,
+        device=a.device)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (2 with a one-line reason on bad input)."""
+    args = _parser().parse_args(argv)
+    try:
+        cfg = _config_from_args(args)
+        report = run_benchmark(cfg, args.out, progress=not args.no_progress)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{report['units']} runs ({report['run']} new, {report['skipped']} resumed, "
+          f"{report['failed']} failed) in {report['wall_s']:.1f} s -> {args.out}")
+    for v in report["verdicts"]:
+        accs = " ".join(f"{b}={x:.3f}" for b, x in v["accs"].items())
+        print(f"  {v['task']}/{v['shift'] or '-'} ({v['level']}): best {v['best_block']} "
+              f"{v['best_acc']:.3f} vs all {v['all_acc']:.3f}; paper ordering "
+              f"{'n/a' if v['holds'] is None else ('holds' if v['holds'] else 'does NOT hold')}"
+              f" [{accs}]")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
