@@ -116,11 +116,11 @@ def verdicts(rows: Sequence[Mapping[str, Any]], blocks_of: Mapping[tuple[str, st
     for key in keys:
         blocks = list(blocks_of[key])
         sub = {r["tuned"]: r for r in rows if (r["task"], r["shift"]) == key}
-        cand = [(sub[b]["mean_acc"], b) for b in blocks if b in sub
+        cand = [(sub[b]["mean_acc"], -i, b) for i, b in enumerate(blocks) if b in sub
                 and not math.isnan(sub[b]["mean_acc"])]
         if not cand:
             continue
-        acc, best = max(cand)
+        acc, _, best = max(cand)  # ties: the earliest block
         level = next(iter(sub.values()))["level"]
         exp = _EXPECTED.get(level)
         pos = blocks.index(best)

@@ -310,7 +310,7 @@ def _register() -> None:
         load=load_synthetic,
         variants=VARIANTS,
         protocol=Protocol(epochs=15, train_n=500, val_per_class=10, test_per_class=100),
-        quick_protocol=Protocol(epochs=5, lrs=(1e-1, 1e-2, 1e-3, 1e-4), train_n=100,
+        quick_protocol=Protocol(epochs=5, lrs=(1e-1, 1e-2, 1e-3), train_n=100,
                                 val_per_class=10, test_per_class=50),
         quick_variants=("input-noise", "input-channels", "feature", "output"),
         layout="(none: images are generated; no --data-root needed)",

@@ -1,0 +1,104 @@
+"""``python -m paper_figures realdata --results OUT``: Figure-2-style chart of a benchmark run.
+
+Reads ``OUT/runs.jsonl`` (never recomputes runs), summarizes with :mod:`realdata.summary`, and
+draws, for each ``(task, shift)``, the relative accuracy ``acc(block) - acc(all)`` of every tuned
+block with its standard error over seeds (the paper's Figure 2), plus Cross-Val and the automatic
+methods. Writes ``OUT/figures/realdata_<task>.png`` and ``.pdf``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["draw", "main"]
+
+_LEVEL_COLOURS = {"input": "#4C72B0", "feature": "#55A868", "output": "#C44E52",
+                  "natural": "#8172B2"}
+
+
+def draw(results: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """Draw one figure per task from ``results/runs.jsonl``; return the written paths.
+
+    Raises:
+        ValueError: no ``runs.jsonl`` or no records in it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from realdata.summary import summarize
+    from sims.runs import RunStore
+
+    results = Path(results)
+    if not (results / "runs.jsonl").is_file():
+        raise ValueError(f"no runs.jsonl in {results}; run python -m realdata.benchmark first")
+    records = RunStore(results).load()
+    if not records:
+        raise ValueError(f"{results / 'runs.jsonl'} holds no records")
+    rows = summarize(records)
+    blocks = {(r["task"], r["variant"] or ""): list(r["blocks"]) for r in records}
+    out_dir = Path(out_dir) if out_dir else results / "figures"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for task in sorted({r["task"] for r in rows}):
+        shifts = sorted({r["shift"] for r in rows if r["task"] == task},
+                        key=lambda s: (next(r["level"] for r in rows
+                                            if r["task"] == task and r["shift"] == s), s))
+        ncol = min(4, len(shifts))
+        nrow = math.ceil(len(shifts) / ncol)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.8 * nrow), squeeze=False)
+        for ax, shift in zip(axes.flat, shifts):
+            sub = {r["tuned"]: r for r in rows if r["task"] == task and r["shift"] == shift}
+            level = next(iter(sub.values()))["level"]
+            labels = [b for b in blocks[(task, shift)] if b in sub]
+            labels += [x for x in ("cross-val", "auto-rgn", "auto-snr") if x in sub]
+            vals = [100 * sub[b]["rel_vs_all"] for b in labels]
+            errs = [100 * (0 if math.isnan(sub[b]["rel_se"]) else sub[b]["rel_se"])
+                    for b in labels]
+            colours = [_LEVEL_COLOURS.get(level, "grey") if b in blocks[(task, shift)]
+                       else "#999999" for b in labels]
+            ax.bar(range(len(labels)), vals, yerr=errs, color=colours, capsize=3)
+            ax.axhline(0, color="black", lw=0.8)
+            ax.set_xticks(range(len(labels)))
+            ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+            all_acc = sub["all"]["mean_acc"] if "all" in sub else math.nan
+            ax.set_title(f"{shift or task} ({level})\nall = {100 * all_acc:.1f}%", fontsize=9)
+            ax.set_ylabel("acc − acc(all) [pts]", fontsize=8)
+        for ax in list(axes.flat)[len(shifts):]:
+            ax.axis("off")
+        n_seeds = max(r["n_seeds"] for r in rows if r["task"] == task)
+        fig.suptitle(f"{task}: relative accuracy of surgical fine-tuning "
+                     f"(mean ± s.e. over {n_seeds} seeds)", fontsize=10)
+        fig.tight_layout()
+        for ext in ("png", "pdf"):
+            path = out_dir / f"realdata_{task}.{ext}"
+            fig.savefig(path, dpi=150)
+            written.append(path)
+        plt.close(fig)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: ``--results OUT [--out DIR]``; exit 2 with a one-line reason on bad input."""
+    p = argparse.ArgumentParser(prog="python -m paper_figures realdata",
+                                description="Figure-2-style chart of a realdata benchmark run.")
+    p.add_argument("--results", required=True, help="output folder of python -m "
+                                                     "realdata.benchmark (holds runs.jsonl)")
+    p.add_argument("--out", default=None, help="figure folder (default RESULTS/figures)")
+    args = p.parse_args(argv)
+    try:
+        paths = draw(args.results, args.out)
+    except ValueError as exc:
+        print(f"error: {exc}", file=__import__("sys").stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

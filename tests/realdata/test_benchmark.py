@@ -1,0 +1,130 @@
+"""The benchmark CLI end to end on a tiny registered task: grid, resume, bad input, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import realdata.benchmark as bench
+from realdata.data.base import LoadRequest, TargetSplits
+from realdata.summary import summarize, verdicts
+from realdata.tasks import Protocol, TaskSpec, register_task
+from tests.realdata.conftest import blobs, tiny
+
+
+def _load_tiny(req: LoadRequest) -> TargetSplits:
+    off = {"a": 0, "b": 100}[req.variant or "a"]
+    return TargetSplits(blobs(req.train_n, seed=req.seed + off), blobs(16, seed=50 + off),
+                        blobs(16, seed=60 + off), num_classes=4, num_groups=2,
+                        info={"source": "generated"})
+
+
+def _prepare_tiny(req: LoadRequest, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiny.pt"
+    if not path.exists():
+        torch.save(tiny("resnet26").state_dict(), path)
+    return path
+
+
+register_task(TaskSpec(
+    name="tinytask", shift_level="input", backbone="resnet26", num_classes=4, load=_load_tiny,
+    variants=("a", "b"), protocol=Protocol(epochs=1, lrs=(1e-2,), train_n=32, batch_size=16),
+    backbone_kwargs={"depth": 8}, needs_data=False, variant_levels={"b": "output"},
+    prepare_source=_prepare_tiny))
+
+ARGS = ["--task", "tinytask", "--seeds", "0", "1", "--no-progress", "--tuned", "none", "block1",
+        "head", "all"]
+
+
+def test_grid_runs_and_summarizes(tmp_path, capsys):
+    assert bench.main([*ARGS, "--out", str(tmp_path)]) == 0
+    recs = [json.loads(x) for x in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert len(recs) == 2 * 2 * (4 + 1)  # variants x seeds x (tuned + rgn)
+    assert len({r["id"] for r in recs}) == len(recs)
+    r = recs[0]
+    for key in ("task", "variant", "tuned", "method", "seed", "protocol", "bn", "test_metric",
+                "val_metric", "best_lr", "package_version", "level", "cached"):
+        assert key in r
+    assert {x["level"] for x in recs} == {"input", "output"}
+    csv = (tmp_path / "summary.csv").read_text().splitlines()
+    assert csv[0] == "task,shift,level,tuned,n_seeds,mean_acc,se,rel_vs_all,rel_se,failed"
+    assert any(",cross-val," in line for line in csv) and any(",auto-rgn," in line for line in csv)
+    assert json.loads((tmp_path / "config.json").read_text())["config"]["tasks"] == ["tinytask"]
+    assert "best" in capsys.readouterr().out
+    # resume: nothing new
+    assert bench.main([*ARGS, "--out", str(tmp_path)]) == 0
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == len(recs)
+
+
+def test_interrupted_run_resumes_without_loss_or_duplicates(tmp_path, monkeypatch):
+    real = bench.run_unit
+    calls = {"n": 0}
+
+    def flaky(unit):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(unit)
+
+    monkeypatch.setattr(bench, "run_unit", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main([*ARGS, "--out", str(tmp_path), "--methods"])
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 4
+    monkeypatch.setattr(bench, "run_unit", real)
+    assert bench.main([*ARGS, "--out", str(tmp_path), "--methods"]) == 0
+    ids = [json.loads(x)["id"] for x in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert len(ids) == 16 and len(set(ids)) == 16
+
+
+def test_divergence_marks_run_failed_and_grid_goes_on(tmp_path):
+    assert bench.main([*ARGS, "--out", str(tmp_path), "--lrs", "1e30", "--methods",
+                       "--variants", "a"]) == 0
+    recs = [json.loads(x) for x in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    failed = [r for r in recs if r["status"] == "failed"]
+    assert len(failed) == 6 and all("lr=1e+30" in r["error"] for r in failed)
+    assert {r["tuned"] for r in recs if r["status"] == "ok"} == {"none"}
+
+
+@pytest.mark.parametrize(("argv", "msg"), [
+    (["--task", "nope"], "unknown task 'nope'; known tasks:"),
+    (["--task", "tinytask", "--tuned", "block9"], "unknown block 'block9'"),
+    (["--task", "tinytask", "--variants", "zzz"], "unknown variant(s) ['zzz']"),
+    (["--task", "tinytask", "--checkpoint", "/no/such.pt"], "checkpoint file not found"),
+])
+def test_bad_input_exits_2_with_reason(tmp_path, capsys, argv, msg):
+    assert bench.main([*argv, "--out", str(tmp_path), "--no-progress"]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_task_without_checkpoint_or_data_says_what_is_needed(tmp_path, capsys):
+    register_task(TaskSpec(name="needsckpt", shift_level="input", backbone="resnet26",
+                           num_classes=4, load=_load_tiny, needs_data=False,
+                           backbone_kwargs={"depth": 8}))
+    assert bench.main(["--task", "needsckpt", "--out", str(tmp_path)]) == 2
+    assert "need --checkpoint" in capsys.readouterr().err
+    wrong = tmp_path / "wrn.pt"
+    torch.save(tiny("wrn28_10").state_dict(), wrong)
+    with pytest.raises(ValueError, match="unexpected keys"):
+        bench.main(["--task", "needsckpt", "--out", str(tmp_path / "o"), "--checkpoint",
+                    str(wrong), "--no-progress", "--tuned", "head", "--methods"])
+
+
+def test_summary_relative_accuracy_and_cross_val():
+    def rec(tuned, seed, test, val, method="fixed"):
+        return {"task": "t", "variant": "v", "level": "input", "tuned": tuned, "seed": seed,
+                "method": method, "status": "ok", "test_metric": test, "val_metric": val,
+                "blocks": ["block1", "block2", "head"]}
+    recs = [rec("block1", 0, 0.8, 0.5), rec("block1", 1, 0.6, 0.9), rec("block2", 0, 0.7, 0.9),
+            rec("block2", 1, 0.7, 0.1), rec("head", 0, 0.1, 0.0), rec("head", 1, 0.1, 0.0),
+            rec("all", 0, 0.5, 0.5), rec("all", 1, 0.7, 0.5)]
+    rows = {r["tuned"]: r for r in summarize(recs)}
+    assert rows["block1"]["mean_acc"] == pytest.approx(0.7)
+    assert rows["block1"]["rel_vs_all"] == pytest.approx(((0.8 - 0.5) + (0.6 - 0.7)) / 2)
+    assert rows["block1"]["rel_se"] == pytest.approx(0.1)
+    assert rows["cross-val"]["mean_acc"] == pytest.approx((0.7 + 0.6) / 2)  # best val per seed
+    v = verdicts(list(rows.values()), {("t", "v"): ["block1", "block2", "head"]})
+    assert v[0]["best_block"] == "block1" and v[0]["holds"] is True  # tie 0.7: first in order
