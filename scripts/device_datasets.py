@@ -5,9 +5,9 @@ Run by ``scripts/device_datasets.sh`` (writes ``$OUT/device_datasets.json``). St
 1. write a CIFAR-10-shaped test batch (10,000 class-coloured 32x32 images) in the published pickle
    layout, and generate ``CIFAR-10-C`` for a few corruptions with ``realdata.make_corrupted``
    (timed: images/s of the corruption generator on this machine's CPU);
-2. for each corruption, read the target splits with the ``cifar10c`` reader (quick protocol sizes:
-   ``train_n`` images) and fine-tune a full-size ResNet-26 on ``--device`` for ``block1``, ``head``
-   and ``all`` (timed: training images/s = epochs * lrs * train_n / train_seconds).
+2. run the ``cifar10c`` quick grid through ``python -m realdata.benchmark`` (tuned ``block1``,
+   ``head``, ``all``; a seeded random full-size ResNet-26 as the source checkpoint) on
+   ``--device`` and report training images/s = n_train * epochs * lrs / train_seconds per run.
 
 ``--smoke`` shrinks everything so the script itself can be tested on a CPU in seconds.
 """
@@ -40,11 +40,10 @@ def write_fake_cifar(root: Path, n: int, seed: int = 0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from realdata.data.base import LoadRequest
+    from realdata import benchmark
     from realdata.make_corrupted import make_corrupted
     from realdata.models import build_backbone
     from realdata.tasks import get_task
-    from realdata.train import FinetuneConfig, finetune
 
     p = argparse.ArgumentParser()
     p.add_argument("--out", type=Path, required=True)
@@ -60,41 +59,46 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     make_corrupted(work, corruptions=names, seed=0, chunk=1000, progress=False)
     gen_s = time.perf_counter() - t0
-    spec = get_task("cifar10c")
-    proto, _ = spec.preset(quick=True)
+    # no pretrained source model on the device machine: a seeded random ResNet-26 stands in
+    # (throughput does not depend on the weights)
+    torch.manual_seed(0)
+    ckpt = args.out / "resnet26_random.pt"
+    torch.save(build_backbone("resnet26", 10).state_dict(), ckpt)
+    grid = args.out / "grid"
+    cli = ["--task", "cifar10c", "--quick", "--data-root", str(work), "--checkpoint", str(ckpt),
+           "--variants", *names, "--tuned", "block1", "head", "all", "--methods", "--seed", "0",
+           "--device", args.device, "--out", str(grid), "--no-progress"]  # fmt: skip
     if args.smoke:
-        proto = proto.override(train_n=50, test_per_class=5, epochs=1, lrs=(1e-2,))
-    result: dict = {
+        cli += ["--train-n", "50", "--epochs", "1", "--lrs", "1e-2"]
+    t1 = time.perf_counter()
+    rc = benchmark.main(cli)
+    grid_s = time.perf_counter() - t1
+    if rc != 0:
+        return rc
+    proto, _ = get_task("cifar10c").preset(quick=True)
+    recs = [json.loads(ln) for ln in (grid / "runs.jsonl").read_text().splitlines() if ln]
+    runs = []
+    for r in recs:
+        p_ = r["protocol"]
+        seen = r["n_train"] * p_["epochs"] * len(p_["lrs"])
+        runs.append({"corruption": r["variant"], "tuned": r["tuned"], "status": r["status"],
+                     "train_seconds": r["train_seconds"], "images_per_s": seen / r["train_seconds"],
+                     "cached_prefix": r["cached"], "test_accuracy": r["test_accuracy"],
+                     "source": r["data_info"]["source"]})  # fmt: skip
+        print(json.dumps(runs[-1]), flush=True)
+    by_tuned = {t: [x["images_per_s"] for x in runs if x["tuned"] == t] for t in ("block1", "head", "all")}
+    result = {
         "device": args.device,
         "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
         "generator_images_per_s": len(names) * 5 * n_images / gen_s,
         "generator_seconds": gen_s,
-        "protocol": {
-            "train_n": proto.train_n,
-            "epochs": proto.epochs,
-            "lrs": list(proto.lrs),
-            "batch_size": proto.batch_size,
-        },
-        "runs": [],
+        "grid_seconds": grid_s,
+        "quick_protocol": {"train_n": proto.train_n, "epochs": proto.epochs, "lrs": list(proto.lrs)},
+        "mean_images_per_s": {t: sum(v) / len(v) for t, v in by_tuned.items() if v},
+        "note": "images/s = n_train * epochs * lrs / train_seconds (includes per-epoch validation "
+        "and the frozen-prefix cache)",
+        "runs": runs,
     }
-    for name in names:
-        req = LoadRequest(data_root=work, variant=name, severity=5, train_n=proto.train_n,
-                          val_per_class=proto.val_per_class,
-                          test_per_class=proto.test_per_class, seed=0)  # fmt: skip
-        splits = spec.load(req)
-        for tuned in ("block1", "head", "all"):
-            torch.manual_seed(0)
-            model = build_backbone("resnet26", 10, **({"depth": 8} if args.smoke else {}))
-            res = finetune(model, model.block_map(), splits.train, splits.val, splits.test,
-                           protocol=proto, config=FinetuneConfig(tuned=tuned, device=args.device),
-                           seed=0)  # fmt: skip
-            seen = proto.train_n * proto.epochs * len(proto.lrs)
-            row = {"corruption": name, "tuned": tuned, "status": res.status,
-                   "train_seconds": res.train_seconds, "images_per_s": seen / res.train_seconds,
-                   "cached_prefix": res.cached, "test_accuracy": res.test_accuracy,
-                   "source": splits.info.get("source")}  # fmt: skip
-            result["runs"].append(row)
-            print(json.dumps(row), flush=True)
     (args.out / "device_datasets.json").write_text(json.dumps(result, indent=2))
     return 0
 
