@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from realdata.data.wilds import camelyon_patch_path
+from tests.realdata.conftest import TINY
 
 
 def class_images(labels: Sequence[int], size: int, seed: int, k: int = 10) -> np.ndarray:
@@ -200,11 +201,8 @@ def make_camelyon17(root: Path, per_class: int = 16, size: int = 24) -> Path:
     return root
 
 
-#: Tiny backbone options per backbone name (a few thousand parameters; seconds on a CPU).
-TINY_BACKBONE: dict[str, dict] = {
-    "resnet26": {"depth": 8},
-    "resnet50": {"layers": (1, 1, 1, 1), "base_width": 4},
-}
+#: Tiny backbone options per backbone name (the engine tests' tiny versions).
+TINY_BACKBONE: dict[str, dict] = {name: kw for name, (kw, _side) in TINY.items()}
 
 #: Per task: protocol knobs that fit the fixture (few images per class).
 FIXTURE_PROTOCOL: dict[str, dict] = {
