@@ -243,6 +243,9 @@ def _resolve_checkpoints(cfg: BenchmarkConfig, out: Path) -> dict[str, str]:
             if not Path(given).is_file():
                 raise ValueError(f"checkpoint file not found for task {name}: {given}")
             paths[name] = str(Path(given).resolve())
+            # fail fast (before any run) on a checkpoint for another architecture
+            load_checkpoint(build_backbone(spec.backbone, spec.num_classes,
+                                           **dict(spec.backbone_kwargs)), paths[name])
         elif spec.prepare_source is not None:
             proto, _ = _protocol(spec, cfg)
             req = LoadRequest(data_root=Path(cfg.data_root), image_size=proto.image_size,
@@ -325,7 +328,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (runs.jsonl, summary.csv, ...)")
     p.add_argument("--seed", type=int, default=None, help="a single seed")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
-                   help="seeds (default: 0 1 with --quick, 0..4 with --full)")
+                   help="seeds (default: 0 1 2 with --quick, 0..4 with --full)")
     p.add_argument("--data-root", default=".", help="folder holding the published datasets")
     p.add_argument("--checkpoint", action="append", default=[], metavar="[TASK=]PATH",
                    help="local source checkpoint (state_dict or a dict holding one); repeat as "
@@ -361,7 +364,7 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
     if a.seeds is not None and a.seed is not None:
         raise ValueError("give --seed or --seeds, not both")
     seeds = tuple(a.seeds) if a.seeds else ((a.seed,) if a.seed is not None else
-                                            ((0, 1) if a.preset == "quick" else (0, 1, 2, 3, 4)))
+                                            ((0, 1, 2) if a.preset == "quick" else (0, 1, 2, 3, 4)))
     ckpts: dict[str, str] = {}
     for item in a.checkpoint:
         task, sep, path = item.partition("=")
