@@ -19,9 +19,9 @@ fams = st.sampled_from(["gaussian", "sparse"])
 
 
 @PROPERTY
-@given(seed=seeds, act=acts, fam=fams, shift=input_shifts)
-def test_c1_inverse_first_layer_has_zero_loss(seed, act, fam, shift):
-    p, _, _ = problem_and_data(seed, d=6, k=3, n=1, activation=act, family=fam, shift=shift)
+@given(seed=seeds, act=acts, fam=fams, shift=input_shifts, d=st.integers(4, 12), k=st.integers(1, 5))
+def test_c1_inverse_first_layer_has_zero_loss(seed, act, fam, shift, d, k):
+    p, _, _ = problem_and_data(seed, d=d, k=k, n=1, activation=act, family=fam, shift=shift)
     B = np.linalg.solve(np.asarray(p.A).T, np.asarray(p.B_src).T).T  # B_src A⁻¹, computed afresh
     scale = float(tl.population_loss(p.v_src, p.B_src, p, fam, act)) + 1e-300
     assert float(tl.population_loss(p.v_src, jnp.asarray(B), p, fam, act)) <= 1e-12 * max(scale, 1.0)
@@ -95,9 +95,9 @@ def test_c6_output_shift_linear(seed, shift, n, fam):
 
 
 @PROPERTY
-@given(seed=seeds, shift=input_shifts | output_shifts, fam=fams, n=st.integers(1, 10))
-def test_c7_first_layer_limit_and_loss(seed, shift, fam, n):
-    p, X, y = problem_and_data(seed, d=7, k=3, n=n, activation="linear", family=fam, shift=shift)
+@given(seed=seeds, shift=input_shifts | output_shifts, fam=fams, n=st.integers(1, 10), d=st.integers(5, 9))
+def test_c7_first_layer_limit_and_loss(seed, shift, fam, n, d):
+    p, X, y = problem_and_data(seed, d=d, k=3, n=n, activation="linear", family=fam, shift=shift)
     B_inf = tl.first_layer_limit(p.v_src, p.B_src, X, y)
     w0, w_star = p.B_src.T @ p.v_src, p.B_star.T @ p.v_star
     cov = tl.target_second_moment(p, fam)
