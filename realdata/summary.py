@@ -11,6 +11,10 @@ Definitions (over the seeds of one ``(task, variant)``):
 * Cross-Val: per seed, the single block (``block1 .. head``) with the best validation metric; its
   test metric.
 * best block: the single block with the highest mean test metric.
+
+A folder may hold records of several runs of the benchmark; for each ``(task, variant)`` only the
+records sharing the *latest* record's settings (protocol, BN mode, checkpoint) are summarized, so
+a rerun with other settings into the same folder never mixes into the means.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ def _mean_se(xs: Sequence[float]) -> tuple[float, float]:
     return m, math.sqrt(var / n)
 
 
+def _settings(rec: Mapping[str, Any]) -> str:
+    return repr((rec.get("protocol"), rec.get("bn"), rec.get("checkpoint")))
+
+
 def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per ``(task, variant, option)`` (columns :data:`SUMMARY_COLUMNS`), in a stable
     order: tasks and variants sorted, options in depth order then ``all``, ``none``, automatic
@@ -52,7 +60,11 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         lambda: defaultdict(dict))
     levels: dict[tuple[str, str], str] = {}
     order: dict[tuple[str, str], list[str]] = {}
+    records = list(records)
+    latest = {(r["task"], r["variant"] or ""): _settings(r) for r in records}
     for r in records:
+        if _settings(r) != latest[(r["task"], r["variant"] or "")]:
+            continue
         key = (r["task"], r["variant"] or "")
         groups[key][label_of(r)][int(r["seed"])] = r
         levels[key] = r["level"]

@@ -118,15 +118,16 @@ def test_task_without_checkpoint_or_data_says_what_is_needed(tmp_path, capsys):
 
 
 def test_summary_relative_accuracy_and_cross_val():
-    def rec(tuned, seed, test, val, method="fixed"):
+    def rec(tuned, seed, test, val, method="fixed", protocol="p1"):
         return {"task": "t", "variant": "v", "level": "input", "tuned": tuned, "seed": seed,
                 "method": method, "status": "ok", "test_metric": test, "val_metric": val,
-                "blocks": ["block1", "block2", "head"]}
-    recs = [rec("block1", 0, 0.8, 0.5), rec("block1", 1, 0.6, 0.9), rec("block2", 0, 0.7, 0.9),
+                "blocks": ["block1", "block2", "head"], "protocol": protocol}
+    older = [rec("block1", 0, 0.0, 1.0, protocol="p0"), rec("block1", 7, 0.0, 1.0, protocol="p0")]
+    recs = [*older, rec("block1", 0, 0.8, 0.5), rec("block1", 1, 0.6, 0.9), rec("block2", 0, 0.7, 0.9),
             rec("block2", 1, 0.7, 0.1), rec("head", 0, 0.1, 0.0), rec("head", 1, 0.1, 0.0),
             rec("all", 0, 0.5, 0.5), rec("all", 1, 0.7, 0.5)]
-    rows = {r["tuned"]: r for r in summarize(recs)}
-    assert rows["block1"]["mean_acc"] == pytest.approx(0.7)
+    rows = {r["tuned"]: r for r in summarize(recs)}  # the older protocol's records are ignored
+    assert rows["block1"]["mean_acc"] == pytest.approx(0.7) and rows["block1"]["n_seeds"] == 2
     assert rows["block1"]["rel_vs_all"] == pytest.approx(((0.8 - 0.5) + (0.6 - 0.7)) / 2)
     assert rows["block1"]["rel_se"] == pytest.approx(0.2)  # sd 0.2828 / sqrt(2)
     assert rows["cross-val"]["mean_acc"] == pytest.approx((0.7 + 0.6) / 2)  # best val per seed
