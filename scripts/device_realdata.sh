@@ -12,3 +12,6 @@ test -x "$PY" || PY=python
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/gpu.txt" 2>&1 || true
 timeout 150 "$PY" -m realdata.bench throughput --device cuda --batch-size 256 --steps 30 \
   --out "$OUT/throughput.json" 2>&1 | tee "$OUT/throughput.txt"
+# the engine end to end on the GPU (source model pretrained on CPU, fine-tuning on cuda)
+timeout 150 "$PY" -m realdata.benchmark --task synthetic --quick --device cuda --variants output \
+  input-noise --seeds 0 --no-progress --out "$OUT/synthetic_cuda" 2>&1 | tee "$OUT/synthetic_cuda.txt"

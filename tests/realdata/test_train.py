@@ -120,3 +120,19 @@ def test_worst_group_metric():
     pred = model.eval()(ds.images).argmax(1)
     per_group = [float((pred == ds.labels)[ds.groups == g].float().mean()) for g in (0, 1)]
     assert wg == pytest.approx(min(per_group)) and wg <= acc + 1e-12
+
+
+def test_user_model_with_block_map(toy_splits):
+    """Any nn.Module works through a block map of parameter-name patterns (no caching)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 4))
+    before = net[0].weight.detach().clone()
+    res = finetune(net, {"features": ("0",), "classifier": ("4",)}, *toy_splits,
+                   protocol=PROTO, config=FinetuneConfig(tuned="classifier"), seed=0)
+    assert res.status == "ok" and not res.cached and res.n_trainable == 4 * 4 + 4
+    assert torch.equal(net[0].weight, before)
+    with pytest.raises(ValueError, match="in no block"):
+        finetune(net, {"classifier": ("4",)}, *toy_splits, protocol=PROTO,
+                 config=FinetuneConfig(tuned="classifier"), seed=0)
