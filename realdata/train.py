@@ -215,11 +215,16 @@ def _metric(pred: torch.Tensor, y: torch.Tensor, g: torch.Tensor, metric: Metric
 @torch.no_grad()
 def _predict(model: nn.Module, split: _Split, start: int, bs: int
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Predictions in eval mode (BN layers tuned with ``--bn train`` included); modes restored."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
     preds, ys, gs = [], [], []
     for x, y, g in split.in_order(bs):
         preds.append(_forward(model, x, start).argmax(1))
         ys.append(y)
         gs.append(g)
+    for m, was in modes.items():
+        m.train(was)
     return torch.cat(preds), torch.cat(ys), torch.cat(gs)
 
 
