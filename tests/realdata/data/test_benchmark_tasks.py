@@ -25,24 +25,26 @@ TASKS = ["cifar10c", "cifarflip", "imagenetc", "living17", "entity30", "waterbir
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _tiny(monkeypatch, task: str) -> tasks.TaskSpec:
+def _tiny(monkeypatch, task: str, num_classes: int) -> tasks.TaskSpec:
     """Replace ``task`` in the registry (for this test only) by a tiny version: small backbone,
-    fixture-sized quick protocol of one epoch and one learning rate."""
+    fixture-sized quick protocol of one epoch and one learning rate, and the fixture's number of
+    classes (e.g. 3 ImageNet-C wnid folders instead of 1000)."""
     spec = tasks.get_task(task)
     proto = spec.protocol.override(epochs=1, lrs=(1e-2,), batch_size=8, eval_batch_size=16,
                                    **FIXTURE_PROTOCOL[task])  # fmt: skip
     tiny = dataclasses.replace(spec, backbone_kwargs=TINY_BACKBONE[spec.backbone],
-                               quick_protocol=proto, quick_variants=None)  # fmt: skip
+                               quick_protocol=proto, quick_variants=None,
+                               num_classes=num_classes)  # fmt: skip
     monkeypatch.setitem(tasks._REGISTRY, task, tiny)
     return tiny
 
 
 def _setup(task: str, tmp_path: Path, monkeypatch) -> tuple[list[str], dict]:
-    spec = _tiny(monkeypatch, task)
     fx = build_task_fixture(task, tmp_path / "data")
     req = LoadRequest(data_root=fx["data_root"], variant=fx["variant"], extra=fx["extra"],
                       **FIXTURE_PROTOCOL[task])  # fmt: skip
-    k = spec.load(req).num_classes
+    k = tasks.get_task(task).load(req).num_classes
+    spec = _tiny(monkeypatch, task, k)
     torch.manual_seed(0)
     ckpt = tmp_path / "source.pt"
     torch.save(build_backbone(spec.backbone, k, **TINY_BACKBONE[spec.backbone]).state_dict(), ckpt)
