@@ -17,6 +17,7 @@ from pathlib import Path
 
 __all__ = ["draw", "main"]
 
+_LEVEL_ORDER = {"input": 0, "feature": 1, "output": 2, "natural": 3}
 _LEVEL_COLOURS = {"input": "#4C72B0", "feature": "#55A868", "output": "#C44E52",
                   "natural": "#8172B2"}
 
@@ -50,9 +51,8 @@ def draw(results: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     table.write_text(_table(rows, blocks))
     written.append(table)
     for task in sorted({r["task"] for r in rows}):
-        shifts = sorted({r["shift"] for r in rows if r["task"] == task},
-                        key=lambda s: (next(r["level"] for r in rows
-                                            if r["task"] == task and r["shift"] == s), s))
+        level_of = {r["shift"]: r["level"] for r in rows if r["task"] == task}
+        shifts = sorted(level_of, key=lambda s: (_LEVEL_ORDER.get(level_of[s], 9), s))
         ncol = min(4, len(shifts))
         nrow = math.ceil(len(shifts) / ncol)
         fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.8 * nrow), squeeze=False)
