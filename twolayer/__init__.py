@@ -11,6 +11,7 @@ from twolayer.closed_form import (
     last_layer_limit,
     lsq_flow_limit,
     lsq_gd_iterate,
+    lsq_gd_path,
 )
 from twolayer.descent import (
     GDResult,
@@ -67,6 +68,7 @@ __all__ = [
     "last_layer_limit",
     "lsq_flow_limit",
     "lsq_gd_iterate",
+    "lsq_gd_path",
     "make_problem",
     "mc_population_loss",
     "population_loss",

@@ -12,6 +12,7 @@ with F = U diag(s) Vᵀ a thin SVD, and gradient flow's limit (t → ∞) is u_0
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from twolayer.model import features
@@ -28,20 +29,63 @@ def _pinv_coef(s: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(s > cutoff, 1.0 / jnp.where(s > cutoff, s, 1.0), 0.0)
 
 
-def gd_coef(s: jnp.ndarray, steps, lr, n: int) -> jnp.ndarray:
-    """c_t(s) = (1 − (1 − η s²/n)^t)/s, computed stably (→ tη s/n for small s; 0 at s = 0).
+def _pow_int(base: jnp.ndarray, t) -> jnp.ndarray:
+    """base**t for integer-valued t ≥ 0, also for negative bases."""
+    mag = jnp.abs(base) ** t
+    odd = jnp.mod(t, 2) == 1
+    return jnp.where((base < 0) & odd, -mag, mag)
+
+
+def gd_gain(lam: jnp.ndarray, steps, lr, n) -> jnp.ndarray:
+    """g_t(λ) = (1 − (1 − ηλ/n)^t)/λ for eigenvalues λ ≥ 0 of FᵀF, computed stably.
+
+    g_t(λ) → tη/n as λ → 0, and → 1/λ as t → ∞ when 0 < ηλ/n < 2. Args: lam any shape; steps t (scalar);
+    lr η; n samples.
+    """
+    x = lr * lam / n
+    # 1 − (1 − x)^t = −expm1(t log1p(−x)) is accurate for small x; for x ≥ 1/2 use the power directly
+    # (for x ≥ 2, a too-large step, it grows as GD diverges).
+    stable = -jnp.expm1(steps * jnp.log1p(-jnp.minimum(x, 0.5)))
+    direct = 1.0 - _pow_int(1.0 - x, steps)
+    safe = jnp.where(lam > 0, lam, 1.0)
+    return jnp.where(lam > 0, jnp.where(x < 0.5, stable, direct) / safe, steps * lr / n)
+
+
+def gd_coef(s: jnp.ndarray, steps, lr, n) -> jnp.ndarray:
+    """c_t(s) = (1 − (1 − η s²/n)^t)/s = s·g_t(s²) for singular values s (0 at s = 0)."""
+    return s * gd_gain(s * s, steps, lr, n)
+
+
+def lsq_gd_path(F, y, u0, t_grid, lr, n=None) -> jnp.ndarray:
+    """Exact GD iterates on (1/2n)‖F u − y‖² from u0 at every step count in ``t_grid``.
+
+    Uses one symmetric eigendecomposition of the smaller Gram matrix (F Fᵀ or FᵀF), much faster than an
+    SVD on CPUs: with F Fᵀ = U diag(λ) Uᵀ, u_t = u0 + Fᵀ U diag(g_t(λ)) Uᵀ r0 (r0 = y − F u0).
 
     Args:
-        s: singular values, any shape; steps: t (scalar, may be an array to broadcast); lr: η; n: samples.
+        F: (m, p); y: (m,); u0: (p,); t_grid: (T,) step counts; lr: η; n: the 1/n of the loss
+            (default m; smaller when F has zero padding rows).
+    Returns:
+        (T, p) iterates.
     """
-    x = lr * s * s / n
-    # 1 - (1 - x)^t = -expm1(t log1p(-x)); valid for x < 1; for x >= 1 (possible only if lr is too
-    # large) fall back to the direct power, which then oscillates or diverges as GD does.
-    direct = 1.0 - (1.0 - x) ** steps
-    stable = -jnp.expm1(steps * jnp.log1p(-jnp.minimum(x, 0.5)))
-    num = jnp.where(x < 0.5, stable, direct)
-    safe_s = jnp.where(s > 0, s, 1.0)
-    return jnp.where(s > 0, num / safe_s, 0.0)
+    m, p = F.shape
+    n = m if n is None else n
+    r0 = y - F @ u0
+    if m <= p:
+        lam, U = jnp.linalg.eigh(F @ F.T)
+        proj = U.T @ r0
+
+        def back(g):
+            return F.T @ (U @ (g * proj))
+    else:
+        lam, V = jnp.linalg.eigh(F.T @ F)
+        proj = V.T @ (F.T @ r0)
+
+        def back(g):
+            return V @ (g * proj)
+
+    lam = jnp.maximum(lam, 0.0)
+    return jax.vmap(lambda t: u0 + back(gd_gain(lam, t, lr, n)))(jnp.atleast_1d(t_grid))
 
 
 def lsq_gd_iterate(F, y, u0, steps, lr) -> jnp.ndarray:
@@ -52,8 +96,7 @@ def lsq_gd_iterate(F, y, u0, steps, lr) -> jnp.ndarray:
     Returns:
         (p,) iterate.
     """
-    n = F.shape[0]
-    return u0 + _lsq_direction(F, y - F @ u0, lambda s: gd_coef(s, steps, lr, n))
+    return lsq_gd_path(F, y, u0, jnp.asarray([steps]), lr)[0]
 
 
 def lsq_flow_limit(F, y, u0) -> jnp.ndarray:

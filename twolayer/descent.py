@@ -5,8 +5,8 @@ The objective is the empirical loss L̂(v, B) = (1/2n) Σ (vᵀφ(B x_i) − y_i
 Two exact ways to run GD, chosen per (tune, activation) by ``method="auto"``:
 
 * **closed-form trajectory** (last layer with any φ; first layer with φ = identity): the problem is
-  least squares, so the iterate after t steps is a closed form through one SVD
-  (:mod:`twolayer.closed_form`), for any number of steps at the cost of one step;
+  least squares, so the iterate after t steps is a closed form through one symmetric
+  eigendecomposition of the Gram matrix (:mod:`twolayer.closed_form`), for any number of steps;
 * **span iteration** (everything else): every gradient of B is G X for some (k, n) matrix G, so
   B_t − B_src = M_t X stays in the row span of X. We iterate (v, M) with the pre-activations
   H = B_src Xᵀ + M (X Xᵀ), costing O(k n²) per step instead of O(k n d). When n > d the span trick does
@@ -20,7 +20,9 @@ Step size (``lr=None``): η = 1/L with L a smoothness bound at the pretrained po
 * full: L = σ_max(Z)²/n + ‖v_src‖² σ_max(X)²/n + ‖Xᵀr_0‖/n, adding the cross term's bound at
   the start (the bound is local; divergence is detected, not assumed away).
 
-Convergence: ‖∇L̂‖ ≤ gtol·‖∇L̂ at start‖, checked at each record. Divergence: a non-finite value or a
+Convergence: ‖∇L̂‖ ≤ gtol·‖∇L̂ at start‖, or the data fitted to rounding level (train residual
+‖r‖ ≤ 100·ε·‖y‖, where the gradient is zero to machine precision, e.g. when it already was at the
+start), checked at each record. Divergence: a non-finite value or a
 train loss above 1e8 × its start stops the run at the last finite state with ``diverged = True``.
 The target loss is recorded exactly (:func:`~twolayer.losses.population_loss`) at ``record_steps``;
 after a run stops (converged or diverged) the remaining records repeat its final value.
@@ -37,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from twolayer._checks import ACTIVATIONS, FAMILIES, TUNE_MODES, check_array, check_choice
-from twolayer.closed_form import gd_coef
+from twolayer.closed_form import lsq_gd_path
 from twolayer.losses import population_loss
 from twolayer.model import activate, activate_grad, features
 from twolayer.problems import Problem, check_problem
@@ -110,40 +112,25 @@ def smoothness_bound(problem: Problem, X, y, tune: str, activation: str, n_valid
     return L_last + L_first + jnp.linalg.norm(X.T @ r0) / n
 
 
-def _pow_int(base: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
-    """base**t for integer-valued t ≥ 0, also for negative bases."""
-    mag = jnp.abs(base) ** t
-    odd = jnp.mod(t, 2) == 1
-    return jnp.where((base < 0) & odd, -mag, mag)
-
-
-def _lsq_path(F, y, u0, t_grid, lr, n):
-    """Exact GD iterates on (1/2n)‖Fu − y‖² at every t in t_grid; returns (T, p)."""
-    U, s, Vt = jnp.linalg.svd(F, full_matrices=False)
-    proj = U.T @ (y - F @ u0)  # (q,)
-
-    def at(t):
-        x = lr * s * s / n
-        coef = jnp.where(x < 0.5, gd_coef(s, t, lr, n), 0.0)
-        direct = (1.0 - _pow_int(1.0 - x, t)) / jnp.where(s > 0, s, 1.0)
-        coef = jnp.where(x < 0.5, coef, jnp.where(s > 0, direct, 0.0))
-        return u0 + Vt.T @ (coef * proj)
-
-    return jax.vmap(at)(t_grid)
+def _is_converged(gn, gn0, train_loss, y, n, gtol):
+    """‖g‖ ≤ gtol‖g0‖, or a residual at rounding level: 2n·L̂ = ‖r‖² ≤ (100 ε ‖y‖)²."""
+    eps = jnp.finfo(y.dtype).eps
+    fitted = 2 * n * train_loss <= (100 * eps) ** 2 * (y @ y)
+    return (gn <= gtol * gn0) | fitted
 
 
 def _closed_form_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, n):
     v0, B0 = problem.v_src, problem.B_src
     if tune == "last":
         F = features(B0, X, activation)
-        us = _lsq_path(F, y, v0, t_grid, lr, n)  # (T, k)
+        us = lsq_gd_path(F, y, v0, t_grid, lr, n)  # (T, k)
         vs, Bs = us, jnp.broadcast_to(B0, (t_grid.shape[0], *B0.shape))
         grad_scale = 1.0
     else:  # first layer, linear: least squares in w = Bᵀv with step η‖v‖²
         vv = v0 @ v0
         F = X
         w0 = B0.T @ v0
-        ws = _lsq_path(F, y, w0, t_grid, lr * vv, n)  # (T, d)
+        ws = lsq_gd_path(F, y, w0, t_grid, lr * vv, n)  # (T, d)
         Bs = B0[None] + v0[None, :, None] * (ws - w0)[:, None, :] / vv
         vs, us = jnp.broadcast_to(v0, (t_grid.shape[0], *v0.shape)), ws
         grad_scale = jnp.sqrt(vv)
@@ -168,7 +155,7 @@ def _closed_form_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, 
         steps_taken=t_grid[last_ok],
         grad_norm=gn,
         grad_norm0=gn0,
-        converged=(~diverged) & (gn <= gtol * gn0),
+        converged=(~diverged) & _is_converged(gn, gn0, train[last_ok], y, n, gtol),
         diverged=diverged,
         lr=jnp.asarray(lr),
     )
@@ -221,7 +208,7 @@ def _span_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, n):
         v, M = jnp.where(bad, v, v1), jnp.where(bad, M, M1)
         loss, gn = jnp.where(bad, loss, loss1), jnp.where(bad, gn, gn1)
         trace = trace.at[seg + 1].set(target(v, M))
-        return seg + 1, v, M, trace, loss, gn, (~bad) & (gn <= gtol * gn0), bad
+        return seg + 1, v, M, trace, loss, gn, (~bad) & _is_converged(gn, gn0, loss, y, n, gtol), bad
 
     init = (0, v0, M0, trace0, loss0, gn0, jnp.asarray(False), jnp.asarray(False))
     seg, v, M, trace, loss, gn, conv, div = jax.lax.while_loop(cond, body, init)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import twolayer as tl
@@ -29,8 +29,9 @@ def test_last_layer_gd_limit_equals_closed_form(seed, shift, act, n):
     p, X, y = problem_and_data(seed, d=8, k=3, n=n, activation=act, family="gaussian", shift=shift)
     Z = np.asarray(tl.features(p.B_src, X, act))
     s = np.linalg.svd(Z, compute_uv=False)
-    if s[-1] < 1e-3 * s[0]:  # a (near-)dead feature: slow directions, GD cannot finish in budget
-        return
+    # Iterated GD needs ~(s_max/s_min)² log(1/gtol) steps: keep problems it can finish in 60k steps
+    # (ill-conditioned ones are covered by the closed-form trajectory tests).
+    assume(s[-1] >= 0.05 * s[0])
     r = _long_gd(p, X, y, "last", act, "gaussian")
     assert bool(r.converged)
     assert rel(r.v, tl.last_layer_limit(p.v_src, p.B_src, X, y, act)) < TOL
