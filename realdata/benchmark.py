@@ -66,9 +66,14 @@ class RunUnit:
 
     def id_fields(self) -> dict[str, Any]:
         """The fields that define the run's result (and its id)."""
-        return {"task": self.task, "variant": self.variant, "tuned": self.tuned,
-                "method": self.method, "seed": self.seed, "protocol": self.protocol,
-                "bn": self.bn, "checkpoint": os.path.basename(self.checkpoint)}
+        fields = {"task": self.task, "variant": self.variant, "tuned": self.tuned,
+                  "method": self.method, "seed": self.seed, "protocol": self.protocol,
+                  "bn": self.bn, "checkpoint": os.path.basename(self.checkpoint)}
+        if self.method == "snr":
+            defaults = FinetuneConfig()
+            fields["snr"] = {"threshold": defaults.snr_threshold, "normalization": "min-max",
+                             "batches": defaults.auto_batches}
+        return fields
 
     @property
     def id(self) -> str:

@@ -70,7 +70,7 @@ class FinetuneConfig:
         cache: allow frozen-prefix caching.
         augment: random horizontal flips of training images (disables caching).
         auto_batches: training batches used for the RGN/SNR statistics at each epoch's start.
-        snr_threshold: Auto-SNR freezes tensors whose max-normalized score is below this.
+        snr_threshold: Auto-SNR freezes tensors whose min-max-normalized score is below this.
         cache_limit_bytes: do not cache prefix outputs larger than this (all splits together).
         workers: DataLoader workers for datasets read from disk (0: in the main process).
         device: torch device for the model and batches (``"cpu"``, ``"cuda"``).

@@ -109,17 +109,18 @@ def test_per_example_grads_need_bn_eval():
 
 
 def test_snr_scores_definition_and_freeze():
-    # tensor a: identical per-example grads (zero variance -> huge SNR); b: pure noise, mean 0
-    a = torch.ones(6, 3)
+    # per element E[g^2]/Var(g): b: +-1 (mean 0, var 1) -> 1; c: 2 or 0 (mean 1, var 1) -> 2;
+    # d: 3 or 1 (mean 2, var 1) -> 5
     b = torch.tensor([[1.0], [-1.0]] * 3)
-    c = torch.tensor([[2.0], [0.0]] * 3)  # mean 1, var 1 -> E[g^2]/Var = 2
-    s = snr_scores({"a": a, "b": b, "c": c})
-    assert s["a"] == 1.0 and s["b"] == pytest.approx(1.0 / 1e12)
-    raw_c = 2.0
-    assert s["c"] == pytest.approx(raw_c / 1e12)  # a's raw score is 1/eps
-    s2 = snr_scores({"b": b, "c": c})
-    assert s2 == {"b": pytest.approx(0.5), "c": 1.0}
-    assert snr_freeze(s2, 0.6) == {"b"}
-    assert snr_freeze(s2, 0.4) == set()
+    c = torch.tensor([[2.0], [0.0]] * 3)
+    d = torch.tensor([[3.0, 3.0], [1.0, 1.0]] * 3)
+    s = snr_scores({"b": b, "c": c, "d": d})
+    assert s == {"b": 0.0, "c": pytest.approx(0.25), "d": 1.0}  # (raw - 1) / (5 - 1)
+    assert snr_freeze(s, 0.3) == {"b", "c"}
+    assert snr_freeze(s, 0.2) == {"b"}
+    assert snr_freeze(s, 0.0) == set()
+    assert snr_scores({"b": b, "b2": b.clone()}) == {"b": 1.0, "b2": 1.0}
     with pytest.raises(ValueError, match="threshold"):
-        snr_freeze(s2, 1.5)
+        snr_freeze(s, 1.5)
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        snr_scores({"b": b[:1]})
