@@ -1,0 +1,224 @@
+"""``python -m paper_figures theory --results OUT``: figures of a ``sims.sweep`` from its records.
+
+Draws (PNG and PDF, into ``OUT/figures`` unless ``--out``), from ``OUT/runs.jsonl`` only:
+
+* ``loss_vs_n_<family>``: relative target loss (target / pretrained) against n/d for each tune mode,
+  input-shift and output-shift panels, linear and ReLU rows, mean ± standard error over seeds,
+  shifts and widths;
+* ``c5_success``: fraction of seeds where first-layer tuning reaches zero loss (sparse family,
+  linear, rank-1 scale shift) against the prediction 1 − (1 − p₁)ⁿ;
+* ``phase_<family>``: the winning tune mode (lowest mean target loss) over (n/d, k/d).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+FIGSIZE = (10.0, 7.0)
+DPI = 100
+TUNES = ("first", "last", "full")
+STYLE = {"none": ("pretrained (none)", "0.5", ":"), "first": ("first layer", "C0", "-"),
+         "last": ("last layer", "C1", "-"), "full": ("full", "C2", "--"),
+         "oracle": ("oracle", "k", ":")}
+
+
+def _load(results: Path) -> list[dict]:
+    path = results / "runs.jsonl"
+    if not path.is_file():
+        raise ValueError(f"{path} not found: expected the --out folder of python -m sims.sweep")
+    from sims.runs import RunStore
+
+    return RunStore(results).load()
+
+
+def _p1(results: Path, records: list[dict]) -> float:
+    for r in records:
+        if "p1" in r:
+            return float(r["p1"])
+    cfg = json.loads((results / "config.json").read_text())
+    return float(cfg["config"]["p1"])
+
+
+def _mean_se(xs: list[float]) -> tuple[float, float]:
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return m, 0.0
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
+
+
+def _rel(r: dict) -> float:
+    L0 = r["initial_target_loss"]
+    return r["target_loss"] / L0 if L0 > 0 else 0.0
+
+
+def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out_dir / f"{name}.{ext}"
+        tmp = path.with_name(f".{path.name}.tmp")
+        fig.savefig(tmp, dpi=DPI, format=ext)
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def _loss_vs_n(plt, records: list[dict], family: str, out_dir: Path) -> list[Path]:
+    acts = sorted({r["activation"] for r in records})
+    shifts = [s for s in ("input", "output") if any(r["shift"] == s for r in records)]
+    fig, axes = plt.subplots(len(acts), len(shifts), figsize=FIGSIZE, squeeze=False)
+    for i, act in enumerate(acts):
+        for j, shift in enumerate(shifts):
+            ax = axes[i][j]
+            sel = [r for r in records if r["activation"] == act and r["shift"] == shift]
+            for method in ("none", "first", "last", "full", "oracle"):
+                by_x: dict[float, list[float]] = defaultdict(list)
+                for r in sel:
+                    if r["method"] == method:
+                        by_x[r["n"] / r["d"]].append(max(_rel(r), 1e-18))
+                if not by_x:
+                    continue
+                xs = sorted(by_x)
+                ms, ses = zip(*(_mean_se(by_x[x]) for x in xs))
+                label, color, ls = STYLE[method]
+                ax.errorbar(xs, ms, yerr=ses, label=label, color=color, ls=ls, marker="o",
+                            ms=3, capsize=2)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_title(f"{act}, {shift} shift ({family} inputs)")
+            ax.set_xlabel("n / d")
+            ax.set_ylabel("target loss / pretrained loss")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Target loss after fine-tuning (mean ± s.e. over seeds, shifts, widths)")
+    fig.tight_layout()
+    paths = _save(fig, out_dir, f"loss_vs_n_{family}")
+    plt.close(fig)
+    return paths
+
+
+def _c5(plt, records: list[dict], p1: float, zero_rtol: float, out_dir: Path) -> list[Path]:
+    sel = [r for r in records if r["method"] == "first" and r["family"] == "sparse"
+           and r["activation"] == "linear" and r["shift_kind"] == "scale" and r["rank"] == 1]
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    by_n: dict[int, list[float]] = defaultdict(list)
+    for r in sel:
+        by_n[r["n"]].append(float(r["limit_target_loss"] <= zero_rtol * r["initial_target_loss"]))
+    if by_n:
+        ns = sorted(by_n)
+        rates = [sum(by_n[n]) / len(by_n[n]) for n in ns]
+        ses = [math.sqrt(max(p * (1 - p), 1e-12) / len(by_n[n])) for p, n in zip(rates, ns)]
+        ax.errorbar(ns, rates, yerr=ses, marker="o", ls="", capsize=3,
+                    label="first layer reaches zero loss (fraction of seeds ± s.e.)")
+        grid = [ns[0] + (ns[-1] - ns[0]) * i / 200 for i in range(201)]
+        ax.plot(grid, [1 - (1 - p1) ** n for n in grid], color="k",
+                label=f"1 − (1 − p₁)ⁿ, p₁ = {p1:g}")
+    else:
+        ax.text(0.5, 0.5, "no C5 runs (sparse, linear, rank-1 scale shift) in these results",
+                ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("n (target samples)")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title("C5: first-layer tuning succeeds iff direction u₁ is sampled")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    paths = _save(fig, out_dir, "c5_success")
+    plt.close(fig)
+    return paths
+
+
+def _phase(plt, records: list[dict], family: str, out_dir: Path) -> list[Path]:
+    from matplotlib.colors import ListedColormap
+
+    acts = sorted({r["activation"] for r in records})
+    shifts = [s for s in ("input", "output") if any(r["shift"] == s for r in records)]
+    fig, axes = plt.subplots(len(acts), len(shifts), figsize=FIGSIZE, squeeze=False)
+    cmap = ListedColormap([STYLE[t][1] for t in TUNES])
+    for i, act in enumerate(acts):
+        for j, shift in enumerate(shifts):
+            ax = axes[i][j]
+            cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+            for r in records:
+                if r["activation"] == act and r["shift"] == shift and r["method"] in TUNES:
+                    cells[(r["n"] / r["d"], r["k"] / r["d"])][r["method"]].append(_rel(r))
+            xs = sorted({c[0] for c in cells})
+            ys = sorted({c[1] for c in cells})
+            grid = [[float("nan")] * len(xs) for _ in ys]
+            for (x, y), by_m in cells.items():
+                means = {m: sum(v) / len(v) for m, v in by_m.items()}
+                grid[ys.index(y)][xs.index(x)] = TUNES.index(min(means, key=means.get))
+            ax.imshow(grid, origin="lower", cmap=cmap, vmin=-0.5, vmax=len(TUNES) - 0.5,
+                      aspect="auto")
+            ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
+            ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
+            ax.set_xlabel("n / d")
+            ax.set_ylabel("k / d")
+            ax.set_title(f"{act}, {shift} shift ({family} inputs)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=STYLE[t][1]) for t in TUNES]
+    fig.legend(handles, [STYLE[t][0] for t in TUNES], loc="lower center", ncol=3)
+    fig.suptitle("Winning tune mode (lowest mean target loss)")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    paths = _save(fig, out_dir, f"phase_{family}")
+    plt.close(fig)
+    return paths
+
+
+def draw_theory(results: str | Path, out_dir: str | Path | None = None,
+                records: list[dict] | None = None, zero_rtol: float | None = None) -> list[Path]:
+    """Draw every theory figure of a sweep folder; returns the written paths (PNG and PDF).
+
+    Args:
+        results: the sweep's ``--out`` folder (reads ``runs.jsonl`` unless ``records`` given).
+        out_dir: figure folder (default ``results/figures``).
+        records: records to draw (default: all of ``runs.jsonl``).
+        zero_rtol: "zero loss" threshold for C5 (default: the sweep's config, else 1e-10).
+
+    Raises:
+        ValueError: if the folder holds no sweep records.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = Path(results)
+    records = _load(results) if records is None else records
+    if not records:
+        raise ValueError(f"{results} holds no records: expected a finished python -m sims.sweep")
+    out = Path(out_dir) if out_dir is not None else results / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    if zero_rtol is None:
+        cfg_path = results / "config.json"
+        zero_rtol = (json.loads(cfg_path.read_text())["config"].get("zero_rtol", 1e-10)
+                     if cfg_path.is_file() else 1e-10)
+    paths: list[Path] = []
+    for family in sorted({r["family"] for r in records}):
+        fam = [r for r in records if r["family"] == family]
+        paths += _loss_vs_n(plt, fam, family, out)
+        paths += _phase(plt, fam, family, out)
+    paths += _c5(plt, records, _p1(results, records), zero_rtol, out)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m paper_figures theory --results OUT [--out DIR]``."""
+    p = argparse.ArgumentParser(prog="python -m paper_figures theory",
+                                description="Draw the theory figures of a sims.sweep folder.")
+    p.add_argument("--results", required=True, type=Path,
+                   help="the --out folder of python -m sims.sweep (holds runs.jsonl)")
+    p.add_argument("--out", type=Path, default=None, help="figure folder (default RESULTS/figures)")
+    args = p.parse_args(argv)
+    try:
+        paths = draw_theory(args.results, args.out)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0

@@ -1,0 +1,341 @@
+"""The sweep's frozen configuration: presets, TOML files and overrides.
+
+Resolution order: a preset (``quick`` or ``full``), then an optional TOML file, then explicit
+overrides (the CLI's flags). The resolved config is written to ``OUT/config.json`` and every record
+carries the fields that define its run.
+
+Reproduce the README's quick sweep::
+
+    python -m sims.sweep --quick --out results/sweep-quick --seed 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ACTIVATIONS = ("linear", "relu")
+FAMILIES = ("gaussian", "sparse")
+TUNES = ("none", "first", "last", "full")
+SHIFT_KINDS = ("scale", "rotate")
+PRESETS = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class InputShiftSpec:
+    """An input shift x_trg = A x_src (see ``twolayer.InputShift``).
+
+    Attributes:
+        rank: dimension r of the subspace that moves (``rotate``: r planes, 2r <= d).
+        alpha: ``scale``: factor of the subspace (!= 0, != 1); ``rotate``: angle in radians.
+        kind: ``"scale"`` or ``"rotate"``.
+    """
+
+    rank: int = 1
+    alpha: float = 2.0
+    kind: str = "scale"
+
+    def label(self) -> str:
+        """Short text, e.g. ``scale r=1 α=3``."""
+        return f"{self.kind} r={self.rank} α={self.alpha:g}"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything that defines a sweep; a run is a pure function of these fields and its seed.
+
+    Attributes:
+        preset: name of the preset it started from (informational).
+        dims: input dimensions d.
+        widths: widths k (each must be <= d).
+        n_ratios: sample sizes as ratios n/d (n = max(1, round(ratio * d))); ignored when ``ns``
+            is non-empty.
+        ns: absolute sample sizes n (override ``n_ratios``).
+        activations: subset of ``linear``, ``relu``.
+        families: target input families, subset of ``gaussian``, ``sparse``.
+        input_shifts: input shifts (rank, alpha, kind).
+        output_shifts: output scales t (y_trg = t y_src), each != 1 and finite.
+        tunes: which tune modes to record, subset of ``none``, ``first``, ``last``, ``full``
+            (the oracle of C1/C3 is always recorded).
+        seeds: seeds per cell (seed indices 0 .. seeds-1).
+        seed: base seed; every run's PRNG key derives from (seed, seed index, cell).
+        steps: gradient-descent steps per run.
+        n_records: number of recorded target losses along each GD run (plus the start).
+        lr: gradient-descent step size; ``None`` uses twolayer's smoothness-bound step.
+        gtol: convergence test on the gradient norm (twolayer's ``gtol``).
+        p1: mass of direction u_1 in the sparse family.
+        nonneg_head: draw v_src >= 0 (the setting of C4; linear and ReLU runs share problems).
+        merge_shapes: one compiled group per (d, activation, family), zero-padding smaller k and n
+            (exact; fewer compilations, more arithmetic); otherwise one per (d, k, n, ...).
+        chunk: problems per compiled call (bounds memory; results do not depend on it).
+        zero_rtol: "zero loss" means target loss < zero_rtol x initial target loss.
+        positive_rtol: "stays positive" means target loss > positive_rtol x initial (C5).
+        agree_rtol: closed forms and GD agree within this relative tolerance (C6, C7).
+        test_level: family-wise level of the C5 binomial tests (Bonferroni over cells).
+    """
+
+    preset: str = "quick"
+    dims: tuple[int, ...] = (16,)
+    widths: tuple[int, ...] = (2, 4, 8)
+    n_ratios: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+    ns: tuple[int, ...] = ()
+    activations: tuple[str, ...] = ACTIVATIONS
+    families: tuple[str, ...] = FAMILIES
+    input_shifts: tuple[InputShiftSpec, ...] = (InputShiftSpec(1, 3.0, "scale"),)
+    output_shifts: tuple[float, ...] = (-1.0,)
+    tunes: tuple[str, ...] = TUNES
+    seeds: int = 32
+    seed: int = 0
+    steps: int = 2000
+    n_records: int = 20
+    lr: float | None = None
+    gtol: float = 1e-8
+    p1: float = 0.3
+    nonneg_head: bool = True
+    merge_shapes: bool = True
+    chunk: int = 4096
+    zero_rtol: float = 1e-10
+    positive_rtol: float = 1e-8
+    agree_rtol: float = 1e-6
+    test_level: float = 0.01
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def sample_sizes(self, d: int) -> tuple[int, ...]:
+        """Sample sizes n used with dimension ``d`` (sorted, unique)."""
+        if self.ns:
+            return tuple(sorted(set(self.ns)))
+        return tuple(sorted({max(1, round(r * d)) for r in self.n_ratios}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of all public fields."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name.startswith("_"):
+                continue
+            value = getattr(self, f.name)
+            if f.name == "input_shifts":
+                value = [dataclasses.asdict(s) for s in value]
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+
+def _fail(msg: str) -> None:
+    raise ValueError(msg)
+
+
+def _check_subset(name: str, values: tuple, allowed: tuple) -> None:
+    if not values:
+        _fail(f"{name} is empty: expected at least one of {', '.join(allowed)}")
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        _fail(f"{name} has {bad!r}: expected values from {', '.join(allowed)}")
+    if len(set(values)) != len(values):
+        _fail(f"{name} has duplicates: {list(values)!r}")
+
+
+def _check_pos_ints(name: str, values: tuple, allow_empty: bool = False) -> None:
+    if not values and not allow_empty:
+        _fail(f"{name} is empty: expected at least one positive integer")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            _fail(f"{name} has {v!r}: expected positive integers")
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate(cfg: SweepConfig) -> None:
+    """Raise ValueError (one line, saying what was expected) if ``cfg`` is not a valid sweep."""
+    if cfg.preset not in (*PRESETS, "custom"):
+        _fail(f"preset {cfg.preset!r}: expected one of {', '.join(PRESETS)} or 'custom'")
+    _check_pos_ints("dims", cfg.dims)
+    _check_pos_ints("widths", cfg.widths)
+    _check_pos_ints("ns", cfg.ns, allow_empty=True)
+    if not cfg.ns:
+        if not cfg.n_ratios:
+            _fail("n_ratios and ns are both empty: expected sample sizes")
+        for r in cfg.n_ratios:
+            if not _is_num(r) or r <= 0:
+                _fail(f"n_ratios has {r!r}: expected positive numbers (n/d)")
+    if max(cfg.widths) > min(cfg.dims):
+        _fail(f"widths {list(cfg.widths)} must not exceed the smallest d = {min(cfg.dims)}")
+    _check_subset("activations", cfg.activations, ACTIVATIONS)
+    _check_subset("families", cfg.families, FAMILIES)
+    _check_subset("tunes", cfg.tunes, TUNES)
+    if not cfg.input_shifts and not cfg.output_shifts:
+        _fail("input_shifts and output_shifts are both empty: expected at least one shift")
+    for s in cfg.input_shifts:
+        if not isinstance(s, InputShiftSpec):
+            _fail(f"input shift {s!r}: expected InputShiftSpec(rank, alpha, kind)")
+        if s.kind not in SHIFT_KINDS:
+            _fail(f"input shift kind {s.kind!r}: expected one of {', '.join(SHIFT_KINDS)}")
+        if isinstance(s.rank, bool) or not isinstance(s.rank, int) or s.rank < 1:
+            _fail(f"input shift rank {s.rank!r}: expected a positive integer")
+        need = s.rank if s.kind == "scale" else 2 * s.rank
+        if need > min(cfg.dims):
+            _fail(f"input shift {s.label()} needs d >= {need}; smallest d is {min(cfg.dims)}")
+        if not _is_num(s.alpha) or (s.kind == "scale" and s.alpha in (0, 1)):
+            _fail(f"input shift alpha {s.alpha!r}: expected a finite number (scale: not 0 or 1)")
+    for t in cfg.output_shifts:
+        if not _is_num(t) or t == 1:
+            _fail(f"output shift t {t!r}: expected a finite number other than 1")
+    if len(set(cfg.input_shifts)) != len(cfg.input_shifts) or len(set(cfg.output_shifts)) != len(
+        cfg.output_shifts
+    ):
+        _fail("shifts contain duplicates")
+    for name in ("seeds", "steps", "n_records", "chunk"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            _fail(f"{name} = {v!r}: expected a positive integer")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        _fail(f"seed = {cfg.seed!r}: expected a non-negative integer")
+    if cfg.n_records > cfg.steps:
+        _fail(f"n_records = {cfg.n_records} exceeds steps = {cfg.steps}")
+    if cfg.lr is not None and (not _is_num(cfg.lr) or cfg.lr <= 0):
+        _fail(f"lr = {cfg.lr!r}: expected a positive number or None")
+    if not (_is_num(cfg.p1) and 0 < cfg.p1 < 1):
+        _fail(f"p1 = {cfg.p1!r}: expected a probability in (0, 1)")
+    for name in ("gtol", "zero_rtol", "positive_rtol", "agree_rtol"):
+        v = getattr(cfg, name)
+        if not _is_num(v) or v <= 0:
+            _fail(f"{name} = {v!r}: expected a positive number")
+    if not (_is_num(cfg.test_level) and 0 < cfg.test_level < 1):
+        _fail(f"test_level = {cfg.test_level!r}: expected a probability in (0, 1)")
+
+
+def preset(name: str) -> SweepConfig:
+    """The ``quick`` (CPU, well under a minute) or ``full`` (paper scale, GPU) config."""
+    if name == "quick":
+        return SweepConfig()
+    if name == "full":
+        return SweepConfig(
+            preset="full",
+            dims=(16, 64, 256, 1024),
+            widths=(2, 4, 8, 16),
+            n_ratios=(1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0, 3 / 2, 2.0),
+            input_shifts=(
+                InputShiftSpec(1, 3.0, "scale"),
+                InputShiftSpec(1, 1.0, "rotate"),
+                InputShiftSpec(2, 0.5, "scale"),
+            ),
+            output_shifts=(-1.0, 0.5, 2.0),
+            seeds=100,
+            steps=20000,
+            n_records=40,
+            merge_shapes=False,
+            chunk=512,
+        )
+    raise ValueError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
+
+
+_TUPLE_FIELDS = {
+    "dims": int, "widths": int, "ns": int, "n_ratios": float, "activations": str,
+    "families": str, "tunes": str, "output_shifts": float,
+}
+_SCALAR_FIELDS = {
+    "preset": str, "seeds": int, "seed": int, "steps": int, "n_records": int, "lr": float,
+    "gtol": float, "p1": float, "nonneg_head": bool, "merge_shapes": bool,
+    "chunk": int, "zero_rtol": float,
+    "positive_rtol": float, "agree_rtol": float, "test_level": float,
+}
+FIELDS = (*_TUPLE_FIELDS, *_SCALAR_FIELDS, "input_shifts")
+
+
+def _coerce(name: str, value: Any, typ: type) -> Any:
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is bool and not isinstance(value, bool):
+        _fail(f"{name} = {value!r}: expected true or false")
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        _fail(f"{name} = {value!r}: expected {typ.__name__}")
+    return value
+
+
+def parse_input_shift(value: Any) -> InputShiftSpec:
+    """An input shift from a mapping ``{rank, alpha, kind}`` or text ``kind:rank:alpha``."""
+    if isinstance(value, InputShiftSpec):
+        return value
+    if isinstance(value, str):
+        parts = value.split(":")
+        if len(parts) != 3:
+            _fail(f"input shift {value!r}: expected KIND:RANK:ALPHA, e.g. scale:1:3.0")
+        kind, rank, alpha = parts
+        try:
+            return InputShiftSpec(rank=int(rank), alpha=float(alpha), kind=kind)
+        except ValueError:
+            _fail(f"input shift {value!r}: expected KIND:RANK:ALPHA with integer rank, number alpha")
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"rank", "alpha", "kind"}
+        if unknown:
+            _fail(f"input shift keys {sorted(unknown)}: expected rank, alpha, kind")
+        return InputShiftSpec(
+            rank=_coerce("input shift rank", value.get("rank", 1), int),
+            alpha=_coerce("input shift alpha", value.get("alpha", 2.0), float),
+            kind=_coerce("input shift kind", value.get("kind", "scale"), str),
+        )
+    _fail(f"input shift {value!r}: expected a table {{rank, alpha, kind}} or KIND:RANK:ALPHA")
+    raise AssertionError  # unreachable
+
+
+def with_overrides(cfg: SweepConfig, overrides: Mapping[str, Any]) -> SweepConfig:
+    """A new config with ``overrides`` applied (type-checked; unknown keys raise ValueError)."""
+    changes: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name in _TUPLE_FIELDS:
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                _fail(f"{name} = {value!r}: expected a list")
+            changes[name] = tuple(_coerce(name, v, _TUPLE_FIELDS[name]) for v in value)
+        elif name in _SCALAR_FIELDS:
+            if name == "lr" and value is None:
+                changes[name] = None
+            else:
+                changes[name] = _coerce(name, value, _SCALAR_FIELDS[name])
+        elif name == "input_shifts":
+            if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+                _fail("input_shifts: expected a list of shifts")
+            changes[name] = tuple(parse_input_shift(v) for v in value)
+        else:
+            _fail(f"unknown config key {name!r}: expected one of {', '.join(FIELDS)}")
+    return dataclasses.replace(cfg, **changes)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML sweep file (keys = :class:`SweepConfig` fields; optional ``[sweep]`` table)."""
+    path = Path(path)
+    if not path.is_file():
+        _fail(f"config file {path} not found: expected a TOML file")
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            _fail("reading TOML needs Python >= 3.11 or the 'tomli' package")
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        _fail(f"config file {path} is not valid TOML: {exc}")
+    if "sweep" in data and isinstance(data["sweep"], dict):
+        data = data["sweep"]
+    return data
+
+
+def resolve(name: str = "quick", toml_path: str | Path | None = None,
+            overrides: Mapping[str, Any] | None = None) -> SweepConfig:
+    """Preset ``name``, then the TOML file, then ``overrides``."""
+    cfg = preset(name)
+    if toml_path is not None:
+        cfg = with_overrides(cfg, load_toml(toml_path))
+    if overrides:
+        cfg = with_overrides(cfg, overrides)
+    return cfg

@@ -1,0 +1,347 @@
+"""The vectorized engine: one shape group -> its records.
+
+Per group, the functions are compiled once: a *builder* (``make_problem`` + ``sample_target`` for
+every (k, shift) of the group, mapped over seeds) and one *runner* per activation (every tune mode,
+the closed forms, the exact losses and the bounds of one run, ``vmap``-ed over the batch). The batch
+axis is sharded over the devices (``shard_map``; see :func:`default_devices`) and processed in
+chunks of fixed size, so one compilation serves the whole group.
+
+Padding is exact. A zero sample (x = 0, y = 0) has zero output and zero gradient because φ(0) = 0
+and the network has no bias; the normalisations by n of ``twolayer`` (loss, step 1/L, gradient) all
+scale by the same factor n/n_pad, so the GD iterates are unchanged (train loss is rescaled back).
+A zero hidden unit (v_j = 0, B_j = 0) has zero gradient in v_j and B_j, contributes nothing to
+outputs or losses, and stays zero. ``tests/sims/test_engine.py`` checks padded runs against
+unpadded ``twolayer.finetune`` calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sims.grid import Run, ShapeGroup, methods_of, problem_seed, record_id, run_settings, shifts_of
+from sims.runs import package_version
+
+# XLA CPU (jaxlib 0.10.2) deadlocks (0% CPU, threads parked) on some large vmapped while-loops and on
+# multi-device executions unless these are off; both only matter for the CPU backend.
+XLA_SAFE_FLAGS = ("--xla_cpu_multi_thread_eigen=false",
+                  "--xla_cpu_enable_concurrency_optimized_scheduler=false")
+
+
+def ensure_runtime() -> None:
+    """Prepare this process for the engine: XLA flag and float64.
+
+    Adds :data:`XLA_SAFE_FLAGS` to ``XLA_FLAGS`` (XLA CPU deadlocks without them on the engine's
+    batched while-loops and on 2-device runs; this only takes effect if the JAX backend is not
+    initialised yet) and enables ``jax_enable_x64`` (theory checks run in float64).
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    for flag in XLA_SAFE_FLAGS:
+        if flag.split("=")[0] not in flags:
+            flags = f"{flags} {flag}".strip()
+    os.environ["XLA_FLAGS"] = flags
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def _twolayer_shift(shift):
+    import twolayer as tl
+
+    if shift.is_input:
+        return tl.InputShift(rank=shift.rank, alpha=shift.alpha, kind=shift.kind)
+    return tl.OutputShift(t=shift.t)
+
+
+@functools.lru_cache(maxsize=32)
+def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str, ...],
+             family: str, pool_n: int, nonneg: bool, p1: float):
+    """Jitted ``keys (C, S) -> (problems, X, ys)`` with C = len(ks) * len(shifts) combos (k outer).
+
+    ``make_problem`` is traced once per (k, shift) (the shift is static); ``sample_target`` once
+    per (k, activation), mapped over shifts and seeds (same key, so the inputs X are shared and
+    only the labels depend on the activation). Problems are zero-padded to width max(ks); X is
+    (C, S, pool_n, d) and ys a tuple (one per activation) of (C, S, pool_n).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    import twolayer as tl
+
+    k_pad = max(ks)
+
+    def pad_k(p):
+        pk = k_pad - p.v_src.shape[-1]
+        zk = ((0, 0), (0, pk))
+        return p._replace(
+            v_src=jnp.pad(p.v_src, zk), B_src=jnp.pad(p.B_src, (*zk, (0, 0))),
+            v_star=jnp.pad(p.v_star, zk), B_star=jnp.pad(p.B_star, (*zk, (0, 0))),
+        )
+
+    def build(keys):
+        outs = []
+        for i, k in enumerate(ks):
+            probs = []
+            for j, shift in enumerate(shifts):
+                make = functools.partial(tl.make_problem, d=d, k=k, activation=activations[0],
+                                         family=family, shift=_twolayer_shift(shift),
+                                         nonneg_head=nonneg, p1=p1)
+                kp = keys[i * len(shifts) + j]
+                probs.append(jax.lax.map(lambda kk, make=make: make(jax.random.fold_in(kk, 0)), kp))
+            batch = jax.tree.map(lambda *a: jnp.stack(a), *probs)  # (len(shifts), S, ...)
+            flat = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])),
+                                (keys[i * len(shifts):(i + 1) * len(shifts)], batch))
+
+            ys = []
+            for act in activations:
+                def sample(args, act=act):
+                    kk, p = args
+                    return tl.sample_target(jax.random.fold_in(kk, 1), p, family, act, pool_n)
+
+                X, y = jax.lax.map(sample, flat)
+                ys.append(y)
+            outs.append((pad_k(jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), batch)),
+                         X, tuple(ys)))
+        probs, X, y = jax.tree.map(lambda *a: jnp.concatenate(a), *outs)
+        S = keys.shape[1]
+        return jax.tree.map(lambda a: a.reshape((-1, S, *a.shape[1:])), (probs, X, y))
+
+    return jax.jit(build)
+
+
+def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, steps, n_records,
+             gtol, lr):
+    """All methods and diagnostics of one (possibly padded) run; returns a dict of arrays."""
+    import jax.numpy as jnp
+
+    import twolayer as tl
+    from twolayer import bounds
+
+    n_pad = X.shape[0]
+    mask = (jnp.arange(n_pad) < n_valid).astype(X.dtype)
+    X = X * mask[:, None]
+    y = y * mask
+    scale = n_pad / n_valid  # padded normalisation -> true normalisation
+
+    def loss(v, B):
+        return tl.population_loss(v, B, problem, family, activation)
+
+    out: dict[str, Any] = {"L0": loss(problem.v_src, problem.B_src)}
+    B_oracle = problem.B_src @ jnp.linalg.inv(problem.A)
+    out["oracle"] = jnp.where(is_input, loss(problem.v_src, B_oracle),
+                              loss(problem.t * problem.v_src, problem.B_src))
+    for tune in tunes:
+        r = tl.finetune_core(problem, X, y, tune=tune, activation=activation, family=family,
+                             steps=steps, lr=lr, gtol=gtol, n_records=n_records)
+        out[tune] = {
+            "target_loss": r.target_loss, "trace": r.trace, "train_loss": r.train_loss * scale,
+            "converged": r.converged, "diverged": r.diverged, "steps_taken": r.steps_taken,
+            "grad_norm_rel": r.grad_norm / jnp.where(r.grad_norm0 > 0, r.grad_norm0, 1.0),
+            "lr": r.lr / scale,
+        }
+        if tune == "first":
+            B_first = r.B
+    v_inf = tl.last_layer_limit(problem.v_src, problem.B_src, X, y, activation)
+    out["last_limit"] = loss(v_inf, problem.B_src)
+    Z = tl.features(problem.B_src, X, activation)
+    s = jnp.linalg.svd(Z, compute_uv=False)
+    tol = s[0] * max(Z.shape) * jnp.finfo(Z.dtype).eps * 10
+    out["rank_z"] = jnp.sum(s > tol)
+    if activation == "linear":
+        B_inf = tl.first_layer_limit(problem.v_src, problem.B_src, X, y)
+        out["first_limit"] = loss(problem.v_src, B_inf)
+        if "first" in tunes:
+            move = jnp.linalg.norm(B_inf - problem.B_src)
+            out["first_limit_gap"] = jnp.linalg.norm(B_first - B_inf) / jnp.where(move > 0, move, 1)
+        cov = tl.target_second_moment(problem, family)
+        w0 = problem.B_src.T @ problem.v_src
+        w_star = problem.B_star.T @ problem.v_star
+        out["first_layer_bound"] = bounds.first_layer_linear_loss(w0, w_star, X, cov)
+        out["c2_floor"] = bounds.c2_floor_of(problem, family)
+    else:
+        out["c4_floor"] = bounds.c4_floor(problem, family)
+    if family == "sparse":
+        coef = (X @ jnp.linalg.inv(problem.A).T) @ problem.basis.T  # (n, d): z e_J per row
+        sampled = jnp.any(jnp.abs(coef) > 1e-9 * jnp.max(jnp.abs(coef)), axis=0)
+        out["e1_sampled"] = sampled[0]
+        out["n_unsampled"] = jnp.sum((~sampled) & (problem.probs > 0))
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _runner(activation: str, family: str, tunes: tuple[str, ...], steps: int, n_records: int,
+            gtol: float, lr: float | None, devices: tuple):
+    """Jitted batched runner; each device runs its slice of the batch independently
+    (``shard_map``, no collectives: per-device while-loops stop on their own)."""
+    import jax
+    from jax.sharding import Mesh, PartitionSpec
+
+    fn = jax.vmap(functools.partial(_run_one, activation=activation, family=family, tunes=tunes,
+                                    steps=steps, n_records=n_records, gtol=gtol, lr=lr))
+    mesh = Mesh(np.array(devices), ("batch",))
+    spec = PartitionSpec("batch")
+    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False))
+
+
+def _shard(tree, devices):
+    """Place the leading (batch) axis of every leaf across ``devices``."""
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(devices), ("batch",))
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("batch")))
+
+
+def default_devices() -> list:
+    """Devices the batch is sharded over: all accelerators; on CPU only the first device.
+
+    Multi-device CPU execution of the runner deadlocks intermittently in jaxlib 0.10.2 (threads
+    parked at 0% CPU, also with :data:`XLA_SAFE_FLAGS`), so on CPU the cores are used by running
+    shape groups in parallel processes (``--executor processes``) instead.
+    """
+    import jax
+
+    devs = jax.devices()
+    return devs if devs[0].platform != "cpu" else devs[:1]
+
+
+def chunk_size(group: ShapeGroup, n_devices: int, memory_bytes: float = 2e9) -> int:
+    """Problems per compiled call: the config's ``chunk``, capped by a rough memory estimate,
+    rounded up to a multiple of the device count."""
+    d, n = group.d, max(group.ns)
+    per_problem = 8 * (6 * n * d + 8 * d * d + 64 * max(group.ks) * d) * 4
+    cap = max(1, int(memory_bytes // per_problem))
+    size = min(group.config.chunk, cap, len(group.runs()))
+    return -(-size // n_devices) * n_devices
+
+
+def _as_py(x: Any) -> Any:
+    a = np.asarray(x)
+    if a.ndim:
+        return a.tolist()
+    return a.item()
+
+
+def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[dict]:
+    """Compute every record of ``group`` (pure: same group -> same numbers).
+
+    Args:
+        group: the shape group.
+        devices: JAX devices to shard the batch over (default: :func:`default_devices`).
+
+    Returns:
+        The group's records, in :meth:`ShapeGroup.runs` order, one per (run, method).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    import twolayer as tl
+
+    cfg = group.config
+    devices = list(default_devices() if devices is None else devices)
+    start = time.perf_counter()
+    shifts = shifts_of(cfg)
+    acts = group.activations
+    combos = [(k, s) for k in group.ks for s in shifts]
+    n_ns, n_seeds = len(group.ns), cfg.seeds
+    build = _builder(group.d, group.ks, shifts, acts, group.family, group.pool_n,
+                     cfg.nonneg_head, cfg.p1)
+    per_call = chunk_size(group, len(devices))
+    seed_chunk = max(1, min(n_seeds, per_call // (len(combos) * n_ns)))
+    batch = -(-(len(combos) * seed_chunk * n_ns) // len(devices)) * len(devices)
+    tunes = tuple(t for t in ("first", "last", "full") if t in cfg.tunes)
+    runners = [_runner(a, group.family, tunes, cfg.steps, cfg.n_records, cfg.gtol, cfg.lr,
+                       tuple(devices)) for a in acts]
+    ns = np.array(group.ns)
+    results: dict[int, dict] = {}
+    for s0 in range(0, n_seeds, seed_chunk):
+        s_idx = list(range(s0, min(s0 + seed_chunk, n_seeds)))
+        s_pad = s_idx + [s_idx[-1]] * (seed_chunk - len(s_idx))
+        seeds = np.array([[problem_seed(cfg, Run(group.d, k, 0, group.pool_n, acts[0],
+                                                 group.family, sh, s)) for s in s_pad]
+                          for k, sh in combos], dtype=np.uint32)
+        keys = jax.vmap(jax.vmap(jax.random.PRNGKey))(jnp.asarray(seeds))
+        problems, X, ys = build(keys)  # leading (C, S)
+        X = X[:, :, : max(group.ns)]
+
+        def expand(a):  # (C, S, ...) -> (C*S*n_ns, ...) with n fastest
+            a = jnp.repeat(a[:, :, None], n_ns, axis=2)
+            return a.reshape((-1, *a.shape[3:]))
+
+        n_valid = jnp.asarray(np.tile(ns, len(combos) * seed_chunk), dtype=X.dtype)
+        is_input = jnp.asarray(np.repeat([sh.is_input for _, sh in combos], seed_chunk * n_ns))
+        count = n_valid.shape[0]
+
+        def pad_batch(a, pad=batch - count):
+            return jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
+
+        for a_i, (runner, y) in enumerate(zip(runners, ys)):
+            elems = jax.tree.map(expand, (problems, X, y[:, :, : max(group.ns)]))
+            args = jax.tree.map(pad_batch, (*elems, n_valid, is_input))
+            out = runner(*_shard(args, devices))
+            out = jax.tree.map(lambda a, count=count: np.asarray(a)[:count], out)
+            for c in range(len(combos)):
+                for j, s in enumerate(s_idx):
+                    for m in range(n_ns):
+                        e = (c * seed_chunk + j) * n_ns + m
+                        run_index = ((a_i * len(combos) + c) * n_seeds + s) * n_ns + m
+                        results[run_index] = jax.tree.map(lambda a, e=e: a[e], out)
+    runs = group.runs()
+    wall = time.perf_counter() - start
+    record_steps = tl.record_schedule(cfg.steps, cfg.n_records).tolist()
+    return _records(group, runs, results, record_steps, wall / max(len(runs), 1))
+
+
+def _records(group: ShapeGroup, runs: list[Run], results: dict[int, dict], record_steps: list,
+             wall_per_run: float) -> list[dict]:
+    import twolayer as tl
+
+    cfg = group.config
+    settings = run_settings(cfg)
+    version = package_version()
+    methods = methods_of(cfg)
+    records = []
+    diag_keys = ("rank_z", "c2_floor", "c4_floor", "first_layer_bound", "e1_sampled", "n_unsampled")
+    for i, run in enumerate(runs):
+        res = results[i]
+        base = {**settings, **run.fields(), "package_version": version, "wall_s": wall_per_run,
+                "initial_target_loss": float(res["L0"])}
+        base.update({key: (_as_py(res[key]) if key in res else None) for key in diag_keys})
+        for method in methods:
+            rec = {"id": record_id(cfg, run, method), **base, "method": method}
+            if method == "none":
+                rec.update(solver="exact", target_loss=float(res["L0"]))
+            elif method == "oracle":
+                rec.update(solver="exact", target_loss=float(res["oracle"]))
+            else:
+                r = res[method]
+                rec.update(
+                    solver="closed_form_gd" if tl.uses_closed_form(method, run.activation) else "gd",
+                    target_loss=float(r["target_loss"]),
+                    trace=_as_py(r["trace"]),
+                    record_steps=record_steps,
+                    train_loss=float(r["train_loss"]),
+                    converged=bool(r["converged"]),
+                    diverged=bool(r["diverged"]),
+                    steps_taken=int(r["steps_taken"]),
+                    grad_norm_rel=float(r["grad_norm_rel"]),
+                    lr=float(r["lr"]),
+                    limit_target_loss=(float(res["last_limit"]) if method == "last" else
+                                       float(res["first_limit"]) if method == "first"
+                                       and "first_limit" in res else None),
+                    limit_gap=(float(res["first_limit_gap"]) if method == "first"
+                               and "first_limit_gap" in res else None),
+                )
+            records.append(rec)
+    return records
+
+
+def run_group(group: ShapeGroup) -> list[dict]:
+    """Executor entry point (top level, picklable): prepare the runtime, compute the group."""
+    ensure_runtime()
+    return compute_group(group)

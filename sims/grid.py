@@ -1,0 +1,180 @@
+"""The sweep grid: runs (one problem + data set each), their record ids, and shape groups.
+
+A *run* is one seeded problem (d, k, activation, family, shift, seed index) with n target samples;
+each run yields one record per method (``none``, ``oracle``, ``first``, ``last``, ``full``). A
+*shape group* is the unit of work: the runs that share array shapes, problems and data (one
+compiled builder, one compiled runner per activation). With ``merge_shapes`` (the quick preset) a
+group is (d, family) and smaller k and n are zero-padded to the group's largest (exact: padded
+samples and hidden units are inert, see :mod:`sims.engine`); otherwise a group is (d, k, n, family).
+
+Data: the n samples of a run are the first n rows of a pool of ``pool_n`` samples (the largest n
+of its d) drawn from the run's problem, so the curves over n use nested data sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sims.config import SweepConfig
+from sims.runs import canonical_json, stable_id
+
+METHODS = ("none", "oracle", "first", "last", "full")
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A shift of the grid: ``kind`` in scale/rotate (input shifts) or ``output``."""
+
+    kind: str
+    rank: int | None = None
+    alpha: float | None = None
+    t: float | None = None
+
+    @property
+    def is_input(self) -> bool:
+        """True for an input shift."""
+        return self.kind != "output"
+
+    def label(self) -> str:
+        """Short human-readable label, e.g. ``scale r=1 α=3`` or ``output t=-1``."""
+        if self.is_input:
+            return f"{self.kind} r={self.rank} α={self.alpha:g}"
+        return f"output t={self.t:g}"
+
+    def fields(self) -> dict[str, Any]:
+        """Record fields of the shift."""
+        return {"shift": "input" if self.is_input else "output", "shift_kind": self.kind,
+                "rank": self.rank, "alpha": self.alpha, "t": self.t}
+
+
+def shifts_of(cfg: SweepConfig) -> tuple[Shift, ...]:
+    """All shifts of a config: input shifts first, then output shifts."""
+    ins = tuple(Shift(s.kind, rank=s.rank, alpha=float(s.alpha)) for s in cfg.input_shifts)
+    outs = tuple(Shift("output", t=float(t)) for t in cfg.output_shifts)
+    return ins + outs
+
+
+@dataclass(frozen=True)
+class Run:
+    """One seeded problem with its data size; record fields come from :meth:`fields`."""
+
+    d: int
+    k: int
+    n: int
+    pool_n: int
+    activation: str
+    family: str
+    shift: Shift
+    seed_index: int
+
+    def problem_fields(self) -> dict[str, Any]:
+        """Fields that define the problem and its sample pool (all but n and the activation:
+        linear and ReLU runs share pretrained weights and inputs; ``sample_target`` labels them
+        with each run's activation)."""
+        return {"d": self.d, "k": self.k, "family": self.family, **self.shift.fields(),
+                "seed_index": self.seed_index, "pool_n": self.pool_n}
+
+    def fields(self) -> dict[str, Any]:
+        """Fields of the run (problem fields + activation + n)."""
+        return {**self.problem_fields(), "activation": self.activation, "n": self.n}
+
+
+def run_settings(cfg: SweepConfig) -> dict[str, Any]:
+    """Config fields that change a run's numbers (part of every record and id)."""
+    return {"seed": cfg.seed, "steps": cfg.steps, "n_records": cfg.n_records, "lr": cfg.lr,
+            "gtol": cfg.gtol, "p1": cfg.p1, "nonneg_head": cfg.nonneg_head}
+
+
+def problem_seed(cfg: SweepConfig, run: Run) -> int:
+    """A 32-bit PRNG seed for the run's problem: hash of (base seed, problem fields)."""
+    text = canonical_json({"seed": cfg.seed, **run.problem_fields()})
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+def record_id(cfg: SweepConfig, run: Run, method: str) -> str:
+    """Stable id of the record of ``method`` on ``run``."""
+    return stable_id({**run_settings(cfg), **run.fields(), "method": method})
+
+
+def methods_of(cfg: SweepConfig) -> tuple[str, ...]:
+    """Methods recorded per run: the config's tune modes plus the oracle."""
+    return tuple(m for m in METHODS if m == "oracle" or m in cfg.tunes)
+
+
+@dataclass(frozen=True)
+class ShapeGroup:
+    """A unit of work: runs sharing one compiled function (see module docstring).
+
+    Attributes:
+        config: the sweep config.
+        d, family: shared by all runs.
+        ks, ns: widths and sample sizes in the group (one each unless shapes are merged).
+        activations: the config's activations (same shapes, same problems and data).
+    """
+
+    config: SweepConfig
+    d: int
+    family: str
+    ks: tuple[int, ...]
+    ns: tuple[int, ...]
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """Activations of the group's runs."""
+        return self.config.activations
+
+    @property
+    def key(self) -> str:
+        """Short label, e.g. ``d=16 gaussian k=2,4 n=4,8``."""
+        ks = ",".join(map(str, self.ks))
+        ns = ",".join(map(str, self.ns))
+        return f"d={self.d} {self.family} k={ks} n={ns}"
+
+    @property
+    def pool_n(self) -> int:
+        """Size of the sample pool of dimension d (largest n of d in the config)."""
+        return max(self.config.sample_sizes(self.d))
+
+    def runs(self) -> list[Run]:
+        """Runs in batch order: activation, k, shift, seed, n (n varies fastest)."""
+        return [
+            Run(self.d, k, n, self.pool_n, act, self.family, shift, s)
+            for act in self.activations
+            for k in self.ks
+            for shift in shifts_of(self.config)
+            for s in range(self.config.seeds)
+            for n in self.ns
+        ]
+
+    def record_ids(self) -> list[str]:
+        """Ids of every record this group produces."""
+        methods = methods_of(self.config)
+        return [record_id(self.config, r, m) for r in self.runs() for m in methods]
+
+
+def group_ids(group: ShapeGroup) -> list[str]:
+    """Record ids of a group (top-level, for :func:`sims.executors.run_units`)."""
+    return group.record_ids()
+
+
+def shape_groups(cfg: SweepConfig) -> list[ShapeGroup]:
+    """The config's shape groups, largest d last."""
+    groups = []
+    for d in cfg.dims:
+        ns = cfg.sample_sizes(d)
+        for fam in cfg.families:
+            if cfg.merge_shapes:
+                groups.append(ShapeGroup(cfg, d, fam, tuple(sorted(cfg.widths)), ns))
+            else:
+                groups.extend(ShapeGroup(cfg, d, fam, (k,), (n,))
+                              for k in sorted(cfg.widths) for n in ns)
+    return groups
+
+
+def iter_runs(cfg: SweepConfig) -> Iterator[Run]:
+    """Every run of the config."""
+    for g in shape_groups(cfg):
+        yield from g.runs()
