@@ -9,10 +9,16 @@ stages before it are frozen and in eval mode (see :mod:`realdata.surgery`), and 
 augmentation, their output is computed once per split and reused across epochs and learning rates.
 The data order, optimizer and every number downstream are the same as without caching (tested);
 the cache is skipped when it would exceed ``cache_limit_bytes``.
+
+On a CUDA device, bf16 autocast (when ``torch.cuda.is_bf16_supported()``), channels_last memory
+format and pinned host memory are used by default; :class:`FinetuneConfig` switches each off
+(``bf16``, ``channels_last``, ``pin_memory``), and :func:`accelerations` says which are in effect.
+On CPU none is used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -40,10 +46,12 @@ from realdata.surgery import (
 from realdata.tasks import Protocol
 
 __all__ = [
+    "Accelerations",
     "FinetuneConfig",
     "FinetuneResult",
     "LrTrace",
     "NonFiniteLossError",
+    "accelerations",
     "evaluate",
     "finetune",
     "pretrain",
@@ -74,6 +82,9 @@ class FinetuneConfig:
         cache_limit_bytes: do not cache prefix outputs larger than this (all splits together).
         workers: DataLoader workers for datasets read from disk (0: in the main process).
         device: torch device for the model and batches (``"cpu"``, ``"cuda"``).
+        bf16: allow bf16 autocast (used on CUDA devices that support bf16).
+        channels_last: allow the channels_last memory format (used on CUDA).
+        pin_memory: allow pinned host memory for batches copied to the device (used on CUDA).
     """
 
     tuned: str = "all"
@@ -86,8 +97,13 @@ class FinetuneConfig:
     cache_limit_bytes: int = 2 * 2**30
     workers: int = 0
     device: str = "cpu"
+    bf16: bool = True
+    channels_last: bool = True
+    pin_memory: bool = True
 
     def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(f"workers (DataLoader workers) must be >= 0; got {self.workers}")
         if self.method not in ("fixed", "rgn", "snr"):
             raise ValueError(f"method must be fixed|rgn|snr; got {self.method!r}")
         if self.bn not in ("eval", "train"):
@@ -96,6 +112,35 @@ class FinetuneConfig:
             raise ValueError(f"auto_batches must be >= 1; got {self.auto_batches}")
         if not 0.0 <= self.snr_threshold <= 1.0:
             raise ValueError(f"snr_threshold must be in [0, 1]; got {self.snr_threshold}")
+
+
+@dataclass(frozen=True)
+class Accelerations:
+    """Which device accelerations a fine-tuning run uses (all ``False`` on CPU)."""
+
+    bf16: bool = False
+    channels_last: bool = False
+    pin_memory: bool = False
+
+
+def accelerations(config: FinetuneConfig) -> Accelerations:
+    """The accelerations in effect for ``config``: each allowed by its flag and supported by the
+    device (bf16 needs ``torch.cuda.is_bf16_supported()``; all three need a CUDA device)."""
+    if torch.device(config.device).type != "cuda" or not torch.cuda.is_available():
+        return Accelerations()
+    return Accelerations(bf16=config.bf16 and torch.cuda.is_bf16_supported(),
+                         channels_last=config.channels_last, pin_memory=config.pin_memory)
+
+
+def _autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` when ``enabled`` (else a no-op context).
+
+    The context spans a whole fine-tuning run, so autocast's cache of down-cast weights is off:
+    with it, the optimizer's updates would never reach the cached bf16 copies.
+    """
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, cache_enabled=False)
 
 
 @dataclass
@@ -137,10 +182,12 @@ class _Split:
     """A split as either cached prefix outputs or the dataset itself."""
 
     def __init__(self, dataset: Dataset, name: str, workers: int,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu",
+                 accel: Accelerations | None = None) -> None:
         check_split_nonempty(dataset, name)
         self.dataset, self.name, self.workers = dataset, name, workers
         self.device = torch.device(device)
+        self.accel = accel or Accelerations()
         self.n = len(dataset)  # type: ignore[arg-type]
         self.feats: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
@@ -149,8 +196,14 @@ class _Split:
     def batches(
         self, index_batches: Sequence[torch.Tensor]
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        pin, fmt = self.accel.pin_memory, self.accel.channels_last
         for x, y, g in self._batches(index_batches):
-            yield x.to(self.device), y.to(self.device), g.to(self.device)
+            if pin and x.device.type == "cpu" and not x.is_pinned():
+                x = x.pin_memory()
+            x = x.to(self.device, non_blocking=pin)
+            if fmt and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y.to(self.device), g.to(self.device)
 
     def _batches(
         self, index_batches: Sequence[torch.Tensor]
@@ -165,7 +218,7 @@ class _Split:
                 yield ds.batch(idx)  # type: ignore[attr-defined]
             return
         loader = DataLoader(ds, batch_sampler=[b.tolist() for b in index_batches],
-                            num_workers=self.workers)
+                            num_workers=self.workers, pin_memory=self.accel.pin_memory)
         for x, y, g in loader:
             yield x, y.long(), g.long()
 
@@ -279,9 +332,10 @@ def _auto_statistics(
     model.eval()
     kw = {"start": start} if start else {}
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-    for x, y, _ in train.batches(use):
-        for n, g in per_example_grads(model, names, x, y, kw).items():
-            chunks[n].append(g)
+    with torch.autocast(train.device.type, enabled=False):  # SNR statistics in full precision
+        for x, y, _ in train.batches(use):
+            for n, g in per_example_grads(model, names, x.float(), y, kw).items():
+                chunks[n].append(g)
     for m, was in modes.items():
         m.train(was)
     scores = snr_scores({n: torch.cat(v) for n, v in chunks.items()})
@@ -361,9 +415,22 @@ def finetune(
     """
     blocks = tuple(block_map)
     tuned = resolve_tuned(config.tuned, blocks)
-    splits = [_Split(d, n, config.workers, config.device)
+    accel = accelerations(config)
+    splits = [_Split(d, n, config.workers, config.device, accel)
               for d, n in ((train, "train"), (val, "val"), (test, "test"))]
     model.to(config.device)
+    if accel.channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    with _autocast(config.device, accel.bf16):
+        return _finetune(model, block_map, blocks, tuned, splits, protocol, config, seed, metric)
+
+
+def _finetune(
+    model: nn.Module, block_map: BlockMap, blocks: tuple[str, ...], tuned: tuple[str, ...],
+    splits: Sequence[_Split], protocol: Protocol, config: FinetuneConfig, seed: int,
+    metric: MetricName,
+) -> FinetuneResult:
+    """The body of :func:`finetune` (splits built, model on its device, autocast set)."""
     init_state = copy.deepcopy(model.state_dict())
     t0 = time.perf_counter()
     if not tuned:

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from realdata import train
 from realdata.data.base import TensorImages
 from realdata.surgery import configure_surgery
 from realdata.tasks import Protocol
@@ -147,3 +148,37 @@ def test_bn_train_evaluates_in_eval_mode(toy_splits):
     configure_surgery(model, model.block_map(), ("block1",), "eval")
     # the snapshot's reported validation accuracy is reproduced by a plain eval-mode pass
     assert res.val_metric == evaluate(model, toy_splits[1])[0]
+
+
+def test_accelerations_off_on_cpu_and_flags_switch_them_off(monkeypatch):
+    assert train.accelerations(FinetuneConfig()) == train.Accelerations()
+    assert train.accelerations(FinetuneConfig(device="cuda")) == train.Accelerations() or (
+        torch.cuda.is_available())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    on = train.accelerations(FinetuneConfig(device="cuda"))
+    assert on == train.Accelerations(bf16=True, channels_last=True, pin_memory=True)
+    off = train.accelerations(FinetuneConfig(device="cuda:0", bf16=False, channels_last=False,
+                                             pin_memory=False))
+    assert off == train.Accelerations()
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert not train.accelerations(FinetuneConfig(device="cuda")).bf16
+    with pytest.raises(ValueError, match="workers"):
+        FinetuneConfig(workers=-1)
+
+
+@pytest.mark.parametrize(("tuned", "method"), [("block2", "fixed"), ("all", "snr")])
+def test_bf16_autocast_and_channels_last_paths(toy_splits, monkeypatch, tuned, method):
+    """The GPU code paths (autocast, channels_last) exercised on CPU, where both exist: training
+    runs, the model ends channels_last and the losses follow the fp32 run's."""
+    ref = _run(tiny("resnet26"), toy_splits, tuned=tuned, method=method)
+    monkeypatch.setattr(train, "accelerations",
+                        lambda cfg: train.Accelerations(bf16=True, channels_last=True))
+    model = tiny("resnet26")
+    res = _run(model, toy_splits, tuned=tuned, method=method)
+    assert res.status == "ok" and res.cached == ref.cached
+    assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    # the same training up to bf16 rounding (a stale autocast weight cache would freeze the loss)
+    for a, b in zip(res.traces, ref.traces, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, abs=0.05)
+    assert res.traces[0].train_loss[-1] < res.traces[0].train_loss[0]
