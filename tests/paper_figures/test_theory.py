@@ -1,0 +1,54 @@
+"""paper_figures theory: every figure is a non-empty PNG of the expected size (plus a PDF)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from paper_figures.__main__ import main as cli
+from paper_figures.theory import DPI, FIGSIZE, draw_theory
+from sims.engine import compute_group
+from sims.grid import shape_groups
+from sims.runs import RunStore, write_json_atomic
+from tests.sims.tiny import TINY
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("theory")
+    store = RunStore(out)
+    for g in shape_groups(TINY):
+        store.append(compute_group(g))
+    write_json_atomic(out / "config.json", {"config": TINY.to_dict()})
+    return out
+
+
+def test_cli_draws_all_figures(results: Path, capsys) -> None:
+    assert cli(["theory", "--results", str(results)]) == 0
+    printed = capsys.readouterr().out.split()
+    names = {Path(p).stem for p in printed}
+    assert names == {"loss_vs_n_gaussian", "loss_vs_n_sparse", "phase_gaussian",
+                     "phase_sparse", "c5_success"}
+    for p in map(Path, printed):
+        assert p.is_file() and p.stat().st_size > 1000
+        if p.suffix == ".png":
+            with Image.open(p) as im:
+                assert im.size == (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
+                px = np.asarray(im.convert("L"), dtype=float)
+            assert px.std() > 5  # not a blank canvas
+        else:
+            assert p.read_bytes()[:4] == b"%PDF"
+
+
+def test_draw_to_other_folder(results: Path, tmp_path: Path) -> None:
+    paths = draw_theory(results, tmp_path / "figs")
+    assert len(paths) == 10 and all(p.parent == tmp_path / "figs" for p in paths)
+
+
+def test_missing_results_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    assert cli(["theory", "--results", str(tmp_path)]) == 2
+    assert "runs.jsonl not found" in capsys.readouterr().err
+    assert cli(["nope"]) == 2

@@ -1,0 +1,85 @@
+"""python -m sims.sweep end to end on a tiny grid: outputs, verdicts, resume, bad input, help."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sims.sweep import build_parser, main
+from tests.sims.tiny import TINY_FLAGS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweep")
+    assert main([*TINY_FLAGS, "--out", str(out), "--executor", "serial", "--quiet",
+                 "--strict"]) == 0
+    return out
+
+
+def test_outputs_and_verdicts(sweep_dir: Path, capsys) -> None:
+    for name in ("runs.jsonl", "config.json", "summary.csv", "verdicts.json"):
+        assert (sweep_dir / name).is_file(), name
+    cfg = json.loads((sweep_dir / "config.json").read_text())["config"]
+    assert cfg["seeds"] == 6 and cfg["dims"] == [8]
+    verdicts = {v["claim"]: v for v in json.loads((sweep_dir / "verdicts.json").read_text())[
+        "verdicts"]}
+    assert set(verdicts) == {f"C{i}" for i in range(1, 8)}
+    for v in verdicts.values():
+        assert v["verdict"] in ("holds", "not checked"), v
+        assert v["held"] <= v["checked"]
+    assert verdicts["C5"]["tests"] and "binomial" in verdicts["C5"]["statistical_test"]
+    rows = list(csv.DictReader((sweep_dir / "summary.csv").read_text().splitlines()))
+    assert rows and {"mean_target_loss", "se_target_loss", "method"} <= rows[0].keys()
+    assert {r["method"] for r in rows} == {"none", "oracle", "first", "last", "full"}
+
+
+def test_rerun_resumes_without_duplicates(sweep_dir: Path, capsys) -> None:
+    before = (sweep_dir / "runs.jsonl").read_bytes()
+    assert main([*TINY_FLAGS, "--out", str(sweep_dir), "--executor", "serial", "--quiet",
+                 "--no-figures"]) == 0
+    assert "(0 new" in capsys.readouterr().out
+    assert (sweep_dir / "runs.jsonl").read_bytes() == before
+    ids = [json.loads(line)["id"] for line in before.decode().splitlines()]
+    assert len(ids) == len(set(ids))
+
+
+def test_torn_store_resumes(sweep_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "torn"
+    out.mkdir()
+    lines = (sweep_dir / "runs.jsonl").read_text().splitlines(keepends=True)
+    (out / "runs.jsonl").write_text("".join(lines[: len(lines) // 2]) + lines[-1][:30])
+    assert main([*TINY_FLAGS, "--out", str(out), "--executor", "serial", "--quiet",
+                 "--no-figures"]) == 0
+    got = [json.loads(x) for x in (out / "runs.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in got) == sorted(json.loads(x)["id"] for x in lines)
+    assert "new" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [(["--seeds", "0"], "seeds"), (["--dims", "a,b"], "expected comma-separated"),
+     (["--input-shifts", "warp:1:2"], "kind"), (["--slurm", "oops"], "KEY=VALUE")],
+)
+def test_bad_input_exits_2_with_one_line(argv, match, tmp_path: Path, capsys) -> None:
+    extra = ["--executor", "slurm"] if argv[0] == "--slurm" else []
+    assert main([*argv, *extra, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and match in err and "\n" not in err
+
+
+def test_help_documents_every_flag() -> None:
+    text = build_parser().format_help()
+    for flag in ("--quick", "--full", "--config", "--out", "--seed", "--executor", "--scheduler",
+                 "--workers", "--slurm", "--quiet", "--strict", "--no-figures", "--steps"):
+        assert flag in text
+    proc = subprocess.run([sys.executable, "-m", "sims.sweep", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "--executor" in proc.stdout
