@@ -11,6 +11,11 @@ Reproduce the README's offline demo (built-in synthetic task, about 4 minutes on
     python -m realdata.benchmark --task synthetic --quick --out results/realdata-quick
 
 Real tasks read ``--data-root`` and need ``--checkpoint`` (a local state_dict file; see README).
+
+Head size: the model is always built with the task's ``TaskSpec.num_classes`` outputs, the size the
+checkpoint's head must have (checked before any run). A reader may find fewer classes on disk (a
+subset of ImageNet-C's 1000 classes, a test fixture); that is fine as long as every label is below
+the head size. A reader reporting more classes than the head has is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from realdata.data.base import LoadRequest, TargetSplits
 from realdata.models import build_backbone, load_checkpoint
 from realdata.summary import summarize, summary_csv, verdicts
 from realdata.tasks import Protocol, TaskSpec, all_tasks, get_task
-from realdata.train import FinetuneConfig, finetune
+from realdata.train import FinetuneConfig, accelerations, finetune
 from sims.executors import make_executor, run_units
 from sims.runs import RunStore, package_version, stable_id, to_jsonable, write_json_atomic, write_text_atomic
 
-__all__ = ["BenchmarkConfig", "RunUnit", "build_units", "main", "run_benchmark", "run_unit"]
+__all__ = ["BenchmarkConfig", "RunUnit", "build_units", "check_head", "main", "run_benchmark",
+           "run_unit"]
 
 METHODS = ("rgn", "snr")
 
@@ -46,7 +52,10 @@ class RunUnit:
     """One fine-tuning run (a pure function of these fields).
 
     ``checkpoint`` is the source model file; ``data_root``/``breeds_info`` only say where the data
-    are, so they are not part of the run id. ``threads`` sets torch's intra-op threads.
+    are, so they are not part of the run id. ``threads`` sets torch's intra-op threads,
+    ``loader_workers`` the DataLoader workers; ``bf16``/``channels_last``/``pin_memory`` allow
+    those accelerations on a CUDA device (bf16 autocast changes the numbers, so a run that uses
+    it has ``precision`` in its id).
     """
 
     task: str
@@ -63,6 +72,17 @@ class RunUnit:
     threads: int = 0
     device: str = "cpu"
     preset: str = "quick"
+    loader_workers: int = 0
+    bf16: bool = True
+    channels_last: bool = True
+    pin_memory: bool = True
+
+    def finetune_config(self) -> FinetuneConfig:
+        """The :class:`FinetuneConfig` of this run."""
+        return FinetuneConfig(tuned=self.tuned, method=self.method,  # type: ignore[arg-type]
+                              bn=self.bn, cache=self.cache,  # type: ignore[arg-type]
+                              workers=self.loader_workers, device=self.device, bf16=self.bf16,
+                              channels_last=self.channels_last, pin_memory=self.pin_memory)
 
     def id_fields(self) -> dict[str, Any]:
         """The fields that define the run's result (and its id)."""
@@ -73,6 +93,8 @@ class RunUnit:
             defaults = FinetuneConfig()
             fields["snr"] = {"threshold": defaults.snr_threshold, "normalization": "min-max",
                              "batches": defaults.auto_batches}
+        if accelerations(self.finetune_config()).bf16:
+            fields["precision"] = "bf16-autocast"
         return fields
 
     @property
@@ -98,6 +120,8 @@ class BenchmarkConfig:
         cache: allow frozen-prefix caching.
         executor, workers, scheduler: how units run (see ``sims.executors``).
         device: torch device.
+        loader_workers: DataLoader worker processes per run (image folders decoded lazily).
+        bf16, channels_last, pin_memory: allow these accelerations on a CUDA device.
     """
 
     tasks: tuple[str, ...]
@@ -116,8 +140,14 @@ class BenchmarkConfig:
     workers: int | None = None
     scheduler: str | None = None
     device: str = "cpu"
+    loader_workers: int = 0
+    bf16: bool = True
+    channels_last: bool = True
+    pin_memory: bool = True
 
     def __post_init__(self) -> None:
+        if self.loader_workers < 0:
+            raise ValueError(f"--loader-workers must be >= 0; got {self.loader_workers}")
         if self.preset not in ("quick", "full"):
             raise ValueError(f"preset must be quick|full; got {self.preset!r}")
         if not self.seeds:
@@ -167,7 +197,9 @@ def build_units(cfg: BenchmarkConfig, checkpoints: Mapping[str, str]) -> list[Ru
                         task=name, variant=variant, tuned=t, method=method, seed=seed,
                         protocol=proto, bn=cfg.bn, checkpoint=checkpoints[name],
                         data_root=cfg.data_root, breeds_info=cfg.breeds_info, cache=cfg.cache,
-                        threads=threads, device=cfg.device, preset=cfg.preset))
+                        threads=threads, device=cfg.device, preset=cfg.preset,
+                        loader_workers=cfg.loader_workers, bf16=cfg.bf16,
+                        channels_last=cfg.channels_last, pin_memory=cfg.pin_memory))
     return units
 
 
@@ -204,6 +236,19 @@ class _HashableDict(dict):
         return hash(tuple(sorted((k, str(v)) for k, v in self.items())))
 
 
+def check_head(spec: TaskSpec, splits: TargetSplits) -> None:
+    """The head has ``spec.num_classes`` outputs (the checkpoint's); every label must be below it.
+
+    Raises:
+        ValueError: the reader found more classes than the head has.
+    """
+    if splits.num_classes > spec.num_classes:
+        raise ValueError(
+            f"task {spec.name}: the data have {splits.num_classes} classes but the model head "
+            f"(and its checkpoint) has {spec.num_classes} outputs; labels must be < "
+            f"{spec.num_classes}. Use a checkpoint and task whose head covers every class.")
+
+
 def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
     """Run one unit and return its record (a list of one dict, for ``sims.executors``)."""
     if unit.threads:
@@ -211,14 +256,13 @@ def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
     t0 = time.perf_counter()
     spec = get_task(unit.task)
     splits = _load(unit.task, _freeze_request(_request(unit)))
-    model = build_backbone(spec.backbone, splits.num_classes, **dict(spec.backbone_kwargs))
+    check_head(spec, splits)
+    model = build_backbone(spec.backbone, spec.num_classes, **dict(spec.backbone_kwargs))
     load_checkpoint(model, unit.checkpoint)
     block_map = model.block_map()
     res = finetune(model, block_map, splits.train, splits.val, splits.test,
                    protocol=unit.protocol, seed=unit.seed, metric=spec.metric,
-                   config=FinetuneConfig(tuned=unit.tuned, method=unit.method,  # type: ignore[arg-type]
-                                         bn=unit.bn, cache=unit.cache,  # type: ignore[arg-type]
-                                         device=unit.device))
+                   config=unit.finetune_config())
     rec = {
         "id": unit.id, **to_jsonable(unit.id_fields()),
         "level": spec.level_of(unit.variant), "backbone": spec.backbone,
@@ -231,7 +275,8 @@ def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
         "lr_errors": {f"{t.lr:g}": t.error for t in res.traces if t.error},
         "val_curves": {f"{t.lr:g}": t.val_metric for t in res.traces},
         "data_info": to_jsonable(dict(splits.info)),
-        "n_train": len(splits.train), "package_version": package_version(),
+        "n_train": len(splits.train), "num_classes_data": splits.num_classes,
+        "head_size": spec.num_classes, "package_version": package_version(),
     }
     return [rec]
 
@@ -278,7 +323,7 @@ def _preflight(cfg: BenchmarkConfig) -> None:
         unit = RunUnit(task=name, variant=(variants or (None,))[0], tuned="none",
                        method="fixed", seed=cfg.seeds[0], protocol=proto, bn=cfg.bn,
                        checkpoint="", data_root=cfg.data_root, breeds_info=cfg.breeds_info)
-        _load(name, _freeze_request(_request(unit)))
+        check_head(spec, _load(name, _freeze_request(_request(unit))))
 
 
 def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = True
@@ -353,7 +398,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="BatchNorm during fine-tuning (default eval, as the official code)")
     p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
     p.add_argument("--lrs", type=float, nargs="+", default=None, help="override the lr grid")
-    p.add_argument("--train-n", type=int, default=None, help="override train_n")
+    p.add_argument("--train-n", type=int, default=None,
+                   help="override train_n (labelled target training examples in total)")
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="override the validation examples per class")
+    p.add_argument("--test-per-class", type=int, default=None,
+                   help="override the test examples per class")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="override the image side in pixels (ImageNet-size tasks: 224)")
+    p.add_argument("--severity", type=int, default=None, choices=range(1, 6), metavar="1..5",
+                   help="override the corruption severity (corruption tasks; default 5)")
     p.add_argument("--batch-size", type=int, default=None, help="override the batch size")
     p.add_argument("--no-cache", action="store_true", help="disable frozen-prefix caching")
     p.add_argument("--executor", default="serial",
@@ -361,6 +415,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="worker processes / dask workers")
     p.add_argument("--scheduler", default=None, help="dask scheduler address (tcp://HOST:8786)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--loader-workers", type=int, default=0, metavar="N",
+                   help="DataLoader worker processes per run for image-folder datasets "
+                        "(default 0: decode in the run's process; --workers is the executor's)")
+    p.add_argument("--no-bf16", action="store_true",
+                   help="no bf16 autocast (default: on for CUDA devices that support bf16)")
+    p.add_argument("--no-channels-last", action="store_true",
+                   help="no channels_last memory format (default: on for CUDA)")
+    p.add_argument("--no-pin-memory", action="store_true",
+                   help="no pinned host memory for batches (default: on for CUDA)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -386,7 +449,9 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
             raise ValueError("--variants needs a single --task")
         variants[tasks[0]] = tuple(a.variants)
     overrides = {"epochs": a.epochs, "train_n": a.train_n, "batch_size": a.batch_size,
-                 "lrs": tuple(a.lrs) if a.lrs else None}
+                 "lrs": tuple(a.lrs) if a.lrs else None, "val_per_class": a.val_per_class,
+                 "test_per_class": a.test_per_class, "image_size": a.image_size,
+                 "severity": a.severity}
     methods = tuple(a.methods) if a.methods is not None else (
         ("rgn",) if a.preset == "quick" else ("rgn", "snr"))
     return BenchmarkConfig(
@@ -395,7 +460,8 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
         protocol_overrides={k: v for k, v in overrides.items() if v is not None},
         checkpoints=ckpts, data_root=a.data_root, breeds_info=a.breeds_info,
         cache=not a.no_cache, executor=a.executor, workers=a.workers, scheduler=a.scheduler,
-        device=a.device)
+        device=a.device, loader_workers=a.loader_workers, bf16=not a.no_bf16,
+        channels_last=not a.no_channels_last, pin_memory=not a.no_pin_memory)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 import realdata.benchmark as bench
+from realdata import tasks
 from realdata.data.base import LoadRequest, TargetSplits
 from realdata.summary import summarize, verdicts
 from realdata.tasks import Protocol, TaskSpec, register_task
@@ -134,3 +136,97 @@ def test_summary_relative_accuracy_and_cross_val():
     assert rows["cross-val"]["mean_acc"] == pytest.approx((0.7 + 0.6) / 2)  # best val per seed
     v = verdicts(list(rows.values()), {("t", "v"): ["block1", "block2", "head"]})
     assert v[0]["best_block"] == "block1" and v[0]["holds"] is True  # tie 0.7: first in order
+
+
+# ----------------------------------------------------------------------------- head size, flags
+
+
+def _load_sized(req: LoadRequest) -> TargetSplits:
+    """4 classes; split sizes and image side taken from the request (the CLI overrides)."""
+    return TargetSplits(blobs(req.train_n, side=req.image_size, seed=req.seed),
+                        blobs(4 * req.val_per_class, side=req.image_size, seed=50),
+                        blobs(4 * (req.test_per_class or 4), side=req.image_size, seed=60),
+                        num_classes=4, info={"source": "generated", "severity": req.severity})
+
+
+def _sized_task(monkeypatch, tmp_path: Path, head: int) -> list[str]:
+    """Register a 4-class task whose head (and checkpoint) has ``head`` outputs."""
+    name = f"sized{head}"
+    monkeypatch.setitem(tasks._REGISTRY, name, TaskSpec(
+        name=name, shift_level="input", backbone="resnet26", num_classes=head, load=_load_sized,
+        protocol=Protocol(epochs=1, lrs=(1e-2,), train_n=16, batch_size=8, val_per_class=2,
+                          test_per_class=2, image_size=16), backbone_kwargs={"depth": 8},
+        needs_data=False))
+    ckpt = tmp_path / f"head{head}.pt"
+    torch.save(tiny("resnet26", num_classes=head).state_dict(), ckpt)
+    return ["--task", name, "--checkpoint", str(ckpt), "--seeds", "0", "--no-progress",
+            "--methods", "--out", str(tmp_path / "out")]
+
+
+def test_head_size_is_the_tasks_and_may_exceed_the_datas_classes(tmp_path, monkeypatch):
+    """Rule: model head = spec.num_classes = checkpoint's head; the data may have fewer classes
+    (e.g. a subset of ImageNet-C's 1000), never more."""
+    argv = _sized_task(monkeypatch, tmp_path, head=6)
+    assert bench.main([*argv, "--tuned", "none", "head"]) == 0
+    recs = [json.loads(x) for x in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()]
+    assert [(r["head_size"], r["num_classes_data"], r["status"]) for r in recs] == [(6, 4, "ok")] * 2
+
+
+def test_head_smaller_than_the_datas_classes_is_refused(tmp_path, monkeypatch, capsys):
+    argv = _sized_task(monkeypatch, tmp_path, head=3)
+    assert bench.main([*argv, "--tuned", "head"]) == 2
+    err = capsys.readouterr().err
+    assert "the data have 4 classes but the model head (and its checkpoint) has 3" in err
+    assert "labels must be < 3" in err
+    assert not (tmp_path / "out" / "runs.jsonl").exists()  # refused before any run
+    # the same rule inside a run (a worker that loads other data than the preflight)
+    spec = tasks.get_task("sized3")
+    with pytest.raises(ValueError, match="labels must be < 3"):
+        bench.check_head(spec, _load_sized(LoadRequest(data_root=tmp_path, train_n=8,
+                                                       image_size=8)))
+
+
+def test_protocol_and_loader_flags_reach_the_reader_and_the_runs(tmp_path, monkeypatch):
+    argv = _sized_task(monkeypatch, tmp_path, head=4)
+    extra = ["--tuned", "head", "--train-n", "8", "--val-per-class", "3", "--test-per-class", "5",
+             "--image-size", "12", "--severity", "2", "--loader-workers", "1", "--no-bf16",
+             "--no-channels-last", "--no-pin-memory"]
+    cfg = bench._config_from_args(bench._parser().parse_args([*argv, *extra]))
+    assert (cfg.loader_workers, cfg.bf16, cfg.channels_last, cfg.pin_memory) == (1, False, False,
+                                                                                 False)
+    unit = bench.build_units(cfg, {"sized4": "x.pt"})[0]
+    fc = unit.finetune_config()
+    assert (fc.workers, fc.bf16, fc.channels_last, fc.pin_memory) == (1, False, False, False)
+    assert bench.main([*argv, *extra]) == 0
+    (rec,) = [json.loads(x) for x in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()]
+    p = rec["protocol"]
+    assert (p["train_n"], p["val_per_class"], p["test_per_class"], p["image_size"],
+            p["severity"]) == (8, 3, 5, 12, 2)
+    assert rec["n_train"] == 8 and rec["data_info"]["severity"] == 2
+    assert "precision" not in rec  # no bf16 on CPU, so the id is the fp32 one
+
+
+def test_default_flags_allow_gpu_accelerations_and_bf16_changes_the_id(monkeypatch):
+    cfg = bench._config_from_args(bench._parser().parse_args(["--task", "tinytask", "--out", "o"]))
+    assert (cfg.loader_workers, cfg.bf16, cfg.channels_last, cfg.pin_memory) == (0, True, True, True)
+    unit = bench.build_units(cfg, {"tinytask": "x.pt"})[0]
+    cuda = dataclasses.replace(unit, device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert cuda.id_fields()["precision"] == "bf16-autocast" and cuda.id != unit.id
+    assert dataclasses.replace(cuda, bf16=False).id == unit.id
+
+
+@pytest.mark.parametrize(("argv", "msg"), [
+    (["--val-per-class", "0"], "val_per_class must be >= 1; got 0"),  # an empty split
+    (["--test-per-class", "-1"], "test_per_class must be >= 1 or None; got -1"),
+    (["--image-size", "4"], "image_size must be >= 8; got 4"),
+    (["--loader-workers", "-2"], "--loader-workers must be >= 0"),
+])
+def test_bad_protocol_flags_exit_2(tmp_path, monkeypatch, capsys, argv, msg):
+    sized = [*_sized_task(monkeypatch, tmp_path, head=4), "--tuned", "head", *argv]
+    # needs_data=False tasks skip the preflight read; make this one read its data first
+    monkeypatch.setitem(tasks._REGISTRY, "sized4",
+                        dataclasses.replace(tasks.get_task("sized4"), needs_data=True))
+    assert bench.main([*sized, "--data-root", str(tmp_path)]) == 2
+    assert msg in capsys.readouterr().err
