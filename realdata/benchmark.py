@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import os
 import sys
 import time
@@ -35,6 +36,7 @@ import torch
 
 from realdata.data.base import LoadRequest, TargetSplits
 from realdata.models import build_backbone, load_checkpoint
+from realdata.models.base import Backbone
 from realdata.summary import summarize, summary_csv, verdicts
 from realdata.tasks import Protocol, TaskSpec, all_tasks, get_task
 from realdata.train import FinetuneConfig, accelerations, finetune
@@ -76,6 +78,7 @@ class RunUnit:
     bf16: bool = True
     channels_last: bool = True
     pin_memory: bool = True
+    backbone_kwargs: tuple[tuple[str, Any], ...] = ()
 
     def finetune_config(self) -> FinetuneConfig:
         """The :class:`FinetuneConfig` of this run."""
@@ -95,6 +98,8 @@ class RunUnit:
                              "batches": defaults.auto_batches}
         if accelerations(self.finetune_config()).bf16:
             fields["precision"] = "bf16-autocast"
+        if self.backbone_kwargs:
+            fields["backbone_kwargs"] = dict(self.backbone_kwargs)
         return fields
 
     @property
@@ -122,6 +127,8 @@ class BenchmarkConfig:
         device: torch device.
         loader_workers: DataLoader worker processes per run (image folders decoded lazily).
         bf16, channels_last, pin_memory: allow these accelerations on a CUDA device.
+        backbone_kwargs: backbone constructor arguments overriding the task's (e.g. a tiny
+            ``{"depth": 8}`` ResNet-26 for smoke tests); the checkpoint must fit the result.
     """
 
     tasks: tuple[str, ...]
@@ -144,6 +151,7 @@ class BenchmarkConfig:
     bf16: bool = True
     channels_last: bool = True
     pin_memory: bool = True
+    backbone_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.loader_workers < 0:
@@ -171,9 +179,14 @@ def _protocol(spec: TaskSpec, cfg: BenchmarkConfig) -> tuple[Protocol, tuple[str
     return proto, variants
 
 
-def _blocks(spec: TaskSpec) -> tuple[str, ...]:
-    model = build_backbone(spec.backbone, spec.num_classes, **dict(spec.backbone_kwargs))
-    return tuple(model.block_map())
+def _build(spec: TaskSpec, overrides: Mapping[str, Any]) -> Backbone:
+    """The task's backbone with ``spec.num_classes`` outputs (``overrides`` update its kwargs)."""
+    return build_backbone(spec.backbone, spec.num_classes,
+                          **{**dict(spec.backbone_kwargs), **dict(overrides)})
+
+
+def _blocks(spec: TaskSpec, overrides: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(_build(spec, overrides).block_map())
 
 
 def build_units(cfg: BenchmarkConfig, checkpoints: Mapping[str, str]) -> list[RunUnit]:
@@ -185,7 +198,7 @@ def build_units(cfg: BenchmarkConfig, checkpoints: Mapping[str, str]) -> list[Ru
     for name in cfg.tasks:
         spec = get_task(name)
         proto, variants = _protocol(spec, cfg)
-        blocks = _blocks(spec)
+        blocks = _blocks(spec, cfg.backbone_kwargs)
         tuned = cfg.tuned or ("none", *blocks, "all")
         for t in tuned:
             resolve_tuned(t, blocks)  # validate early: unknown block -> ValueError
@@ -199,7 +212,8 @@ def build_units(cfg: BenchmarkConfig, checkpoints: Mapping[str, str]) -> list[Ru
                         data_root=cfg.data_root, breeds_info=cfg.breeds_info, cache=cfg.cache,
                         threads=threads, device=cfg.device, preset=cfg.preset,
                         loader_workers=cfg.loader_workers, bf16=cfg.bf16,
-                        channels_last=cfg.channels_last, pin_memory=cfg.pin_memory))
+                        channels_last=cfg.channels_last, pin_memory=cfg.pin_memory,
+                        backbone_kwargs=tuple(sorted(cfg.backbone_kwargs.items()))))
     return units
 
 
@@ -257,7 +271,7 @@ def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
     spec = get_task(unit.task)
     splits = _load(unit.task, _freeze_request(_request(unit)))
     check_head(spec, splits)
-    model = build_backbone(spec.backbone, spec.num_classes, **dict(spec.backbone_kwargs))
+    model = _build(spec, dict(unit.backbone_kwargs))
     load_checkpoint(model, unit.checkpoint)
     block_map = model.block_map()
     res = finetune(model, block_map, splits.train, splits.val, splits.test,
@@ -294,9 +308,11 @@ def _resolve_checkpoints(cfg: BenchmarkConfig, out: Path) -> dict[str, str]:
                 raise ValueError(f"checkpoint file not found for task {name}: {given}")
             paths[name] = str(Path(given).resolve())
             # fail fast (before any run) on a checkpoint for another architecture
-            load_checkpoint(build_backbone(spec.backbone, spec.num_classes,
-                                           **dict(spec.backbone_kwargs)), paths[name])
+            load_checkpoint(_build(spec, cfg.backbone_kwargs), paths[name])
         elif spec.prepare_source is not None:
+            if cfg.backbone_kwargs:
+                raise ValueError(f"--backbone-kwargs needs --checkpoint for task {name} (its "
+                                 "built-in source model has the task's own backbone)")
             proto, _ = _protocol(spec, cfg)
             req = LoadRequest(data_root=Path(cfg.data_root), image_size=proto.image_size,
                               extra={"preset": cfg.preset})
@@ -414,6 +430,10 @@ def _parser() -> argparse.ArgumentParser:
                    choices=("serial", "processes", "dask", "slurm"), help="how units run")
     p.add_argument("--workers", type=int, default=None, help="worker processes / dask workers")
     p.add_argument("--scheduler", default=None, help="dask scheduler address (tcp://HOST:8786)")
+    p.add_argument("--backbone-kwargs", default=None, metavar="JSON",
+                   help="backbone constructor arguments overriding the task's, as a JSON object, "
+                        "e.g. '{\"depth\": 8}' (tiny ResNet-26) or '{\"layers\": [1, 1, 1, 1], "
+                        "\"base_width\": 8}' (tiny ResNet-50); needs a matching --checkpoint")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--loader-workers", type=int, default=0, metavar="N",
                    help="DataLoader worker processes per run for image-folder datasets "
@@ -452,6 +472,15 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
                  "lrs": tuple(a.lrs) if a.lrs else None, "val_per_class": a.val_per_class,
                  "test_per_class": a.test_per_class, "image_size": a.image_size,
                  "severity": a.severity}
+    backbone_kwargs: dict[str, Any] = {}
+    if a.backbone_kwargs:
+        try:
+            backbone_kwargs = json.loads(a.backbone_kwargs)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--backbone-kwargs must be a JSON object; got {a.backbone_kwargs!r}"
+                             f" ({exc})") from exc
+        if not isinstance(backbone_kwargs, dict):
+            raise ValueError(f"--backbone-kwargs must be a JSON object; got {a.backbone_kwargs!r}")
     methods = tuple(a.methods) if a.methods is not None else (
         ("rgn",) if a.preset == "quick" else ("rgn", "snr"))
     return BenchmarkConfig(
@@ -461,7 +490,8 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
         checkpoints=ckpts, data_root=a.data_root, breeds_info=a.breeds_info,
         cache=not a.no_cache, executor=a.executor, workers=a.workers, scheduler=a.scheduler,
         device=a.device, loader_workers=a.loader_workers, bf16=not a.no_bf16,
-        channels_last=not a.no_channels_last, pin_memory=not a.no_pin_memory)
+        channels_last=not a.no_channels_last, pin_memory=not a.no_pin_memory,
+        backbone_kwargs=backbone_kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

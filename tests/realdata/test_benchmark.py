@@ -98,6 +98,10 @@ def test_divergence_marks_run_failed_and_grid_goes_on(tmp_path):
     (["--task", "tinytask", "--tuned", "block9"], "unknown block 'block9'"),
     (["--task", "tinytask", "--variants", "zzz"], "unknown variant(s) ['zzz']"),
     (["--task", "tinytask", "--checkpoint", "/no/such.pt"], "checkpoint file not found"),
+    (["--task", "tinytask", "--backbone-kwargs", "[8]"], "--backbone-kwargs must be a JSON object"),
+    (["--task", "tinytask", "--backbone-kwargs", "{depth: 8}"], "must be a JSON object"),
+    (["--task", "tinytask", "--backbone-kwargs", '{"depth": 8}'],
+     "--backbone-kwargs needs --checkpoint for task tinytask"),
 ])
 def test_bad_input_exits_2_with_reason(tmp_path, capsys, argv, msg):
     assert bench.main([*argv, "--out", str(tmp_path), "--no-progress"]) == 2

@@ -4,7 +4,6 @@ layout. The full default grid per task is in the slow test at the end."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -25,31 +24,21 @@ TASKS = ["cifar10c", "cifarflip", "imagenetc", "living17", "entity30", "waterbir
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _tiny(monkeypatch, task: str, num_classes: int) -> tasks.TaskSpec:
-    """Replace ``task`` in the registry (for this test only) by a tiny version: small backbone,
-    fixture-sized quick protocol of one epoch and one learning rate, and the fixture's number of
-    classes (e.g. 3 ImageNet-C wnid folders instead of 1000)."""
-    spec = tasks.get_task(task)
-    proto = spec.protocol.override(epochs=1, lrs=(1e-2,), batch_size=8, eval_batch_size=16,
-                                   **FIXTURE_PROTOCOL[task])  # fmt: skip
-    tiny = dataclasses.replace(spec, backbone_kwargs=TINY_BACKBONE[spec.backbone],
-                               quick_protocol=proto, quick_variants=None,
-                               num_classes=num_classes)  # fmt: skip
-    monkeypatch.setitem(tasks._REGISTRY, task, tiny)
-    return tiny
-
-
-def _setup(task: str, tmp_path: Path, monkeypatch) -> tuple[list[str], dict]:
+def _setup(task: str, tmp_path: Path) -> tuple[list[str], dict]:
+    """The fixture, a tiny source checkpoint with the task's own head size (e.g. 1000 outputs for
+    ImageNet-C although the fixture has 3 wnid folders), and the CLI arguments that run the task
+    on it: tiny backbone, fixture-sized protocol, one epoch and one learning rate."""
     fx = build_task_fixture(task, tmp_path / "data")
-    req = LoadRequest(data_root=fx["data_root"], variant=fx["variant"], extra=fx["extra"],
-                      **FIXTURE_PROTOCOL[task])  # fmt: skip
-    k = tasks.get_task(task).load(req).num_classes
-    spec = _tiny(monkeypatch, task, k)
+    spec = tasks.get_task(task)
+    kwargs = TINY_BACKBONE[spec.backbone]
     torch.manual_seed(0)
     ckpt = tmp_path / "source.pt"
-    torch.save(build_backbone(spec.backbone, k, **TINY_BACKBONE[spec.backbone]).state_dict(), ckpt)
+    torch.save(build_backbone(spec.backbone, spec.num_classes, **kwargs).state_dict(), ckpt)
+    proto = {f"--{k.replace('_', '-')}": str(v) for k, v in FIXTURE_PROTOCOL[task].items()}
     args = ["--task", task, "--quick", "--data-root", str(fx["data_root"]), "--checkpoint",
-            str(ckpt), "--seed", "0", "--no-progress"]  # fmt: skip
+            str(ckpt), "--seed", "0", "--no-progress", "--backbone-kwargs", json.dumps(kwargs),
+            "--epochs", "1", "--lrs", "1e-2", "--batch-size", "8",
+            *(x for kv in proto.items() for x in kv)]  # fmt: skip
     if fx["variant"]:
         args += ["--variants", fx["variant"]]
     if "breeds_info" in fx["extra"]:
@@ -62,16 +51,22 @@ def _records(out: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_task_runs_through_benchmark_cli(task, tmp_path, monkeypatch, capsys):
-    args, _ = _setup(task, tmp_path, monkeypatch)
+def test_task_runs_through_benchmark_cli(task, tmp_path, capsys):
+    args, fx = _setup(task, tmp_path)
+    req = LoadRequest(data_root=fx["data_root"], variant=fx["variant"], extra=fx["extra"],
+                      **FIXTURE_PROTOCOL[task])  # fmt: skip
+    k = tasks.get_task(task).load(req).num_classes
     out = tmp_path / "out"
     tuned = ["none", "block1", "head", "all"]
     rc = benchmark.main([*args, "--out", str(out), "--tuned", *tuned, "--methods"])
     assert rc == 0, capsys.readouterr().err
     recs = _records(out)
     assert sorted(r["tuned"] for r in recs) == sorted(tuned)
-    metric = tasks.get_task(task).metric
+    spec = tasks.get_task(task)
+    metric = spec.metric
     for r in recs:
+        # one head-size rule: the task's (= the checkpoint's); the fixture's labels lie below it
+        assert (r["head_size"], r["num_classes_data"]) == (spec.num_classes, k)
         assert r["status"] == "ok", r["error"]
         assert r["task"] == task and r["metric"] == metric
         assert 0.0 <= r["test_metric"] <= 1.0 and 0.0 <= r["test_accuracy"] <= 1.0
@@ -85,8 +80,8 @@ def test_task_runs_through_benchmark_cli(task, tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_wrong_data_root_exits_nonzero_printing_layout(task, tmp_path, monkeypatch, capsys):
-    args, fx = _setup(task, tmp_path, monkeypatch)
+def test_wrong_data_root_exits_nonzero_printing_layout(task, tmp_path, capsys):
+    args, fx = _setup(task, tmp_path)
     for wrong in (tmp_path / "missing", tmp_path / "empty"):
         if wrong.name == "empty":
             wrong.mkdir()
@@ -112,9 +107,9 @@ def test_wrong_data_root_subprocess(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
-def test_task_full_quick_grid(task, tmp_path, monkeypatch):
+def test_task_full_quick_grid(task, tmp_path):
     """The default grid (none, every block, all, Auto-RGN) of every task on its fixture."""
-    args, _ = _setup(task, tmp_path, monkeypatch)
+    args, _ = _setup(task, tmp_path)
     out = tmp_path / "out"
     assert benchmark.main([*args, "--out", str(out)]) == 0
     recs = _records(out)
