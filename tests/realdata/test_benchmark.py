@@ -234,3 +234,12 @@ def test_bad_protocol_flags_exit_2(tmp_path, monkeypatch, capsys, argv, msg):
                         dataclasses.replace(tasks.get_task("sized4"), needs_data=True))
     assert bench.main([*sized, "--data-root", str(tmp_path)]) == 2
     assert msg in capsys.readouterr().err
+
+
+def test_every_cli_flag_is_documented_in_the_readme():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start, end = readme.index("<!-- section:realdata -->"), readme.index("<!-- /section:datasets -->")
+    section = readme[start:end]
+    flags = [o for a in bench._parser()._actions for o in a.option_strings if o.startswith("--")]
+    assert len(flags) > 30
+    assert [f for f in flags if f != "--help" and f"`{f}" not in section] == []
