@@ -182,3 +182,10 @@ def test_bf16_autocast_and_channels_last_paths(toy_splits, monkeypatch, tuned, m
     for a, b in zip(res.traces, ref.traces, strict=True):
         assert a.train_loss == pytest.approx(b.train_loss, abs=0.05)
     assert res.traces[0].train_loss[-1] < res.traces[0].train_loss[0]
+
+
+def test_user_block_map_missing_parameters_is_refused_by_finetune(toy_splits):
+    model = tiny("resnet26")
+    with pytest.raises(ValueError, match=r"in no block: \['fc.weight', 'fc.bias'\]"):
+        finetune(model, {"body": ("conv1", "layer*", "bn")}, *toy_splits, protocol=PROTO,
+                 config=FinetuneConfig(tuned="body"), seed=0)
