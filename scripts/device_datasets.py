@@ -7,7 +7,9 @@ Run by ``scripts/device_datasets.sh`` (writes ``$OUT/device_datasets.json``). St
    (timed: images/s of the corruption generator on this machine's CPU);
 2. run the ``cifar10c`` quick grid through ``python -m realdata.benchmark`` (tuned ``block1``,
    ``head``, ``all``; a seeded random full-size ResNet-26 as the source checkpoint) on
-   ``--device`` and report training images/s = n_train * epochs * lrs / train_seconds per run.
+   ``--device`` and report training images/s = n_train * epochs * lrs / train_seconds per run;
+3. rerun the first corruption with ``--no-bf16 --no-channels-last --no-pin-memory`` (fp32, the
+   accelerations off) and report its images/s next to the default (accelerated on CUDA) ones.
 
 ``--smoke`` shrinks everything so the script itself can be tested on a CPU in seconds.
 """
@@ -64,29 +66,40 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     ckpt = args.out / "resnet26_random.pt"
     torch.save(build_backbone("resnet26", 10).state_dict(), ckpt)
-    grid = args.out / "grid"
-    cli = ["--task", "cifar10c", "--quick", "--data-root", str(work), "--checkpoint", str(ckpt),
-           "--variants", *names, "--tuned", "block1", "head", "all", "--methods", "--seed", "0",
-           "--device", args.device, "--out", str(grid), "--no-progress"]  # fmt: skip
-    if args.smoke:
-        cli += ["--train-n", "50", "--epochs", "1", "--lrs", "1e-2"]
-    t1 = time.perf_counter()
-    rc = benchmark.main(cli)
-    grid_s = time.perf_counter() - t1
+    def grid_run(folder: str, variants: list[str], extra: list[str]) -> tuple[int, float, list]:
+        cli = ["--task", "cifar10c", "--quick", "--data-root", str(work), "--checkpoint",
+               str(ckpt), "--variants", *variants, "--tuned", "block1", "head", "all",
+               "--methods", "--seed", "0", "--device", args.device, "--out",
+               str(args.out / folder), "--no-progress", *extra]  # fmt: skip
+        if args.smoke:
+            cli += ["--train-n", "50", "--epochs", "1", "--lrs", "1e-2"]
+        t1 = time.perf_counter()
+        rc = benchmark.main(cli)
+        seconds = time.perf_counter() - t1
+        if rc != 0:
+            return rc, seconds, []
+        recs = [json.loads(ln) for ln in (args.out / folder / "runs.jsonl").read_text().splitlines()
+                if ln]  # fmt: skip
+        runs = []
+        for r in recs:
+            p_ = r["protocol"]
+            seen = r["n_train"] * p_["epochs"] * len(p_["lrs"])
+            runs.append({"corruption": r["variant"], "tuned": r["tuned"], "status": r["status"],
+                         "train_seconds": r["train_seconds"],
+                         "images_per_s": seen / r["train_seconds"], "cached_prefix": r["cached"],
+                         "test_accuracy": r["test_accuracy"], "source": r["data_info"]["source"],
+                         "precision": r.get("precision", "fp32")})  # fmt: skip
+            print(json.dumps(runs[-1]), flush=True)
+        return 0, seconds, runs
+
+    def mean_by_tuned(runs: list) -> dict[str, float]:
+        by = {t: [x["images_per_s"] for x in runs if x["tuned"] == t] for t in ("block1", "head", "all")}
+        return {t: sum(v) / len(v) for t, v in by.items() if v}
+
+    rc, grid_s, runs = grid_run("grid", names, [])
     if rc != 0:
         return rc
     proto, _ = get_task("cifar10c").preset(quick=True)
-    recs = [json.loads(ln) for ln in (grid / "runs.jsonl").read_text().splitlines() if ln]
-    runs = []
-    for r in recs:
-        p_ = r["protocol"]
-        seen = r["n_train"] * p_["epochs"] * len(p_["lrs"])
-        runs.append({"corruption": r["variant"], "tuned": r["tuned"], "status": r["status"],
-                     "train_seconds": r["train_seconds"], "images_per_s": seen / r["train_seconds"],
-                     "cached_prefix": r["cached"], "test_accuracy": r["test_accuracy"],
-                     "source": r["data_info"]["source"]})  # fmt: skip
-        print(json.dumps(runs[-1]), flush=True)
-    by_tuned = {t: [x["images_per_s"] for x in runs if x["tuned"] == t] for t in ("block1", "head", "all")}
     result = {
         "device": args.device,
         "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
@@ -94,14 +107,25 @@ def main(argv: list[str] | None = None) -> int:
         "generator_seconds": gen_s,
         "grid_seconds": grid_s,
         "quick_protocol": {"train_n": proto.train_n, "epochs": proto.epochs, "lrs": list(proto.lrs)},
-        "mean_images_per_s": {t: sum(v) / len(v) for t, v in by_tuned.items() if v},
+        "mean_images_per_s": mean_by_tuned(runs),
         "note": "images/s = n_train * epochs * lrs / train_seconds (includes per-epoch validation "
         "and the frozen-prefix cache)",
         "runs": runs,
     }
-    (args.out / "device_datasets.json").write_text(json.dumps(result, indent=2))
+    out_json = args.out / "device_datasets.json"
+    out_json.write_text(json.dumps(result, indent=2))  # kept if the fp32 pass runs out of time
+    off = ["--no-bf16", "--no-channels-last", "--no-pin-memory"]
+    rc, fp32_s, fp32_runs = grid_run("grid_fp32", names[:1], off)
+    if rc != 0:
+        return rc
+    result["accelerations_off"] = {
+        "corruption": names[0], "seconds": fp32_s, "mean_images_per_s": mean_by_tuned(fp32_runs),
+        "accelerated_same_corruption": mean_by_tuned([x for x in runs
+                                                      if x["corruption"] == names[0]]),
+    }
+    result["runs_accelerations_off"] = fp32_runs
+    out_json.write_text(json.dumps(result, indent=2))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
