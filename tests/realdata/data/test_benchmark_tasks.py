@@ -115,3 +115,10 @@ def test_task_full_quick_grid(task, tmp_path):
     recs = _records(out)
     assert all(r["status"] == "ok" for r in recs)
     assert {r["method"] for r in recs} == {"fixed", "rgn"}
+
+
+def test_every_registered_dataset_task_is_covered_here():
+    """A new dataset task must get its fixture, end-to-end run and wrong-root test above."""
+    shipped = {n for n, s in tasks.all_tasks().items()
+               if s.needs_data and s.load.__module__.startswith("realdata.data.")}  # fmt: skip
+    assert shipped == set(TASKS) and set(TASKS) <= set(LAYOUTS)
