@@ -8,8 +8,9 @@ Two exact ways to run GD, chosen per (tune, activation) by ``method="auto"``:
   least squares, so the iterate after t steps is a closed form through one symmetric
   eigendecomposition of the Gram matrix (:mod:`twolayer.closed_form`), for any number of steps;
 * **span iteration** (everything else): every gradient of B is G X for some (k, n) matrix G, so
-  B_t − B_src = M_t X stays in the row span of X. We iterate (v, M) with the pre-activations
-  H = B_src Xᵀ + M (X Xᵀ), costing O(k n²) per step instead of O(k n d). When n > d the span trick does
+  B_t − B_src = M_t X stays in the row span of X. We iterate (v, M) and the pre-activations
+  H = B_src Xᵀ + M (X Xᵀ), costing O(k n²) per step instead of O(k n d); for φ = identity the
+  B-gradient is rank one and a step costs O(n² + k n). When n > d the span trick does
   not pay and M is (k, d) with B = B_src + M. The steps are the same GD steps up to rounding.
 
 Step size (``lr=None``): η = 1/L with L a smoothness bound at the pretrained point:
@@ -171,26 +172,43 @@ def _span_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, n):
     H0 = problem.B_src @ X.T  # (k, n)
     tune_v, tune_B = tune in ("last", "full"), tune in ("first", "full")
 
-    def loss_and_grads(v, M):
-        H = H0 + M @ Q
+    Kx = X @ X.T if span else None  # (n, n), for the rank-one updates of the linear case
+
+    def loss_and_gnorm(v, H):
+        """L̂ and ‖∇L̂‖ (over the tuned parameters) at pre-activations H = B Xᵀ."""
         Z = activate(H, activation)
         r = v @ Z - y
         gv = Z @ r / n
         G = (v[:, None] * activate_grad(H, activation)) * (r / n)[None, :]
         gM = G if span else G @ X
         g2 = (gv @ gv if tune_v else 0.0) + (jnp.sum(gM * (gM @ RRt)) if tune_B else 0.0)
-        return 0.5 * jnp.sum(r * r) / n, gv, gM, jnp.sqrt(g2)
+        return 0.5 * jnp.sum(r * r) / n, jnp.sqrt(g2)
 
     def step(_, state):
-        v, M = state
-        _, gv, gM, _ = loss_and_grads(v, M)
-        return (v - lr * gv if tune_v else v, M - lr * gM if tune_B else M)
+        # The pre-activations H = B_src Xᵀ + M Q are carried and updated with M. For φ = identity the
+        # B-gradient is rank one, v uᵀX (u = r/n), so H moves by −η v (uᵀ X Xᵀ): O(n² + kn) per step
+        # instead of the O(k n²) of a general update.
+        v, M, H = state
+        Z = activate(H, activation)
+        u = (v @ Z - y) / n
+        gv = Z @ u
+        if tune_B and activation == "linear":
+            XtU = None if span else X.T @ u
+            Ku = Kx @ u if span else X @ XtU
+            M = M - lr * jnp.outer(v, u if span else XtU)
+            H = H - lr * jnp.outer(v, Ku)
+        elif tune_B:
+            G = (v[:, None] * activate_grad(H, activation)) * u[None, :]
+            gM = G if span else G @ X
+            M = M - lr * gM
+            H = H - lr * (gM @ Q)
+        return (v - lr * gv if tune_v else v), M, H
 
     def target(v, M):
         return population_loss(v, problem.B_src + M @ R, problem, family, activation)
 
     v0, M0 = problem.v_src, jnp.zeros((k, R.shape[0]), X.dtype)
-    loss0, _, _, gn0 = loss_and_grads(v0, M0)
+    loss0, gn0 = loss_and_gnorm(v0, H0)
     T = t_grid.shape[0]
     trace0 = jnp.zeros((T,), X.dtype).at[0].set(target(v0, M0))
     limit = DIVERGENCE_FACTOR * (loss0 + jnp.finfo(X.dtype).tiny)
@@ -200,18 +218,18 @@ def _span_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, n):
         return (seg < T - 1) & ~conv & ~div
 
     def body(c):
-        seg, v, M, trace, loss, gn, _, _ = c
-        v1, M1 = jax.lax.fori_loop(0, t_grid[seg + 1] - t_grid[seg], step, (v, M))
-        loss1, _, _, gn1 = loss_and_grads(v1, M1)
+        seg, v, M, H, trace, loss, gn, _, _ = c
+        v1, M1, H1 = jax.lax.fori_loop(0, t_grid[seg + 1] - t_grid[seg], step, (v, M, H))
+        loss1, gn1 = loss_and_gnorm(v1, H1)
         bad = ~(jnp.isfinite(loss1) & jnp.isfinite(gn1) & (loss1 <= limit))
         bad = bad | ~(jnp.all(jnp.isfinite(v1)) & jnp.all(jnp.isfinite(M1)))
-        v, M = jnp.where(bad, v, v1), jnp.where(bad, M, M1)
+        v, M, H = jnp.where(bad, v, v1), jnp.where(bad, M, M1), jnp.where(bad, H, H1)
         loss, gn = jnp.where(bad, loss, loss1), jnp.where(bad, gn, gn1)
         trace = trace.at[seg + 1].set(target(v, M))
-        return seg + 1, v, M, trace, loss, gn, (~bad) & _is_converged(gn, gn0, loss, y, n, gtol), bad
+        return seg + 1, v, M, H, trace, loss, gn, (~bad) & _is_converged(gn, gn0, loss, y, n, gtol), bad
 
-    init = (0, v0, M0, trace0, loss0, gn0, jnp.asarray(False), jnp.asarray(False))
-    seg, v, M, trace, loss, gn, conv, div = jax.lax.while_loop(cond, body, init)
+    init = (0, v0, M0, H0, trace0, loss0, gn0, jnp.asarray(False), jnp.asarray(False))
+    seg, v, M, _, trace, loss, gn, conv, div = jax.lax.while_loop(cond, body, init)
     idx = jnp.arange(T)
     trace = jnp.where(idx <= seg, trace, trace[seg])
     # A diverged segment is not counted: the state is the one at the segment's start.
