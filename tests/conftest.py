@@ -4,9 +4,9 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # read when jax is imported
 
-import jax  # noqa: E402
+import jax
 
-from sims.engine import XLA_SAFE_FLAGS  # noqa: E402
+from sims.engine import XLA_SAFE_FLAGS
 
 # XLA reads its flags when the backend starts (first device use), not at import.
 _flags = os.environ.get("XLA_FLAGS", "")
