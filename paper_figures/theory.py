@@ -68,10 +68,16 @@ def _save(fig, out_dir: Path, name: str) -> list[Path]:
     return paths
 
 
-def _loss_vs_n(plt, records: list[dict], family: str, out_dir: Path) -> list[Path]:
+def _panel_grid(plt, records: list[dict]):
+    """One panel per (activation, shift kind) present in the records: (acts, shifts, fig, axes)."""
     acts = sorted({r["activation"] for r in records})
     shifts = [s for s in ("input", "output") if any(r["shift"] == s for r in records)]
     fig, axes = plt.subplots(len(acts), len(shifts), figsize=FIGSIZE, squeeze=False)
+    return acts, shifts, fig, axes
+
+
+def _loss_vs_n(plt, records: list[dict], family: str, out_dir: Path) -> list[Path]:
+    acts, shifts, fig, axes = _panel_grid(plt, records)
     for i, act in enumerate(acts):
         for j, shift in enumerate(shifts):
             ax = axes[i][j]
@@ -136,9 +142,7 @@ def _c5(plt, records: list[dict], p1: float, zero_rtol: float, out_dir: Path) ->
 def _phase(plt, records: list[dict], family: str, out_dir: Path) -> list[Path]:
     from matplotlib.colors import ListedColormap
 
-    acts = sorted({r["activation"] for r in records})
-    shifts = [s for s in ("input", "output") if any(r["shift"] == s for r in records)]
-    fig, axes = plt.subplots(len(acts), len(shifts), figsize=FIGSIZE, squeeze=False)
+    acts, shifts, fig, axes = _panel_grid(plt, records)
     cmap = ListedColormap([STYLE[t][1] for t in TUNES])
     for i, act in enumerate(acts):
         for j, shift in enumerate(shifts):
