@@ -34,7 +34,7 @@ def draw(results: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from realdata.summary import summarize
-    from sims.runs import RunStore
+    from sims.infra import RunStore
 
     results = Path(results)
     if not (results / "runs.jsonl").is_file():

@@ -20,6 +20,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from sims.infra.stats import mean_se
+
 FIGSIZE = (10.0, 7.0)
 DPI = 100
 TUNES = ("first", "last", "full")
@@ -32,7 +34,7 @@ def _load(results: Path) -> list[dict]:
     path = results / "runs.jsonl"
     if not path.is_file():
         raise ValueError(f"{path} not found: expected the --out folder of python -m sims.sweep")
-    from sims.runs import RunStore
+    from sims.infra import RunStore
 
     return RunStore(results).load()
 
@@ -45,11 +47,6 @@ def _p1(results: Path, records: list[dict]) -> float:
     return float(cfg["config"]["p1"])
 
 
-def _mean_se(xs: list[float]) -> tuple[float, float]:
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return m, 0.0
-    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
 
 
 def _rel(r: dict) -> float:
@@ -90,7 +87,7 @@ def _loss_vs_n(plt, records: list[dict], family: str, out_dir: Path) -> list[Pat
                 if not by_x:
                     continue
                 xs = sorted(by_x)
-                ms, ses = zip(*(_mean_se(by_x[x]) for x in xs))
+                ms, ses = zip(*(mean_se(by_x[x]) for x in xs))
                 label, color, ls = STYLE[method]
                 ax.errorbar(xs, ms, yerr=ses, label=label, color=color, ls=ls, marker="o",
                             ms=3, capsize=2)

@@ -40,8 +40,16 @@ from realdata.models.base import Backbone
 from realdata.summary import summarize, summary_csv, verdicts
 from realdata.tasks import Protocol, TaskSpec, all_tasks, get_task
 from realdata.train import FinetuneConfig, accelerations, finetune
-from sims.executors import make_executor, run_units
-from sims.runs import RunStore, package_version, stable_id, to_jsonable, write_json_atomic, write_text_atomic
+from sims.infra import (
+    RunStore,
+    make_executor,
+    package_version,
+    run_units,
+    stable_id,
+    to_jsonable,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 __all__ = ["BenchmarkConfig", "RunUnit", "build_units", "check_head", "main", "run_benchmark",
            "run_unit"]
@@ -123,7 +131,7 @@ class BenchmarkConfig:
         checkpoints: task -> checkpoint path (``"*"`` applies to every task).
         data_root, breeds_info: data locations.
         cache: allow frozen-prefix caching.
-        executor, workers, scheduler: how units run (see ``sims.executors``).
+        executor, workers, scheduler: how units run (see ``sims.infra.executors``).
         device: torch device.
         loader_workers: DataLoader worker processes per run (image folders decoded lazily).
         bf16, channels_last, pin_memory: allow these accelerations on a CUDA device.
@@ -264,7 +272,7 @@ def check_head(spec: TaskSpec, splits: TargetSplits) -> None:
 
 
 def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
-    """Run one unit and return its record (a list of one dict, for ``sims.executors``)."""
+    """Run one unit and return its record (a list of one dict, for ``sims.infra.run_units``)."""
     if unit.threads:
         torch.set_num_threads(unit.threads)
     t0 = time.perf_counter()

@@ -36,7 +36,7 @@ from realdata.data.cifar import (
     read_cifar10_test,
 )
 from realdata.data.corruptions import ALL_CORRUPTIONS, corrupt, validate_corruption
-from sims.runs import package_version, write_json_atomic
+from sims.infra import package_version, write_json_atomic
 
 __all__ = ["chunk_seed", "main", "make_corrupted", "parse_corruptions"]
 

@@ -26,6 +26,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sims.infra.stats import mean_se
+
 __all__ = ["SUMMARY_COLUMNS", "label_of", "summarize", "summary_csv", "verdicts"]
 
 SUMMARY_COLUMNS = ("task", "shift", "level", "tuned", "n_seeds", "mean_acc", "se",
@@ -37,15 +39,6 @@ def label_of(rec: Mapping[str, Any]) -> str:
     return rec["tuned"] if rec["method"] == "fixed" else f"auto-{rec['method']}"
 
 
-def _mean_se(xs: Sequence[float]) -> tuple[float, float]:
-    n = len(xs)
-    if n == 0:
-        return math.nan, math.nan
-    m = sum(xs) / n
-    if n < 2:
-        return m, math.nan
-    var = sum((x - m) ** 2 for x in xs) / (n - 1)
-    return m, math.sqrt(var / n)
 
 
 def _settings(rec: Mapping[str, Any]) -> str:
@@ -94,9 +87,9 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         base = ok.get("all", {})
         for lab in labels:
             vals = series[lab]
-            m, se = _mean_se(list(vals.values()))
+            m, se = mean_se(list(vals.values()))
             diffs = [v - base[s] for s, v in vals.items() if s in base]
-            rm, rse = _mean_se(diffs) if lab != "all" else (0.0, 0.0)
+            rm, rse = mean_se(diffs) if lab != "all" else (0.0, 0.0)
             failed = len(by[lab]) - len(vals) if lab in by else 0
             rows.append({"task": key[0], "shift": key[1], "level": levels[key], "tuned": lab,
                          "n_seeds": len(vals), "mean_acc": m, "se": se,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sims.grid import Run, ShapeGroup, methods_of, problem_seed, record_id, run_settings, shifts_of
-from sims.runs import package_version
+from sims.infra import package_version
 
 # XLA CPU (jaxlib 0.10.2) deadlocks (0% CPU, threads parked) on some large vmapped while-loops and on
 # multi-device executions unless these are off; both only matter for the CPU backend.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sims.config import SweepConfig
-from sims.runs import canonical_json, stable_id
+from sims.infra import canonical_json, stable_id
 
 METHODS = ("none", "oracle", "first", "last", "full")
 
@@ -156,7 +156,7 @@ class ShapeGroup:
 
 
 def group_ids(group: ShapeGroup) -> list[str]:
-    """Record ids of a group (top-level, for :func:`sims.executors.run_units`)."""
+    """Record ids of a group (top-level, for :func:`sims.infra.run_units`)."""
     return group.record_ids()
 
 

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections import defaultdict
 from collections.abc import Iterable
 
 from sims.claims import CELL_KEYS
+from sims.infra.stats import mean_se
 
 COLUMNS = (*CELL_KEYS, "n_over_d", "k_over_d", "method", "runs", "mean_target_loss",
            "se_target_loss", "mean_rel_target_loss", "se_rel_target_loss", "converged",
            "unconverged")
 
 
-def _mean_se(xs: list[float]) -> tuple[float, float]:
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return m, float("nan")
-    var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
-    return m, math.sqrt(var / len(xs))
 
 
 def summarize(records: Iterable[dict]) -> list[dict]:
@@ -31,10 +25,10 @@ def summarize(records: Iterable[dict]) -> list[dict]:
     rows = []
     for key, recs in sorted(cells.items(), key=lambda kv: str(kv[0])):
         cell = dict(zip(CELL_KEYS, key[:-1]))
-        m, se = _mean_se([r["target_loss"] for r in recs])
+        m, se = mean_se([r["target_loss"] for r in recs])
         rel = [r["target_loss"] / r["initial_target_loss"] if r["initial_target_loss"] > 0
                else 0.0 for r in recs]
-        mr, ser = _mean_se(rel)
+        mr, ser = mean_se(rel)
         conv = sum(1 for r in recs if r.get("converged") is True)
         unconv = sum(1 for r in recs if r.get("converged") is False)
         rows.append({**cell, "n_over_d": cell["n"] / cell["d"], "k_over_d": cell["k"] / cell["d"],

@@ -136,9 +136,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     from sims.claims import evaluate, verdict_table
     from sims.config import SweepConfig  # noqa: F401  (documented type)
     from sims.engine import run_group
-    from sims.executors import make_executor, run_units
     from sims.grid import group_ids, shape_groups
-    from sims.runs import RunStore, write_json_atomic, write_text_atomic
+    from sims.infra import RunStore, make_executor, run_units, write_json_atomic, write_text_atomic
     from sims.summary import summarize, to_csv
 
     cfg = config_from_args(args)

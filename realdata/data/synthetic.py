@@ -264,7 +264,7 @@ def prepare_source(request: LoadRequest, folder: Path) -> Path:
     """
     from realdata.models import build_backbone
     from realdata.train import evaluate, pretrain
-    from sims.runs import stable_id, write_json_atomic
+    from sims.infra import stable_id, write_json_atomic
 
     preset = str(request.extra.get("preset", "quick"))
     if preset not in SOURCE_PRESETS:

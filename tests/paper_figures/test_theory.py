@@ -12,7 +12,7 @@ from paper_figures.__main__ import main as cli
 from paper_figures.theory import DPI, FIGSIZE, draw_theory
 from sims.engine import compute_group
 from sims.grid import shape_groups
-from sims.runs import RunStore, write_json_atomic
+from sims.infra import RunStore, write_json_atomic
 from tests.sims.tiny import TINY
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from paper_figures.realdata import main
-from sims.runs import RunStore
+from sims.infra import RunStore
 
 
 def _rec(variant, level, tuned, seed, acc, method="fixed"):

@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from sims.runs import stable_id
+from sims.infra import stable_id
 
 
 def square_ids(unit: tuple[int, ...]) -> list[str]:

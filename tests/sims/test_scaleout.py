@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from sims.engine import run_group
-from sims.executors import make_executor, run_units
 from sims.grid import group_ids, shape_groups
-from sims.runs import RunStore
+from sims.infra import RunStore, make_executor, run_units
 from tests.sims.tiny import TINY
 
 REPO = Path(__file__).resolve().parents[2]

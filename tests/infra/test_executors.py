@@ -1,4 +1,4 @@
-"""Tests of sims.executors: every backend gives the serial result; resume; fault tolerance."""
+"""Tests of sims.infra.executors: every backend gives the serial result; resume; fault tolerance."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sims.executors import RunReport, make_executor, run_units
-from sims.runs import RunStore
+from sims.infra import RunReport, RunStore, make_executor, run_units
 from tests.sims import helpers
 
 REPO = Path(__file__).resolve().parents[2]

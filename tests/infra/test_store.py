@@ -1,4 +1,4 @@
-"""Tests of sims.runs: ids, JSON conversion, atomic writes, the append-only store."""
+"""Tests of sims.infra: ids, JSON conversion, atomic writes, the append-only store."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sims.runs import (
+from sims.infra import (
     RunStore,
     package_version,
     stable_id,
@@ -56,7 +56,7 @@ def test_stable_id_changes_when_a_field_changes(fields: dict, key: str, value) -
 
 
 def test_stable_id_depends_on_package_version(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sims.runs as runs
+    import sims.infra.ids as runs
 
     before = stable_id({"a": 1})
     monkeypatch.setattr(runs, "package_version", lambda: "999.0")

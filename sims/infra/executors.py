@@ -2,7 +2,7 @@
 
 A unit is any picklable item; ``fn(unit)`` returns a list of plain-dict records. All executors
 expose :meth:`Executor.map_unordered`, which yields results as they finish. :func:`run_units`
-skips units already in a :class:`~sims.runs.RunStore` and appends each finished unit's records
+skips units already in a :class:`~sims.infra.store.RunStore` and appends each finished unit's records
 from the MAIN process, so a worker that dies mid-task never loses or duplicates records: the
 engine re-runs its task and only the one result that arrives is stored.
 
@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 from tqdm import tqdm
 
-from sims.runs import RunStore
+from sims.infra.store import RunStore
 
 __all__ = [
     "EXECUTORS",

@@ -1,0 +1,34 @@
+"""Science-free execution and storage floor shared by ``sims``, ``realdata`` and ``paper_figures``.
+
+It imports nothing scientific (no ``twolayer``, ``sims`` science, ``realdata``, jax or torch):
+
+* :mod:`sims.infra.store`: the append-only run store (``runs.jsonl``), resumable by id.
+* :mod:`sims.infra.executors`: serial, process-pool, dask and SLURM executors; ``run_units``.
+* :mod:`sims.infra.atomic`: atomic file writes that respect the umask.
+* :mod:`sims.infra.ids`: plain-JSON conversion and stable run ids.
+* :mod:`sims.infra.version`: the package version that enters every id.
+* :mod:`sims.infra.stats`: mean and standard error.
+"""
+
+from sims.infra.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from sims.infra.executors import EXECUTORS, RunReport, make_executor, run_units
+from sims.infra.ids import canonical_json, stable_id, to_jsonable
+from sims.infra.stats import mean_se
+from sims.infra.store import RunStore
+from sims.infra.version import package_version
+
+__all__ = [
+    "EXECUTORS",
+    "RunReport",
+    "RunStore",
+    "canonical_json",
+    "make_executor",
+    "mean_se",
+    "package_version",
+    "run_units",
+    "stable_id",
+    "to_jsonable",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]

@@ -1,0 +1,70 @@
+"""Atomic file writes: readers see the old or the new file, never a partial one.
+
+A temporary file is written in the target's folder, ``fsync``-ed and ``os.replace``-d over the
+target; the folder is then ``fsync``-ed so the rename survives a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sims.infra.ids import to_jsonable
+
+__all__ = ["write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    """The process umask (read without changing it for longer than one call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_bytes_atomic(path: str | Path, data: bytes, mode: int = 0o666) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in its folder, fsync, replace.
+
+    The file gets ``mode`` minus the umask, like a file created by ``open`` (``mkstemp``'s
+    private 0600 would hide results from others sharing the folder).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode & ~_umask())
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` (via :func:`to_jsonable`) as indented JSON to ``path`` atomically."""
+    text = json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n"
+    write_text_atomic(path, text)

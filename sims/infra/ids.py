@@ -1,0 +1,70 @@
+"""Plain-JSON conversion and stable run ids: the same fields give the same id on any machine."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from sims.infra.version import package_version
+
+__all__ = ["canonical_json", "stable_id", "to_jsonable"]
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert ``obj`` to plain JSON types (dict, list, str, int, float, bool, None).
+
+    Handles dataclass instances (as dicts of their fields), mappings (keys become ``str``),
+    tuples/lists/sets (lists; sets sorted), ``pathlib.Path`` (``str``), NumPy/JAX scalars and
+    arrays (``.item()`` / nested lists) and enum-like objects with a ``value``. Floats are kept,
+    including non-finite ones (Python's ``json`` writes them as ``NaN``/``Infinity``).
+
+    Raises:
+        TypeError: for objects of any other type (say which).
+    """
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return sorted((to_jsonable(v) for v in obj), key=canonical_json)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, np.ndarray) or hasattr(obj, "__array__"):
+        arr = np.asarray(obj)
+        return arr.item() if arr.ndim == 0 else arr.tolist()
+    raise TypeError(f"to_jsonable: cannot convert object of type {type(obj).__name__!r} to JSON")
+
+
+def canonical_json(obj: Any) -> str:
+    """Canonical JSON text of ``obj``: sorted keys, no whitespace, after :func:`to_jsonable`."""
+    return json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
+
+
+def stable_id(fields: Mapping[str, Any]) -> str:
+    """16 hex characters identifying a run: sha256 of canonical JSON of ``fields`` + version.
+
+    The same fields give the same id in any process or machine; a different package version
+    gives a different id (results of another version are not reused).
+    """
+    if not isinstance(fields, Mapping):
+        raise TypeError(
+            f"stable_id expects a mapping of config fields, got {type(fields).__name__}"
+        )
+    payload = canonical_json({"fields": fields, "package_version": package_version()})
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
