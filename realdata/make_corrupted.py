@@ -35,7 +35,12 @@ from realdata.data.cifar import (
     NUM_SEVERITIES,
     read_cifar10_test,
 )
-from realdata.data.corruptions import ALL_CORRUPTIONS, corrupt, validate_corruption
+from realdata.data.corruptions import (
+    ALL_CORRUPTIONS,
+    CORRUPTIONS_VERSION,
+    corrupt_uint8,
+    validate_corruption,
+)
 from sims.infra import package_version, write_json_atomic
 
 __all__ = ["chunk_seed", "main", "make_corrupted", "parse_corruptions"]
@@ -66,8 +71,8 @@ def _write_one(out: Path, name: str, images: np.ndarray, seed: int, chunk: int, 
     for sev in range(1, NUM_SEVERITIES + 1):
         for k, start in enumerate(range(0, n, chunk)):
             x = torch.from_numpy(np.ascontiguousarray(images[start : start + chunk]))
-            y = corrupt(x.permute(0, 3, 1, 2), name, sev, seed=chunk_seed(seed, name, sev, k))
-            u8 = (y * 255.0).round().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+            y = corrupt_uint8(x.permute(0, 3, 1, 2), name, sev, seed=chunk_seed(seed, name, sev, k))
+            u8 = y.permute(0, 2, 3, 1)
             row = (sev - 1) * n + start
             arr[row : row + u8.shape[0]] = u8.numpy()
             bar.update(u8.shape[0])
@@ -106,6 +111,7 @@ def make_corrupted(
         "seed": int(seed),
         "chunk": int(chunk),
         "profile": "cifar",
+        "corruptions_version": CORRUPTIONS_VERSION,
         "package_version": package_version(),
     }
     marker = out / GENERATED_MARKER
@@ -114,7 +120,7 @@ def make_corrupted(
                          "files?); not overwriting it. Pass another --out.")  # fmt: skip
     if marker.is_file():
         old = json.loads(marker.read_text())
-        keys = ("num_images", "seed", "chunk", "profile")
+        keys = ("num_images", "seed", "chunk", "profile", "corruptions_version")
         if any(old.get(k) != config[k] for k in keys):
             raise ValueError(f"{marker} was written with {({k: old.get(k) for k in keys})}; this "
                              f"run has {({k: config[k] for k in keys})}. Use another --out.")  # fmt: skip
