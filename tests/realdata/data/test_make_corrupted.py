@@ -8,6 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
 from realdata.data import cifar
 from realdata.data.base import LoadRequest
@@ -83,3 +84,25 @@ def test_image_files_pickle_and_transform(tmp_path):
     assert img.shape == (3, 16, 16) and label == 0 and group == -1
     with pytest.raises(ValueError, match="same length"):
         ImageFiles(paths, [0], transform=ResizeCenterCrop(16))
+
+
+def test_files_hold_the_truncated_reference_values_and_record_the_version(tmp_path):
+    from realdata.data.corruptions import CORRUPTIONS_VERSION, corrupt_uint8
+
+    root = make_cifar10(tmp_path, per_class=1)
+    make_corrupted(root, corruptions=["contrast", "glass_blur"], seed=2, chunk=4, progress=False)
+    images, _ = cifar.read_cifar10_test(root)
+    n = images.shape[0]
+    for name in ("contrast", "glass_blur"):
+        arr = np.load(root / "CIFAR-10-C" / f"{name}.npy")
+        x = torch.from_numpy(images[:4]).permute(0, 3, 1, 2)
+        want = corrupt_uint8(x, name, 3, seed=chunk_seed(2, name, 3, 0)).permute(0, 2, 3, 1)
+        np.testing.assert_array_equal(arr[2 * n : 2 * n + 4], want.numpy())
+    marker = root / "CIFAR-10-C" / "GENERATED.json"
+    assert json.loads(marker.read_text())["corruptions_version"] == CORRUPTIONS_VERSION
+    # a folder written by an earlier version of the corruptions is not extended
+    old = json.loads(marker.read_text())
+    del old["corruptions_version"]
+    marker.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="corruptions_version"):
+        make_corrupted(root, corruptions=["fog"], seed=2, chunk=4, progress=False)
