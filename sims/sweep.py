@@ -14,6 +14,8 @@ verdicts.json, figures/. Re-running with the same --out skips finished records.
 from __future__ import annotations
 
 import argparse
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -131,6 +133,25 @@ def _default_executor(n_groups: int) -> str:
     return "processes" if jax.devices()[0].platform == "cpu" and n_groups > 1 else "serial"
 
 
+def figures_command(out: Path) -> list[str]:
+    """The command that draws the theory figures of sweep folder ``out`` (``paper_figures`` reads
+    the stored records only; ``sims`` never imports it)."""
+    return [sys.executable, "-m", "paper_figures", "theory", "--results", str(out)]
+
+
+def draw_figures(out: Path) -> bool:
+    """Run :func:`figures_command` in a subprocess; print the PNG paths, or the command on failure."""
+    cmd = figures_command(out)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"figures failed ({tail}); draw them with: {shlex.join(cmd)}", file=sys.stderr)
+        return False
+    pngs = [line for line in proc.stdout.splitlines() if line.endswith(".png")]
+    print(f"figures: {', '.join(pngs)}")
+    return True
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     """Run the sweep described by parsed ``args``; returns the exit code."""
     from sims.claims import evaluate, verdict_table
@@ -176,10 +197,7 @@ def run_sweep(args: argparse.Namespace) -> int:
           f"{report.units_total} shape groups already done) in {time.perf_counter() - start:.1f} s"
           f" with executor {executor_name}; results in {out}")
     if args.figures:
-        from paper_figures.theory import draw_theory
-
-        paths = draw_theory(out, records=records)
-        print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')}")
+        draw_figures(out)
     failed = [v.claim for v in verdicts if v.verdict == "fails"]
     if failed:
         print(f"claims failing: {', '.join(failed)}")

@@ -39,6 +39,20 @@ def test_outputs_and_verdicts(sweep_dir: Path, capsys) -> None:
     rows = list(csv.DictReader((sweep_dir / "summary.csv").read_text().splitlines()))
     assert rows and {"mean_target_loss", "se_target_loss", "method"} <= rows[0].keys()
     assert {r["method"] for r in rows} == {"none", "oracle", "first", "last", "full"}
+    # figures come from `python -m paper_figures theory` run in a subprocess
+    for name in ("loss_vs_n_gaussian", "phase_sparse", "c5_success"):
+        assert (sweep_dir / "figures" / f"{name}.png").is_file(), name
+
+
+def test_failed_figures_print_the_command(sweep_dir: Path, monkeypatch, capsys) -> None:
+    import sims.sweep as sweep
+
+    assert sweep.figures_command(sweep_dir)[1:4] == ["-m", "paper_figures", "theory"]
+    monkeypatch.setattr(sweep, "figures_command",
+                        lambda out: [sys.executable, "-c", "raise SystemExit('boom')"])
+    assert sweep.draw_figures(sweep_dir) is False
+    err = capsys.readouterr().err
+    assert "boom" in err and "draw them with:" in err
 
 
 def test_rerun_resumes_without_duplicates(sweep_dir: Path, capsys) -> None:
