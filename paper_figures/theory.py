@@ -20,7 +20,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+from matplotlib.colors import ListedColormap
+
 from sims.infra.stats import mean_se
+from sims.records import read_records
 
 FIGSIZE = (10.0, 7.0)
 DPI = 100
@@ -28,15 +35,6 @@ TUNES = ("first", "last", "full")
 STYLE = {"none": ("pretrained (none)", "0.5", ":"), "first": ("first layer", "C0", "-"),
          "last": ("last layer", "C1", "-"), "full": ("full", "C2", "--"),
          "oracle": ("oracle", "k", ":")}
-
-
-def _load(results: Path) -> list[dict]:
-    path = results / "runs.jsonl"
-    if not path.is_file():
-        raise ValueError(f"{path} not found: expected the --out folder of python -m sims.sweep")
-    from sims.infra import RunStore
-
-    return RunStore(results).load()
 
 
 def _p1(results: Path, records: list[dict]) -> float:
@@ -137,8 +135,6 @@ def _c5(plt, records: list[dict], p1: float, zero_rtol: float, out_dir: Path) ->
 
 
 def _phase(plt, records: list[dict], family: str, out_dir: Path) -> list[Path]:
-    from matplotlib.colors import ListedColormap
-
     acts, shifts, fig, axes = _panel_grid(plt, records)
     cmap = ListedColormap([STYLE[t][1] for t in TUNES])
     for i, act in enumerate(acts):
@@ -183,13 +179,8 @@ def draw_theory(results: str | Path, out_dir: str | Path | None = None,
     Raises:
         ValueError: if the folder holds no sweep records.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     results = Path(results)
-    records = _load(results) if records is None else records
+    records = read_records(results) if records is None else records
     if not records:
         raise ValueError(f"{results} holds no records: expected a finished python -m sims.sweep")
     out = Path(out_dir) if out_dir is not None else results / "figures"

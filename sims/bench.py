@@ -21,12 +21,17 @@ import resource
 import sys
 import time
 
-from sims.engine import ensure_runtime
+import jax
+import numpy as np
+
+import sims.runtime  # noqa: F401  (XLA flags and float64 before anything computes)
+from sims.config import SweepConfig, resolve
+from sims.engine import build_run, compute_group
+from sims.grid import Run, record_id, shape_groups
+from twolayer.reference import numpy_finetune
 
 
 def _matmul_peak_gflops(n: int = 2048, reps: int = 3) -> float:
-    import numpy as np
-
     a = np.random.default_rng(0).standard_normal((n, n))
     a @ a
     best = float("inf")
@@ -37,33 +42,14 @@ def _matmul_peak_gflops(n: int = 2048, reps: int = 3) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def _problem_arrays(cfg, run):
-    """(v_src, B_src, X, y) of a run, rebuilt exactly as the engine builds them."""
-    import jax
-    import numpy as np
-
-    import twolayer as tl
-    from sims.engine import _twolayer_shift
-    from sims.grid import problem_seed
-
-    key = jax.random.PRNGKey(np.uint32(problem_seed(cfg, run)))
-    p = tl.make_problem(jax.random.fold_in(key, 0), d=run.d, k=run.k, activation=run.activation,
-                        family=run.family, shift=_twolayer_shift(run.shift),
-                        nonneg_head=cfg.nonneg_head, p1=cfg.p1)
-    X, y = tl.sample_target(jax.random.fold_in(key, 1), p, run.family, run.activation,
-                            run.pool_n)
-    return (np.asarray(p.v_src), np.asarray(p.B_src), np.asarray(X)[: run.n],
-            np.asarray(y)[: run.n])
+def _problem_arrays(cfg: SweepConfig, run: Run):
+    """(v_src, B_src, X, y) of a run as NumPy arrays, built by the engine's :func:`build_run`."""
+    p, X, y = build_run(cfg, run)
+    return np.asarray(p.v_src), np.asarray(p.B_src), np.asarray(X), np.asarray(y)
 
 
-def bench(cfg, loop_sample: int, seed: int = 0) -> dict:
+def bench(cfg: SweepConfig, loop_sample: int, seed: int = 0) -> dict:
     """Time engine and loop on ``cfg``; returns the JSON-ready result."""
-    import jax
-
-    from sims.engine import compute_group
-    from sims.grid import record_id, shape_groups
-    from twolayer.reference import numpy_finetune
-
     groups = shape_groups(cfg)
     t = time.perf_counter()
     records = [r for g in groups for r in compute_group(g)]
@@ -108,7 +94,6 @@ def bench(cfg, loop_sample: int, seed: int = 0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m sims.bench [--full] [--loop-sample N] [--seeds N]``."""
-    ensure_runtime()
     p = argparse.ArgumentParser(prog="python -m sims.bench", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--loop-sample", type=int, default=300,
@@ -116,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=None, help="override the quick grid's seeds")
     p.add_argument("--seed", type=int, default=0, help="seed of the loop's random sample")
     args = p.parse_args(argv)
-    from sims.config import resolve
-
     try:
         cfg = resolve("quick", None, {"seeds": args.seeds} if args.seeds else None)
     except ValueError as exc:

@@ -18,7 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from scipy.stats import binomtest
+
 from sims.config import SweepConfig
+from sims.records import CELL_KEYS, RUN_KEYS
 
 CLAIMS = {
     "C1": "input shift: B = B_src A^-1 gives zero target loss",
@@ -30,9 +33,6 @@ CLAIMS = {
     "C7": "first layer, linear: GD = closed form, loss = ||(I-P_X)(w*-w0)||^2_Sigma",
 }
 
-RUN_KEYS = ("d", "k", "n", "activation", "family", "shift", "shift_kind", "rank", "alpha", "t",
-            "seed_index", "pool_n")
-CELL_KEYS = ("d", "k", "n", "activation", "family", "shift", "shift_kind", "rank", "alpha", "t")
 
 
 @dataclass
@@ -101,8 +101,6 @@ def _le(a: float, b: float, slack: float) -> bool:
 
 def evaluate(records: Iterable[dict], cfg: SweepConfig) -> list[Verdict]:
     """Judge claims C1–C7 on ``records`` (records of one sweep)."""
-    from scipy.stats import binomtest
-
     zr, pr, ar = cfg.zero_rtol, cfg.positive_rtol, cfg.agree_rtol
     v = {c: Verdict(c, s) for c, s in CLAIMS.items()}
     c5_cells: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])

@@ -13,95 +13,74 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ACTIVATIONS = ("linear", "relu")
-FAMILIES = ("gaussian", "sparse")
-TUNES = ("none", "first", "last", "full")
-SHIFT_KINDS = ("scale", "rotate")
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (pyproject installs tomli there)
+    import tomli as tomllib
+
+from twolayer import ACTIVATIONS, FAMILIES, SHIFT_KINDS, TUNE_MODES, InputShift
+
+__all__ = ["FIELDS", "PRESETS", "TUNES", "SweepConfig", "coerce_field", "field_help", "load_toml",
+           "parse_input_shift", "preset", "resolve", "validate", "with_overrides"]
+
+TUNES = ("none", *TUNE_MODES)  # what a sweep may record besides the oracle: no tuning, or a mode
 PRESETS = ("quick", "full")
 
 
-@dataclass(frozen=True)
-class InputShiftSpec:
-    """An input shift x_trg = A x_src (see ``twolayer.InputShift``).
-
-    Attributes:
-        rank: dimension r of the subspace that moves (``rotate``: r planes, 2r <= d).
-        alpha: ``scale``: factor of the subspace (!= 0, != 1); ``rotate``: angle in radians.
-        kind: ``"scale"`` or ``"rotate"``.
-    """
-
-    rank: int = 1
-    alpha: float = 2.0
-    kind: str = "scale"
-
-    def label(self) -> str:
-        """Short text, e.g. ``scale r=1 α=3``."""
-        return f"{self.kind} r={self.rank} α={self.alpha:g}"
+def _f(default: Any, doc: str) -> Any:
+    """A config field with its one-line documentation (``--help`` and :func:`field_help`)."""
+    return field(default=default, metadata={"doc": doc})
 
 
 @dataclass(frozen=True)
 class SweepConfig:
     """Everything that defines a sweep; a run is a pure function of these fields and its seed.
 
-    Attributes:
-        preset: name of the preset it started from (informational).
-        dims: input dimensions d.
-        widths: widths k (each must be <= d).
-        n_ratios: sample sizes as ratios n/d (n = max(1, round(ratio * d))); ignored when ``ns``
-            is non-empty.
-        ns: absolute sample sizes n (override ``n_ratios``).
-        activations: subset of ``linear``, ``relu``.
-        families: target input families, subset of ``gaussian``, ``sparse``.
-        input_shifts: input shifts (rank, alpha, kind).
-        output_shifts: output scales t (y_trg = t y_src), each != 1 and finite.
-        tunes: which tune modes to record, subset of ``none``, ``first``, ``last``, ``full``
-            (the oracle of C1/C3 is always recorded).
-        seeds: seeds per cell (seed indices 0 .. seeds-1).
-        seed: base seed; every run's PRNG key derives from (seed, seed index, cell).
-        steps: gradient-descent steps per run.
-        n_records: number of recorded target losses along each GD run (plus the start).
-        lr: gradient-descent step size; ``None`` uses twolayer's smoothness-bound step.
-        gtol: convergence test on the gradient norm (twolayer's ``gtol``).
-        p1: mass of direction u_1 in the sparse family.
-        nonneg_head: draw v_src >= 0 (the setting of C4; linear and ReLU runs share problems).
-        merge_shapes: one compiled group per (d, activation, family), zero-padding smaller k and n
-            (exact; fewer compilations, more arithmetic); otherwise one per (d, k, n, ...).
-        chunk: problems per compiled call (bounds memory; results do not depend on it).
-        zero_rtol: "zero loss" means target loss < zero_rtol x initial target loss.
-        positive_rtol: "stays positive" means target loss > positive_rtol x initial (C5).
-        agree_rtol: closed forms and GD agree within this relative tolerance (C6, C7).
-        test_level: family-wise level of the C5 binomial tests (Bonferroni over cells).
+    Each field carries its documentation (``dataclasses.fields(SweepConfig)[i].metadata["doc"]``);
+    the CLI flags of ``python -m sims.sweep`` and the TOML keys are derived from the fields.
+
+    >>> SweepConfig(dims=(8,), widths=(2,), seeds=2).sample_sizes(8)
+    (2, 4, 8, 16)
     """
 
-    preset: str = "quick"
-    dims: tuple[int, ...] = (16,)
-    widths: tuple[int, ...] = (2, 4, 8)
-    n_ratios: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
-    ns: tuple[int, ...] = ()
-    activations: tuple[str, ...] = ACTIVATIONS
-    families: tuple[str, ...] = FAMILIES
-    input_shifts: tuple[InputShiftSpec, ...] = (InputShiftSpec(1, 3.0, "scale"),)
-    output_shifts: tuple[float, ...] = (-1.0,)
-    tunes: tuple[str, ...] = TUNES
-    seeds: int = 32
-    seed: int = 0
-    steps: int = 2000
-    n_records: int = 20
-    lr: float | None = None
-    gtol: float = 1e-8
-    p1: float = 0.3
-    nonneg_head: bool = True
-    merge_shapes: bool = True
-    chunk: int = 4096
-    zero_rtol: float = 1e-10
-    positive_rtol: float = 1e-8
-    agree_rtol: float = 1e-6
-    test_level: float = 0.01
+    preset: str = _f("quick", "name of the preset it started from (informational)")
+    dims: tuple[int, ...] = _f((16,), "input dimensions d")
+    widths: tuple[int, ...] = _f((2, 4, 8), "widths k (each must be <= d)")
+    n_ratios: tuple[float, ...] = _f(
+        (0.25, 0.5, 1.0, 2.0), "sample sizes as ratios n/d (n = max(1, round(ratio*d))); ignored "
+        "when ns is set")
+    ns: tuple[int, ...] = _f((), "absolute sample sizes n (override n_ratios)")
+    activations: tuple[str, ...] = _f(ACTIVATIONS, f"subset of {','.join(ACTIVATIONS)}")
+    families: tuple[str, ...] = _f(FAMILIES, f"target input families, subset of {','.join(FAMILIES)}")
+    input_shifts: tuple[InputShift, ...] = _f(
+        (InputShift(1, 3.0, "scale"),), "input shifts KIND:RANK:ALPHA (TOML: tables {rank, alpha, "
+        "kind}), e.g. scale:1:3,rotate:1:1")
+    output_shifts: tuple[float, ...] = _f((-1.0,), "output scales t (y_trg = t y_src), each != 1")
+    tunes: tuple[str, ...] = _f(TUNES, f"tune modes to record, subset of {','.join(TUNES)} (the "
+                                "oracle of C1/C3 is always recorded)")
+    seeds: int = _f(32, "seeds per cell (seed indices 0 .. seeds-1)")
+    seed: int = _f(0, "base seed; every run's PRNG key derives from (seed, seed index, cell)")
+    steps: int = _f(2000, "gradient-descent steps per run")
+    n_records: int = _f(20, "recorded target losses along each GD run (plus the start)")
+    lr: float | None = _f(None, "GD step size (default: 1/L from twolayer's smoothness bound)")
+    gtol: float = _f(1e-8, "convergence test on the gradient norm (twolayer's gtol)")
+    p1: float = _f(0.3, "mass of direction u_1 in the sparse family")
+    nonneg_head: bool = _f(True, "draw v_src >= 0 (the setting of C4; linear and ReLU runs share "
+                           "problems)")
+    merge_shapes: bool = _f(True, "one compiled group per (d, family), zero-padding smaller k and n "
+                            "(exact); otherwise one per (d, k, n, family)")
+    chunk: int = _f(4096, "problems per compiled call (bounds memory; results do not depend on it)")
+    zero_rtol: float = _f(1e-10, "'zero loss' means target loss < zero_rtol x initial target loss")
+    positive_rtol: float = _f(1e-8, "'stays positive' means target loss > positive_rtol x initial "
+                              "(C5)")
+    agree_rtol: float = _f(1e-6, "closed forms and GD agree within this relative tolerance (C6, C7)")
+    test_level: float = _f(0.01, "family-wise level of the C5 binomial tests (Bonferroni over cells)")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -113,11 +92,13 @@ class SweepConfig:
         return tuple(sorted({max(1, round(r * d)) for r in self.n_ratios}))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of all public fields."""
+        """JSON-ready dict of all fields (input shifts as ``{rank, alpha, kind}`` tables).
+
+        >>> SweepConfig().to_dict()["input_shifts"]
+        [{'rank': 1, 'alpha': 3.0, 'kind': 'scale'}]
+        """
         out = {}
         for f in dataclasses.fields(self):
-            if f.name.startswith("_"):
-                continue
             value = getattr(self, f.name)
             if f.name == "input_shifts":
                 value = [dataclasses.asdict(s) for s in value]
@@ -125,6 +106,32 @@ class SweepConfig:
                 value = list(value)
             out[f.name] = value
         return out
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SweepConfig))
+_TYPES: dict[str, Any] = typing.get_type_hints(SweepConfig)
+
+
+def field_help(name: str) -> str:
+    """The documentation of config field ``name``.
+
+    >>> field_help("seeds")
+    'seeds per cell (seed indices 0 .. seeds-1)'
+    """
+    return next(f.metadata["doc"] for f in dataclasses.fields(SweepConfig) if f.name == name)
+
+
+def field_kind(name: str) -> tuple[bool, type]:
+    """``(is_list, element type)`` of config field ``name`` (``float | None`` -> float).
+
+    >>> field_kind("dims"), field_kind("lr")
+    ((True, <class 'int'>), (False, <class 'float'>))
+    """
+    typ = _TYPES[name]
+    if typing.get_origin(typ) is tuple:
+        return True, typing.get_args(typ)[0]
+    args = [a for a in typing.get_args(typ) if a is not type(None)]
+    return False, (args[0] if args else typ)
 
 
 def _fail(msg: str) -> None:
@@ -174,8 +181,8 @@ def validate(cfg: SweepConfig) -> None:
     if not cfg.input_shifts and not cfg.output_shifts:
         _fail("input_shifts and output_shifts are both empty: expected at least one shift")
     for s in cfg.input_shifts:
-        if not isinstance(s, InputShiftSpec):
-            _fail(f"input shift {s!r}: expected InputShiftSpec(rank, alpha, kind)")
+        if not isinstance(s, InputShift):
+            _fail(f"input shift {s!r}: expected twolayer.InputShift(rank, alpha, kind)")
         if s.kind not in SHIFT_KINDS:
             _fail(f"input shift kind {s.kind!r}: expected one of {', '.join(SHIFT_KINDS)}")
         if isinstance(s.rank, bool) or not isinstance(s.rank, int) or s.rank < 1:
@@ -223,9 +230,9 @@ def preset(name: str) -> SweepConfig:
             widths=(2, 4, 8, 16),
             n_ratios=(1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0, 3 / 2, 2.0),
             input_shifts=(
-                InputShiftSpec(1, 3.0, "scale"),
-                InputShiftSpec(1, 1.0, "rotate"),
-                InputShiftSpec(2, 0.5, "scale"),
+                InputShift(1, 3.0, "scale"),
+                InputShift(1, 1.0, "rotate"),
+                InputShift(2, 0.5, "scale"),
             ),
             output_shifts=(-1.0, 0.5, 2.0),
             seeds=100,
@@ -237,20 +244,9 @@ def preset(name: str) -> SweepConfig:
     raise ValueError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
 
 
-_TUPLE_FIELDS = {
-    "dims": int, "widths": int, "ns": int, "n_ratios": float, "activations": str,
-    "families": str, "tunes": str, "output_shifts": float,
-}
-_SCALAR_FIELDS = {
-    "preset": str, "seeds": int, "seed": int, "steps": int, "n_records": int, "lr": float,
-    "gtol": float, "p1": float, "nonneg_head": bool, "merge_shapes": bool,
-    "chunk": int, "zero_rtol": float,
-    "positive_rtol": float, "agree_rtol": float, "test_level": float,
-}
-FIELDS = (*_TUPLE_FIELDS, *_SCALAR_FIELDS, "input_shifts")
-
-
 def _coerce(name: str, value: Any, typ: type) -> Any:
+    if typ is InputShift:
+        return parse_input_shift(value)
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typ is bool and not isinstance(value, bool):
@@ -260,9 +256,32 @@ def _coerce(name: str, value: Any, typ: type) -> Any:
     return value
 
 
-def parse_input_shift(value: Any) -> InputShiftSpec:
-    """An input shift from a mapping ``{rank, alpha, kind}`` or text ``kind:rank:alpha``."""
-    if isinstance(value, InputShiftSpec):
+def coerce_field(name: str, value: Any) -> Any:
+    """``value`` as the type of config field ``name`` (lists -> tuples; ints -> floats where the
+    field is a float); raises ValueError naming the field and the expected type.
+
+    >>> coerce_field("n_ratios", [1, 0.5]), coerce_field("lr", None)
+    ((1.0, 0.5), None)
+    """
+    if name not in _TYPES:
+        _fail(f"unknown config key {name!r}: expected one of {', '.join(FIELDS)}")
+    is_list, typ = field_kind(name)
+    if is_list:
+        if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+            _fail(f"{name} = {value!r}: expected a list")
+        return tuple(_coerce(name, v, typ) for v in value)
+    if value is None and type(None) in typing.get_args(_TYPES[name]):
+        return None
+    return _coerce(name, value, typ)
+
+
+def parse_input_shift(value: Any) -> InputShift:
+    """An input shift from a mapping ``{rank, alpha, kind}`` or text ``kind:rank:alpha``.
+
+    >>> parse_input_shift("rotate:1:0.5")
+    InputShift(rank=1, alpha=0.5, kind='rotate')
+    """
+    if isinstance(value, InputShift):
         return value
     if isinstance(value, str):
         parts = value.split(":")
@@ -270,14 +289,15 @@ def parse_input_shift(value: Any) -> InputShiftSpec:
             _fail(f"input shift {value!r}: expected KIND:RANK:ALPHA, e.g. scale:1:3.0")
         kind, rank, alpha = parts
         try:
-            return InputShiftSpec(rank=int(rank), alpha=float(alpha), kind=kind)
+            rank_i, alpha_f = int(rank), float(alpha)
         except ValueError:
             _fail(f"input shift {value!r}: expected KIND:RANK:ALPHA with integer rank, number alpha")
+        return InputShift(rank=rank_i, alpha=alpha_f, kind=kind)
     if isinstance(value, Mapping):
         unknown = set(value) - {"rank", "alpha", "kind"}
         if unknown:
             _fail(f"input shift keys {sorted(unknown)}: expected rank, alpha, kind")
-        return InputShiftSpec(
+        return InputShift(
             rank=_coerce("input shift rank", value.get("rank", 1), int),
             alpha=_coerce("input shift alpha", value.get("alpha", 2.0), float),
             kind=_coerce("input shift kind", value.get("kind", "scale"), str),
@@ -287,25 +307,12 @@ def parse_input_shift(value: Any) -> InputShiftSpec:
 
 
 def with_overrides(cfg: SweepConfig, overrides: Mapping[str, Any]) -> SweepConfig:
-    """A new config with ``overrides`` applied (type-checked; unknown keys raise ValueError)."""
-    changes: dict[str, Any] = {}
-    for name, value in overrides.items():
-        if name in _TUPLE_FIELDS:
-            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-                _fail(f"{name} = {value!r}: expected a list")
-            changes[name] = tuple(_coerce(name, v, _TUPLE_FIELDS[name]) for v in value)
-        elif name in _SCALAR_FIELDS:
-            if name == "lr" and value is None:
-                changes[name] = None
-            else:
-                changes[name] = _coerce(name, value, _SCALAR_FIELDS[name])
-        elif name == "input_shifts":
-            if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
-                _fail("input_shifts: expected a list of shifts")
-            changes[name] = tuple(parse_input_shift(v) for v in value)
-        else:
-            _fail(f"unknown config key {name!r}: expected one of {', '.join(FIELDS)}")
-    return dataclasses.replace(cfg, **changes)
+    """A new config with ``overrides`` applied (type-checked; unknown keys raise ValueError).
+
+    >>> with_overrides(SweepConfig(), {"seeds": 4, "dims": [8]}).seeds
+    4
+    """
+    return dataclasses.replace(cfg, **{k: coerce_field(k, v) for k, v in overrides.items()})
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -313,13 +320,6 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         _fail(f"config file {path} not found: expected a TOML file")
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            _fail("reading TOML needs Python >= 3.11 or the 'tomli' package")
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)

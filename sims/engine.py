@@ -17,45 +17,47 @@ unpadded ``twolayer.finetune`` calls.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+import sims.runtime  # noqa: F401  (XLA flags and float64 before anything computes)
+import twolayer as tl
+from sims.config import SweepConfig
 from sims.grid import Run, ShapeGroup, methods_of, problem_seed, record_id, run_settings, shifts_of
 from sims.infra import package_version
+from sims.records import SimsRecord, to_records
+from twolayer import bounds
+from twolayer.diagnostics import feature_rank, limit_gap, sampled_directions, unsampled_count
 
-# XLA CPU (jaxlib 0.10.2) deadlocks (0% CPU, threads parked) on some large vmapped while-loops and on
-# multi-device executions unless these are off; both only matter for the CPU backend.
-XLA_SAFE_FLAGS = ("--xla_cpu_multi_thread_eigen=false",
-                  "--xla_cpu_enable_concurrency_optimized_scheduler=false")
-
-
-def ensure_runtime() -> None:
-    """Prepare this process for the engine: XLA flag and float64.
-
-    Adds :data:`XLA_SAFE_FLAGS` to ``XLA_FLAGS`` (XLA CPU deadlocks without them on the engine's
-    batched while-loops and on 2-device runs; this only takes effect if the JAX backend is not
-    initialised yet) and enables ``jax_enable_x64`` (theory checks run in float64).
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    for flag in XLA_SAFE_FLAGS:
-        if flag.split("=")[0] not in flags:
-            flags = f"{flags} {flag}".strip()
-    os.environ["XLA_FLAGS"] = flags
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
+__all__ = ["build_run", "chunk_size", "compute_group", "default_devices", "problem_key",
+           "run_group", "stream_keys"]
 
 
-def _twolayer_shift(shift):
-    import twolayer as tl
+def problem_key(cfg: SweepConfig, run: Run) -> jax.Array:
+    """The PRNG key of a run's problem and sample pool (from :func:`sims.grid.problem_seed`)."""
+    return jax.random.PRNGKey(np.uint32(problem_seed(cfg, run)))
 
-    if shift.is_input:
-        return tl.InputShift(rank=shift.rank, alpha=shift.alpha, kind=shift.kind)
-    return tl.OutputShift(t=shift.t)
+
+def stream_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(problem key, sample key) of a run key: ``make_problem`` draws from the first and
+    ``sample_target`` from the second."""
+    return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+
+
+def build_run(cfg: SweepConfig, run: Run) -> tuple[tl.Problem, jnp.ndarray, jnp.ndarray]:
+    """The unbatched, unpadded (problem, X (n, d), y (n,)) of ``run``, exactly as the engine builds
+    it (same keys, same pool; X and y are the first n rows of the pool)."""
+    kp, ks = stream_keys(problem_key(cfg, run))
+    p = tl.make_problem(kp, d=run.d, k=run.k, activation=run.activation, family=run.family,
+                        shift=run.shift, nonneg_head=cfg.nonneg_head, p1=cfg.p1)
+    X, y = tl.sample_target(ks, p, run.family, run.activation, run.pool_n)
+    return p, X[: run.n], y[: run.n]
 
 
 @functools.lru_cache(maxsize=32)
@@ -68,11 +70,6 @@ def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str,
     only the labels depend on the activation). Problems are zero-padded to width max(ks); X is
     (C, S, pool_n, d) and ys a tuple (one per activation) of (C, S, pool_n).
     """
-    import jax
-    import jax.numpy as jnp
-
-    import twolayer as tl
-
     k_pad = max(ks)
 
     def pad_k(p):
@@ -89,10 +86,10 @@ def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str,
             probs = []
             for j, shift in enumerate(shifts):
                 make = functools.partial(tl.make_problem, d=d, k=k, activation=activations[0],
-                                         family=family, shift=_twolayer_shift(shift),
+                                         family=family, shift=shift,
                                          nonneg_head=nonneg, p1=p1)
                 kp = keys[i * len(shifts) + j]
-                probs.append(jax.lax.map(lambda kk, make=make: make(jax.random.fold_in(kk, 0)), kp))
+                probs.append(jax.lax.map(lambda kk, make=make: make(stream_keys(kk)[0]), kp))
             batch = jax.tree.map(lambda *a: jnp.stack(a), *probs)  # (len(shifts), S, ...)
             flat = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])),
                                 (keys[i * len(shifts):(i + 1) * len(shifts)], batch))
@@ -101,7 +98,7 @@ def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str,
             for act in activations:
                 def sample(args, act=act):
                     kk, p = args
-                    return tl.sample_target(jax.random.fold_in(kk, 1), p, family, act, pool_n)
+                    return tl.sample_target(stream_keys(kk)[1], p, family, act, pool_n)
 
                 X, y = jax.lax.map(sample, flat)
                 ys.append(y)
@@ -117,11 +114,6 @@ def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str,
 def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, steps, n_records,
              gtol, lr):
     """All methods and diagnostics of one (possibly padded) run; returns a dict of arrays."""
-    import jax.numpy as jnp
-
-    import twolayer as tl
-    from twolayer import bounds
-
     n_pad = X.shape[0]
     mask = (jnp.arange(n_pad) < n_valid).astype(X.dtype)
     X = X * mask[:, None]
@@ -148,16 +140,12 @@ def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, ste
             B_first = r.B
     v_inf = tl.last_layer_limit(problem.v_src, problem.B_src, X, y, activation)
     out["last_limit"] = loss(v_inf, problem.B_src)
-    Z = tl.features(problem.B_src, X, activation)
-    s = jnp.linalg.svd(Z, compute_uv=False)
-    tol = s[0] * max(Z.shape) * jnp.finfo(Z.dtype).eps * 10
-    out["rank_z"] = jnp.sum(s > tol)
+    out["rank_z"] = feature_rank(tl.features(problem.B_src, X, activation))
     if activation == "linear":
         B_inf = tl.first_layer_limit(problem.v_src, problem.B_src, X, y)
         out["first_limit"] = loss(problem.v_src, B_inf)
         if "first" in tunes:
-            move = jnp.linalg.norm(B_inf - problem.B_src)
-            out["first_limit_gap"] = jnp.linalg.norm(B_first - B_inf) / jnp.where(move > 0, move, 1)
+            out["first_limit_gap"] = limit_gap(B_first, B_inf, problem.B_src)
         cov = tl.target_second_moment(problem, family)
         w0 = problem.B_src.T @ problem.v_src
         w_star = problem.B_star.T @ problem.v_star
@@ -166,10 +154,9 @@ def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, ste
     else:
         out["c4_floor"] = bounds.c4_floor(problem, family)
     if family == "sparse":
-        coef = (X @ jnp.linalg.inv(problem.A).T) @ problem.basis.T  # (n, d): z e_J per row
-        sampled = jnp.any(jnp.abs(coef) > 1e-9 * jnp.max(jnp.abs(coef)), axis=0)
+        sampled = sampled_directions(problem, X)
         out["e1_sampled"] = sampled[0]
-        out["n_unsampled"] = jnp.sum((~sampled) & (problem.probs > 0))
+        out["n_unsampled"] = unsampled_count(problem, sampled)
     return out
 
 
@@ -178,9 +165,6 @@ def _runner(activation: str, family: str, tunes: tuple[str, ...], steps: int, n_
             gtol: float, lr: float | None, devices: tuple):
     """Jitted batched runner; each device runs its slice of the batch independently
     (``shard_map``, no collectives: per-device while-loops stop on their own)."""
-    import jax
-    from jax.sharding import Mesh, PartitionSpec
-
     fn = jax.vmap(functools.partial(_run_one, activation=activation, family=family, tunes=tunes,
                                     steps=steps, n_records=n_records, gtol=gtol, lr=lr))
     mesh = Mesh(np.array(devices), ("batch",))
@@ -190,9 +174,6 @@ def _runner(activation: str, family: str, tunes: tuple[str, ...], steps: int, n_
 
 def _shard(tree, devices):
     """Place the leading (batch) axis of every leaf across ``devices``."""
-    import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
     mesh = Mesh(np.array(devices), ("batch",))
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("batch")))
 
@@ -201,11 +182,9 @@ def default_devices() -> list:
     """Devices the batch is sharded over: all accelerators; on CPU only the first device.
 
     Multi-device CPU execution of the runner deadlocks intermittently in jaxlib 0.10.2 (threads
-    parked at 0% CPU, also with :data:`XLA_SAFE_FLAGS`), so on CPU the cores are used by running
-    shape groups in parallel processes (``--executor processes``) instead.
+    parked at 0% CPU, also with :data:`sims.runtime.XLA_SAFE_FLAGS`), so on CPU the cores are used
+    by running shape groups in parallel processes (``--executor processes``) instead.
     """
-    import jax
-
     devs = jax.devices()
     return devs if devs[0].platform != "cpu" else devs[:1]
 
@@ -220,14 +199,7 @@ def chunk_size(group: ShapeGroup, n_devices: int, memory_bytes: float = 2e9) -> 
     return -(-size // n_devices) * n_devices
 
 
-def _as_py(x: Any) -> Any:
-    a = np.asarray(x)
-    if a.ndim:
-        return a.tolist()
-    return a.item()
-
-
-def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[dict]:
+def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[SimsRecord]:
     """Compute every record of ``group`` (pure: same group -> same numbers).
 
     Args:
@@ -237,11 +209,6 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[di
     Returns:
         The group's records, in :meth:`ShapeGroup.runs` order, one per (run, method).
     """
-    import jax
-    import jax.numpy as jnp
-
-    import twolayer as tl
-
     cfg = group.config
     devices = list(default_devices() if devices is None else devices)
     start = time.perf_counter()
@@ -265,7 +232,7 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[di
         seeds = np.array([[problem_seed(cfg, Run(group.d, k, 0, group.pool_n, acts[0],
                                                  group.family, sh, s)) for s in s_pad]
                           for k, sh in combos], dtype=np.uint32)
-        keys = jax.vmap(jax.vmap(jax.random.PRNGKey))(jnp.asarray(seeds))
+        keys = jax.vmap(jax.vmap(jax.random.PRNGKey))(jnp.asarray(seeds))  # = problem_key
         problems, X, ys = build(keys)  # leading (C, S)
         X = X[:, :, : max(group.ns)]
 
@@ -274,7 +241,8 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[di
             return a.reshape((-1, *a.shape[3:]))
 
         n_valid = jnp.asarray(np.tile(ns, len(combos) * seed_chunk), dtype=X.dtype)
-        is_input = jnp.asarray(np.repeat([sh.is_input for _, sh in combos], seed_chunk * n_ns))
+        is_input = jnp.asarray(np.repeat([isinstance(sh, tl.InputShift) for _, sh in combos],
+                                         seed_chunk * n_ns))
         count = n_valid.shape[0]
 
         def pad_batch(a, pad=batch - count):
@@ -298,50 +266,22 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[di
 
 
 def _records(group: ShapeGroup, runs: list[Run], results: dict[int, dict], record_steps: list,
-             wall_per_run: float) -> list[dict]:
-    import twolayer as tl
-
+             wall_per_run: float) -> list[SimsRecord]:
     cfg = group.config
     settings = run_settings(cfg)
     version = package_version()
     methods = methods_of(cfg)
-    records = []
-    diag_keys = ("rank_z", "c2_floor", "c4_floor", "first_layer_bound", "e1_sampled", "n_unsampled")
+    records: list[SimsRecord] = []
     for i, run in enumerate(runs):
-        res = results[i]
-        base = {**settings, **run.fields(), "package_version": version, "wall_s": wall_per_run,
-                "initial_target_loss": float(res["L0"])}
-        base.update({key: (_as_py(res[key]) if key in res else None) for key in diag_keys})
-        for method in methods:
-            rec = {"id": record_id(cfg, run, method), **base, "method": method}
-            if method == "none":
-                rec.update(solver="exact", target_loss=float(res["L0"]))
-            elif method == "oracle":
-                rec.update(solver="exact", target_loss=float(res["oracle"]))
-            else:
-                r = res[method]
-                rec.update(
-                    solver="closed_form_gd" if tl.uses_closed_form(method, run.activation) else "gd",
-                    target_loss=float(r["target_loss"]),
-                    trace=_as_py(r["trace"]),
-                    record_steps=record_steps,
-                    train_loss=float(r["train_loss"]),
-                    converged=bool(r["converged"]),
-                    diverged=bool(r["diverged"]),
-                    steps_taken=int(r["steps_taken"]),
-                    grad_norm_rel=float(r["grad_norm_rel"]),
-                    lr=float(r["lr"]),
-                    limit_target_loss=(float(res["last_limit"]) if method == "last" else
-                                       float(res["first_limit"]) if method == "first"
-                                       and "first_limit" in res else None),
-                    limit_gap=(float(res["first_limit_gap"]) if method == "first"
-                               and "first_limit_gap" in res else None),
-                )
-            records.append(rec)
+        common = {**settings, **run.fields(), "package_version": version, "wall_s": wall_per_run}
+        ids = {m: record_id(cfg, run, m) for m in methods}
+        solvers = {m: "closed_form_gd" if tl.uses_closed_form(m, run.activation) else "gd"
+                   for m in methods if m in tl.TUNE_MODES}
+        records += to_records(common, results[i], methods, ids, solvers, record_steps)
     return records
 
 
-def run_group(group: ShapeGroup) -> list[dict]:
-    """Executor entry point (top level, picklable): prepare the runtime, compute the group."""
-    ensure_runtime()
+def run_group(group: ShapeGroup) -> list[SimsRecord]:
+    """Executor entry point (top level, picklable; a worker that unpickles it imports this module,
+    hence :mod:`sims.runtime`): compute the group on the default devices."""
     return compute_group(group)

@@ -1,7 +1,7 @@
 """The sweep grid: runs (one problem + data set each), their record ids, and shape groups.
 
 A *run* is one seeded problem (d, k, activation, family, shift, seed index) with n target samples;
-each run yields one record per method (``none``, ``oracle``, ``first``, ``last``, ``full``). A
+each run yields one record per method (:data:`RECORD_METHODS`). A
 *shape group* is the unit of work: the runs that share array shapes, problems and data (one
 compiled builder, one compiled runner per activation). With ``merge_shapes`` (the quick preset) a
 group is (d, family) and smaller k and n are zero-padded to the group's largest (exact: padded
@@ -20,41 +20,36 @@ from typing import Any
 
 from sims.config import SweepConfig
 from sims.infra import canonical_json, stable_id
+from twolayer import InputShift, OutputShift, Shift
 
-METHODS = ("none", "oracle", "first", "last", "full")
+__all__ = ["RECORD_METHODS", "Run", "ShapeGroup", "group_ids", "iter_runs", "methods_of",
+           "problem_seed", "record_id", "run_settings", "shape_groups", "shift_fields", "shifts_of"]
+
+#: The ``method`` of a record: no tuning, the oracle of C1/C3, or one of twolayer's tune modes.
+RECORD_METHODS = ("none", "oracle", "first", "last", "full")
 
 
-@dataclass(frozen=True)
-class Shift:
-    """A shift of the grid: ``kind`` in scale/rotate (input shifts) or ``output``."""
+def shift_fields(shift: Shift) -> dict[str, Any]:
+    """Record fields of a shift: ``shift`` (input/output), ``shift_kind``, ``rank``, ``alpha``, ``t``.
 
-    kind: str
-    rank: int | None = None
-    alpha: float | None = None
-    t: float | None = None
-
-    @property
-    def is_input(self) -> bool:
-        """True for an input shift."""
-        return self.kind != "output"
-
-    def label(self) -> str:
-        """Short human-readable label, e.g. ``scale r=1 α=3`` or ``output t=-1``."""
-        if self.is_input:
-            return f"{self.kind} r={self.rank} α={self.alpha:g}"
-        return f"output t={self.t:g}"
-
-    def fields(self) -> dict[str, Any]:
-        """Record fields of the shift."""
-        return {"shift": "input" if self.is_input else "output", "shift_kind": self.kind,
-                "rank": self.rank, "alpha": self.alpha, "t": self.t}
+    >>> shift_fields(OutputShift(-1.0))
+    {'shift': 'output', 'shift_kind': 'output', 'rank': None, 'alpha': None, 't': -1.0}
+    """
+    if isinstance(shift, InputShift):
+        return {"shift": "input", "shift_kind": shift.kind, "rank": shift.rank,
+                "alpha": float(shift.alpha), "t": None}
+    return {"shift": "output", "shift_kind": "output", "rank": None, "alpha": None,
+            "t": float(shift.t)}
 
 
 def shifts_of(cfg: SweepConfig) -> tuple[Shift, ...]:
-    """All shifts of a config: input shifts first, then output shifts."""
-    ins = tuple(Shift(s.kind, rank=s.rank, alpha=float(s.alpha)) for s in cfg.input_shifts)
-    outs = tuple(Shift("output", t=float(t)) for t in cfg.output_shifts)
-    return ins + outs
+    """All shifts of a config: input shifts first, then output shifts.
+
+    >>> shifts_of(SweepConfig())
+    (InputShift(rank=1, alpha=3.0, kind='scale'), OutputShift(t=-1.0))
+    """
+    ins = tuple(InputShift(s.rank, float(s.alpha), s.kind) for s in cfg.input_shifts)
+    return ins + tuple(OutputShift(float(t)) for t in cfg.output_shifts)
 
 
 @dataclass(frozen=True)
@@ -67,14 +62,14 @@ class Run:
     pool_n: int
     activation: str
     family: str
-    shift: Shift
+    shift: Shift  # twolayer.InputShift or twolayer.OutputShift
     seed_index: int
 
     def problem_fields(self) -> dict[str, Any]:
         """Fields that define the problem and its sample pool (all but n and the activation:
         linear and ReLU runs share pretrained weights and inputs; ``sample_target`` labels them
         with each run's activation)."""
-        return {"d": self.d, "k": self.k, "family": self.family, **self.shift.fields(),
+        return {"d": self.d, "k": self.k, "family": self.family, **shift_fields(self.shift),
                 "seed_index": self.seed_index, "pool_n": self.pool_n}
 
     def fields(self) -> dict[str, Any]:
@@ -101,7 +96,7 @@ def record_id(cfg: SweepConfig, run: Run, method: str) -> str:
 
 def methods_of(cfg: SweepConfig) -> tuple[str, ...]:
     """Methods recorded per run: the config's tune modes plus the oracle."""
-    return tuple(m for m in METHODS if m == "oracle" or m in cfg.tunes)
+    return tuple(m for m in RECORD_METHODS if m == "oracle" or m in cfg.tunes)
 
 
 @dataclass(frozen=True)

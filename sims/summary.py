@@ -7,8 +7,8 @@ import io
 from collections import defaultdict
 from collections.abc import Iterable
 
-from sims.claims import CELL_KEYS
 from sims.infra.stats import mean_se
+from sims.records import CELL_KEYS
 
 COLUMNS = (*CELL_KEYS, "n_over_d", "k_over_d", "method", "runs", "mean_target_loss",
            "se_target_loss", "mean_rel_target_loss", "se_rel_target_loss", "converged",

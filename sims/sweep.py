@@ -14,6 +14,7 @@ verdicts.json, figures/. Re-running with the same --out skips finished records.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -21,16 +22,37 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sims.engine import ensure_runtime
+import jax
 
-FLAG_FIELDS = {  # flag -> (config field, parser of the text)
-    "dims": ("dims", "ints"), "widths": ("widths", "ints"), "ns": ("ns", "ints"),
-    "n_ratios": ("n_ratios", "floats"), "activations": ("activations", "strs"),
-    "families": ("families", "strs"), "input_shifts": ("input_shifts", "strs"),
-    "output_shifts": ("output_shifts", "floats"), "tunes": ("tunes", "strs"),
-    "seeds": ("seeds", "int"), "seed": ("seed", "int"), "steps": ("steps", "int"),
-    "n_records": ("n_records", "int"), "lr": ("lr", "float"), "p1": ("p1", "float"),
-}
+import sims.runtime  # noqa: F401  (XLA flags and float64 before anything computes)
+from sims.claims import evaluate, verdict_table
+from sims.config import FIELDS, SweepConfig, field_help, field_kind, resolve
+from sims.engine import run_group
+from sims.grid import group_ids, shape_groups
+from sims.infra import RunStore, make_executor, run_units, write_json_atomic, write_text_atomic
+from sims.summary import summarize, to_csv
+
+#: Config fields without a flag: ``preset`` comes from --quick/--full.
+NO_FLAG = ("preset",)
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per :class:`SweepConfig` field (``n_ratios`` -> ``--n-ratios``), documented by the
+    field; lists are comma-separated, booleans are ``--name`` / ``--no-name``."""
+    for name in FIELDS:
+        if name in NO_FLAG:
+            continue
+        flag = "--" + name.replace("_", "-")
+        is_list, typ = field_kind(name)
+        text = field_help(name)
+        if is_list:
+            p.add_argument(flag, dest=name, default=None, metavar="A,B,...",
+                           help=f"{text}; comma-separated")
+        elif typ is bool:
+            p.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction,
+                           help=text)
+        else:
+            p.add_argument(flag, dest=name, type=typ, default=None, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,26 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TOML file of SweepConfig fields, applied over the preset")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default results/sweep-<preset>); reused to resume")
-    p.add_argument("--seed", type=int, default=None, help="base seed of every run's PRNG key")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per cell")
-    p.add_argument("--dims", default=None, help="input dimensions d, comma-separated")
-    p.add_argument("--widths", default=None, help="widths k, comma-separated (each <= d)")
-    p.add_argument("--n-ratios", dest="n_ratios", default=None,
-                   help="sample sizes as n/d ratios, comma-separated")
-    p.add_argument("--ns", default=None, help="absolute sample sizes n (override --n-ratios)")
-    p.add_argument("--activations", default=None, help="subset of linear,relu")
-    p.add_argument("--families", default=None, help="subset of gaussian,sparse")
-    p.add_argument("--input-shifts", dest="input_shifts", default=None,
-                   help="input shifts KIND:RANK:ALPHA, comma-separated, e.g. scale:1:3,rotate:1:1")
-    p.add_argument("--output-shifts", dest="output_shifts", default=None,
-                   help="output scales t, comma-separated, e.g. -1,2 ('' for none)")
-    p.add_argument("--tunes", default=None, help="subset of none,first,last,full")
-    p.add_argument("--steps", type=int, default=None, help="gradient-descent steps per run")
-    p.add_argument("--n-records", dest="n_records", type=int, default=None,
-                   help="recorded target losses along each GD run")
-    p.add_argument("--lr", type=float, default=None,
-                   help="GD step size (default: 1/L from twolayer's smoothness bound)")
-    p.add_argument("--p1", type=float, default=None, help="mass of u_1 in the sparse family")
+    _add_config_flags(p)
     p.add_argument("--executor", default="auto",
                    choices=("auto", "serial", "processes", "dask", "slurm"),
                    help="where shape groups run; auto = processes on CPU, serial on a GPU")
@@ -86,28 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_list(text: str, kind: str) -> list[Any]:
+def _parse_list(name: str, text: str) -> list[Any]:
+    typ = field_kind(name)[1]
     items = [t.strip() for t in text.split(",") if t.strip()]
-    try:
-        if kind == "ints":
-            return [int(t) for t in items]
-        if kind == "floats":
-            return [float(t) for t in items]
-    except ValueError:
-        raise ValueError(f"{text!r}: expected comma-separated {kind[:-1]}s") from None
+    if typ in (int, float):
+        try:
+            return [typ(t) for t in items]
+        except ValueError:
+            raise ValueError(f"--{name.replace('_', '-')} {text!r}: expected comma-separated "
+                             f"{typ.__name__}s") from None
     return items
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> SweepConfig:
     """Resolve preset + TOML + flags into a :class:`~sims.config.SweepConfig`."""
-    from sims.config import resolve
-
     overrides: dict[str, Any] = {}
-    for flag, (name, kind) in FLAG_FIELDS.items():
-        value = getattr(args, flag)
+    for name in FIELDS:
+        value = getattr(args, name, None)
         if value is None:
             continue
-        overrides[name] = _parse_list(value, kind) if kind in ("ints", "floats", "strs") else value
+        overrides[name] = _parse_list(name, value) if field_kind(name)[0] else value
     return resolve("full" if args.full else "quick", args.config, overrides)
 
 
@@ -128,8 +129,6 @@ def _slurm_params(items: list[str], out: Path) -> dict[str, Any]:
 
 
 def _default_executor(n_groups: int) -> str:
-    import jax
-
     return "processes" if jax.devices()[0].platform == "cpu" and n_groups > 1 else "serial"
 
 
@@ -154,21 +153,12 @@ def draw_figures(out: Path) -> bool:
 
 def run_sweep(args: argparse.Namespace) -> int:
     """Run the sweep described by parsed ``args``; returns the exit code."""
-    from sims.claims import evaluate, verdict_table
-    from sims.config import SweepConfig  # noqa: F401  (documented type)
-    from sims.engine import run_group
-    from sims.grid import group_ids, shape_groups
-    from sims.infra import RunStore, make_executor, run_units, write_json_atomic, write_text_atomic
-    from sims.summary import summarize, to_csv
-
     cfg = config_from_args(args)
     out = args.out or Path("results") / f"sweep-{cfg.preset}"
     groups = shape_groups(cfg)
     executor_name = args.executor if args.executor != "auto" else _default_executor(len(groups))
     workers = args.workers
     if executor_name == "processes" and workers is None:
-        import os
-
         workers = max(1, min(os.cpu_count() or 1, len(groups)))
     store = RunStore(out)
     write_json_atomic(out / "config.json", {"config": cfg.to_dict(), "executor": executor_name,
@@ -206,7 +196,6 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: parse, run, and turn bad input into a one-line error (exit 2)."""
-    ensure_runtime()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -4,14 +4,9 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # read when jax is imported
 
-import jax
-
-from sims.engine import XLA_SAFE_FLAGS
+from sims.runtime import configure, with_flags
 
 # XLA reads its flags when the backend starts (first device use), not at import.
-_flags = os.environ.get("XLA_FLAGS", "")
-for _flag in ("--xla_force_host_platform_device_count=2", *XLA_SAFE_FLAGS):
-    if _flag.split("=")[0] not in _flags:
-        _flags = f"{_flags} {_flag}".strip()
-os.environ["XLA_FLAGS"] = _flags
-jax.config.update("jax_enable_x64", True)
+os.environ["XLA_FLAGS"] = with_flags(os.environ.get("XLA_FLAGS", ""),
+                                     ("--xla_force_host_platform_device_count=2",))
+configure()  # the entry points' runtime: XLA CPU guards, float64

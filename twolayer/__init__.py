@@ -5,7 +5,8 @@ Float64 is recommended for theory checks: set ``jax.config.update("jax_enable_x6
 entry point (library code never sets it). See THEORY.md for the setting and the claims C1–C7.
 """
 
-from twolayer import bounds
+from twolayer import bounds, diagnostics
+from twolayer._checks import ACTIVATIONS, FAMILIES, TUNE_MODES
 from twolayer.closed_form import (
     first_layer_limit,
     last_layer_limit,
@@ -14,6 +15,7 @@ from twolayer.closed_form import (
     lsq_gd_path,
 )
 from twolayer.descent import (
+    GD_METHODS,
     GDResult,
     finetune,
     finetune_batch,
@@ -30,9 +32,11 @@ from twolayer.losses import (
 )
 from twolayer.model import activate, empirical_loss, features, forward
 from twolayer.problems import (
+    SHIFT_KINDS,
     InputShift,
     OutputShift,
     Problem,
+    Shift,
     check_problem,
     make_problem,
     sample_source_inputs,
@@ -42,22 +46,22 @@ from twolayer.problems import (
     target_second_moment,
 )
 
-ACTIVATIONS = ("linear", "relu")
-FAMILIES = ("gaussian", "sparse")
-TUNE_MODES = ("first", "last", "full")
-
 __all__ = [
     "ACTIVATIONS",
     "FAMILIES",
+    "GD_METHODS",
+    "SHIFT_KINDS",
     "TUNE_MODES",
     "GDResult",
     "InputShift",
     "OutputShift",
     "Problem",
+    "Shift",
     "activate",
     "arccos_kernel",
     "bounds",
     "check_problem",
+    "diagnostics",
     "empirical_loss",
     "features",
     "finetune",

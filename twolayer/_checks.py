@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 ACTIVATIONS = ("linear", "relu")
@@ -20,12 +21,7 @@ def check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
 
 def is_traced(x) -> bool:
     """True when ``x`` is an abstract JAX tracer (inside jit/vmap), where values cannot be checked."""
-    try:
-        import jax
-
-        return isinstance(x, jax.core.Tracer)
-    except Exception:  # pragma: no cover - jax always importable here
-        return False
+    return isinstance(x, jax.core.Tracer)
 
 
 def check_array(name: str, x, shape: Sequence[int | None]) -> None:

@@ -45,7 +45,7 @@ from twolayer.losses import population_loss
 from twolayer.model import activate, activate_grad, features
 from twolayer.problems import Problem, check_problem
 
-METHODS = ("auto", "iterate")
+GD_METHODS = ("auto", "iterate")  # how GD runs: closed-form trajectory where exact, or iterate
 DIVERGENCE_FACTOR = 1e8
 
 
@@ -311,7 +311,7 @@ def _check_run_args(tune, activation, family, method, steps, n_records, gtol):
     check_choice("tune mode", tune, TUNE_MODES)
     check_choice("activation", activation, ACTIVATIONS)
     check_choice("family", family, FAMILIES)
-    check_choice("method", method, METHODS)
+    check_choice("method", method, GD_METHODS)
     record_schedule(int(steps), int(n_records))
     if not (gtol >= 0 and np.isfinite(gtol)):
         raise ValueError(f"gtol = {gtol}: expected a finite number >= 0")

@@ -55,6 +55,14 @@ class InputShift:
         if self.kind == "scale" and self.alpha == 0.0:
             raise ValueError("input shift alpha = 0 makes A singular: expected alpha != 0 for 'scale'")
 
+    def label(self) -> str:
+        """Short text, e.g. ``scale r=1 α=3``.
+
+        >>> InputShift(1, 3.0).label()
+        'scale r=1 α=3'
+        """
+        return f"{self.kind} r={self.rank} α={self.alpha:g}"
+
 
 @dataclass(frozen=True)
 class OutputShift:
@@ -65,6 +73,14 @@ class OutputShift:
     def __post_init__(self) -> None:
         if not np.isfinite(self.t):
             raise ValueError(f"output shift t {self.t}: expected a finite number")
+
+    def label(self) -> str:
+        """Short text, e.g. ``output t=-1``.
+
+        >>> OutputShift(-1.0).label()
+        'output t=-1'
+        """
+        return f"output t={self.t:g}"
 
 
 Shift = InputShift | OutputShift

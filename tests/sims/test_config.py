@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sims.config import InputShiftSpec, SweepConfig, load_toml, preset, resolve, with_overrides
+from sims.config import SweepConfig, load_toml, preset, resolve, with_overrides
+from twolayer import InputShift
 
 
 def test_presets_are_valid_and_frozen() -> None:
@@ -29,7 +30,7 @@ def test_toml_then_overrides(tmp_path: Path) -> None:
                     'input_shifts = [{rank = 1, alpha = 2.0, kind = "rotate"}]\nlr = 0.1\n')
     cfg = resolve("quick", path, {"seeds": 5})
     assert cfg.seeds == 5 and cfg.dims == (8, 12) and cfg.lr == 0.1
-    assert cfg.input_shifts == (InputShiftSpec(1, 2.0, "rotate"),)
+    assert cfg.input_shifts == (InputShift(1, 2.0, "rotate"),)
     assert load_toml(path)["seeds"] == 3
 
 

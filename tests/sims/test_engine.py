@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import numpy as np
 import pytest
 
 import twolayer as tl
-from sims.engine import _builder, compute_group
-from sims.grid import problem_seed, shape_groups, shifts_of
+from sims.engine import _builder, build_run, compute_group
+from sims.grid import record_id, shape_groups
 from tests.sims.tiny import TINY
 
 NUMERIC = ("target_loss", "initial_target_loss", "train_loss", "limit_target_loss")
@@ -54,15 +53,9 @@ def test_engine_matches_direct_twolayer_call(merged_records) -> None:
     cfg = dataclasses.replace(TINY, families=("sparse",), seeds=3)
     group = shape_groups(cfg)[0]
     run = next(r for r in group.runs() if r.k == 2 and r.n == 4 and r.seed_index == 1
-               and r.activation == "relu" and r.shift.is_input)
-    shift = shifts_of(cfg)[0]
-    key = jax.random.PRNGKey(np.uint32(problem_seed(cfg, run)))
-    p = tl.make_problem(jax.random.fold_in(key, 0), d=8, k=2, activation="relu", family="sparse",
-                        shift=tl.InputShift(shift.rank, shift.alpha, shift.kind),
-                        nonneg_head=True, p1=cfg.p1)
-    X, y = tl.sample_target(jax.random.fold_in(key, 1), p, "sparse", "relu", run.pool_n)
-    X, y = X[:4], y[:4]
-    from sims.grid import record_id
+               and r.activation == "relu" and isinstance(r.shift, tl.InputShift))
+    p, X, y = build_run(cfg, run)
+    assert X.shape == (4, 8) and p.B_src.shape == (2, 8)
 
     for tune in ("first", "last", "full"):
         direct = tl.finetune(p, X, y, tune=tune, activation="relu", family="sparse",

@@ -49,9 +49,8 @@ def test_dask_sweep_equals_serial(tmp_path: Path) -> None:
 
 _SCRIPT = """
 import json, sys
-from sims.engine import ensure_runtime, compute_group, default_devices
-ensure_runtime()
 import jax
+from sims.engine import compute_group, default_devices
 from sims.grid import shape_groups
 from tests.sims.tiny import TINY
 n = int(sys.argv[1])
