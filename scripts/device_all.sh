@@ -11,15 +11,8 @@ PY="${PY:-python3}"
   > "$OUT/env.txt" 2>&1
 echo "== twolayer"; timeout 90 "$PY" scripts/device_twolayer.py 2>&1 | tee "$OUT/twolayer.jsonl"
 echo "== sims"
-cat > "$W/gpu.toml" <<'TOML'
-dims = [16, 64, 256]
-seeds = 20
-steps = 5000
-merge_shapes = true
-chunk = 2048
-TOML
 s=$(date +%s)
-timeout 150 "$PY" -m sims.sweep --full --config "$W/gpu.toml" --executor serial --quiet --out "$W/sweep" \
+timeout 150 "$PY" -m sims.sweep --config configs/sims-gpu.toml --executor serial --quiet --out "$W/sweep" \
   > "$OUT/sims_sweep.txt" 2>&1; echo "rc=$? wall=$(( $(date +%s) - s ))s" >> "$OUT/sims_sweep.txt"
 tail -25 "$OUT/sims_sweep.txt"
 timeout 70 "$PY" -m sims.bench --loop-sample 100 2>&1 | tail -3 | tee "$OUT/sims_bench.txt"

@@ -12,6 +12,7 @@ Reproduce the README's quick sweep::
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import typing
 from collections.abc import Mapping
@@ -27,10 +28,10 @@ except ModuleNotFoundError:  # Python 3.10 (pyproject installs tomli there)
 from twolayer import ACTIVATIONS, FAMILIES, SHIFT_KINDS, TUNE_MODES, InputShift
 
 __all__ = ["FIELDS", "PRESETS", "TUNES", "SweepConfig", "coerce_field", "field_help", "load_toml",
-           "parse_input_shift", "preset", "resolve", "validate", "with_overrides"]
+           "parse_input_shift", "preset", "resolve", "to_toml", "validate", "with_overrides"]
 
 TUNES = ("none", *TUNE_MODES)  # what a sweep may record besides the oracle: no tuning, or a mode
-PRESETS = ("quick", "full")
+PRESETS = ("quick", "full", "gpu")
 
 
 def _f(default: Any, doc: str) -> Any:
@@ -220,7 +221,8 @@ def validate(cfg: SweepConfig) -> None:
 
 
 def preset(name: str) -> SweepConfig:
-    """The ``quick`` (CPU, well under a minute) or ``full`` (paper scale, GPU) config."""
+    """The ``quick`` (CPU, minutes), ``full`` (paper scale, GPU) or ``gpu`` (the full grid up to
+    d = 256 with 20 seeds, minutes on one GPU) config; each is also a file in ``configs/``."""
     if name == "quick":
         return SweepConfig()
     if name == "full":
@@ -241,7 +243,33 @@ def preset(name: str) -> SweepConfig:
             merge_shapes=False,
             chunk=512,
         )
+    if name == "gpu":  # the full grid's shapes up to d = 256 in minutes on one GPU
+        return dataclasses.replace(preset("full"), preset="gpu", dims=(16, 64, 256), seeds=20,
+                                   steps=5000, merge_shapes=True, chunk=2048)
     raise ValueError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def to_toml(cfg: SweepConfig) -> str:
+    """TOML text of every field of ``cfg`` (``lr = None`` is left out: TOML has no null), which
+    :func:`load_toml` + :func:`with_overrides` read back to ``cfg`` over any preset.
+
+    >>> print(to_toml(SweepConfig()).splitlines()[2])
+    n_ratios = [0.25, 0.5, 1.0, 2.0]
+    """
+    lines = [f"{k} = {_toml_value(v)}" for k, v in cfg.to_dict().items() if v is not None]
+    return "\n".join(lines) + "\n"
 
 
 def _coerce(name: str, value: Any, typ: type) -> Any:
