@@ -265,7 +265,7 @@ def to_toml(cfg: SweepConfig) -> str:
     """TOML text of every field of ``cfg`` (``lr = None`` is left out: TOML has no null), which
     :func:`load_toml` + :func:`with_overrides` read back to ``cfg`` over any preset.
 
-    >>> print(to_toml(SweepConfig()).splitlines()[2])
+    >>> print(to_toml(SweepConfig()).splitlines()[3])
     n_ratios = [0.25, 0.5, 1.0, 2.0]
     """
     lines = [f"{k} = {_toml_value(v)}" for k, v in cfg.to_dict().items() if v is not None]

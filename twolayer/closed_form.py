@@ -41,6 +41,11 @@ def gd_gain(lam: jnp.ndarray, steps, lr, n) -> jnp.ndarray:
 
     g_t(λ) → tη/n as λ → 0, and → 1/λ as t → ∞ when 0 < ηλ/n < 2. Args: lam any shape; steps t (scalar);
     lr η; n samples.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> gd_gain(jnp.array([0.0, 1.0]), 1, 1.0, 1).tolist()
+        [1.0, 1.0]
     """
     x = lr * lam / n
     # 1 − (1 − x)^t = −expm1(t log1p(−x)) is accurate for small x; for x ≥ 1/2 use the power directly
@@ -52,7 +57,13 @@ def gd_gain(lam: jnp.ndarray, steps, lr, n) -> jnp.ndarray:
 
 
 def gd_coef(s: jnp.ndarray, steps, lr, n) -> jnp.ndarray:
-    """c_t(s) = (1 − (1 − η s²/n)^t)/s = s·g_t(s²) for singular values s (0 at s = 0)."""
+    """c_t(s) = (1 − (1 − η s²/n)^t)/s = s·g_t(s²) for singular values s (0 at s = 0).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> gd_coef(jnp.array([1.0]), 1, 1.0, 1).tolist()
+        [1.0]
+    """
     return s * gd_gain(s * s, steps, lr, n)
 
 
@@ -67,6 +78,11 @@ def lsq_gd_path(F, y, u0, t_grid, lr, n=None) -> jnp.ndarray:
             (default m; smaller when F has zero padding rows).
     Returns:
         (T, p) iterates.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> lsq_gd_path(jnp.eye(2), jnp.ones(2), jnp.zeros(2), jnp.array([0, 1]), 1.0).shape
+        (2, 2)
     """
     m, p = F.shape
     n = m if n is None else n
@@ -95,17 +111,38 @@ def lsq_gd_iterate(F, y, u0, steps, lr) -> jnp.ndarray:
         F: (n, p); y: (n,); u0: (p,); steps: number of steps (scalar); lr: step size η.
     Returns:
         (p,) iterate.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> lsq_gd_iterate(jnp.eye(2), jnp.ones(2), jnp.zeros(2), 1, 2.0).tolist()
+        [1.0, 1.0]
     """
     return lsq_gd_path(F, y, u0, jnp.asarray([steps]), lr)[0]
 
 
 def lsq_flow_limit(F, y, u0) -> jnp.ndarray:
-    """Gradient-flow limit u_0 + F⁺(y − F u_0): the solution closest to u_0 (shape (p,))."""
+    """Gradient-flow limit u_0 + F⁺(y − F u_0): the solution closest to u_0 (shape (p,)).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> lsq_flow_limit(jnp.array([[1.0, 0.0]]), jnp.array([2.0]), jnp.array([0.0, 5.0])).tolist()
+        [2.0, 5.0]
+    """
     return u0 + _lsq_direction(F, y - F @ u0, _pinv_coef)
 
 
 def last_layer_limit(v_src, B_src, X, y, activation: str) -> jnp.ndarray:
-    """Limit of last-layer tuning: v∞ = v_src + Z⁺(y − Z v_src), Z = φ(X B_srcᵀ); shape (k,)."""
+    """Limit of last-layer tuning: v∞ = v_src + Z⁺(y − Z v_src), Z = φ(X B_srcᵀ); shape (k,).
+
+    Example:
+        >>> import jax, twolayer as tl
+        >>> p = tl.make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=tl.OutputShift(-1.0))
+        >>> X, y = tl.sample_target(jax.random.PRNGKey(1), p, "gaussian", "linear", 4)
+        >>> v = last_layer_limit(p.v_src, p.B_src, X, y, "linear")
+        >>> float(tl.empirical_loss(v, p.B_src, X, y, "linear")) < 1e-20
+        True
+    """
     return lsq_flow_limit(features(B_src, X, activation), y, v_src)
 
 
@@ -114,6 +151,15 @@ def first_layer_limit(v_src, B_src, X, y) -> jnp.ndarray:
 
     The predictor w = Bᵀv_src moves to w∞ = w0 + X⁺(y − X w0) (w0 = B_srcᵀv_src) and
     B∞ = B_src + v_src (w∞ − w0)ᵀ / ‖v_src‖².
+
+    Example:
+        >>> import jax, twolayer as tl
+        >>> p = tl.make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=tl.OutputShift(-1.0))
+        >>> X, y = tl.sample_target(jax.random.PRNGKey(1), p, "gaussian", "linear", 4)
+        >>> B = first_layer_limit(p.v_src, p.B_src, X, y)
+        >>> float(tl.empirical_loss(p.v_src, B, X, y, "linear")) < 1e-20
+        True
     """
     w0 = B_src.T @ v_src
     w_inf = lsq_flow_limit(X, y, w0)

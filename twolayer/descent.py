@@ -78,7 +78,12 @@ class GDResult(NamedTuple):
 
 
 def record_schedule(steps: int, n_records: int) -> np.ndarray:
-    """Record steps 0, s, 2s, ..., steps with s = ceil(steps / n_records); shape (R + 1,)."""
+    """Record steps 0, s, 2s, ..., steps with s = ceil(steps / n_records); shape (R + 1,).
+
+    Example:
+        >>> record_schedule(10, 3).tolist()
+        [0, 4, 8, 10]
+    """
     if steps < 1 or n_records < 1:
         raise ValueError(f"steps = {steps}, n_records = {n_records}: expected both >= 1")
     seg = math.ceil(steps / min(n_records, steps))
@@ -99,6 +104,14 @@ def smoothness_bound(problem: Problem, X, y, tune: str, activation: str, n_valid
     """The smoothness constant L of L̂ at the pretrained point used for the default step 1/L.
 
     ``n_valid``: number of real samples when X, y carry zero padding rows (default: all rows).
+
+    Example:
+        >>> import twolayer as tl
+        >>> p = tl.make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=tl.OutputShift(-1.0))
+        >>> X, y = tl.sample_target(jax.random.PRNGKey(1), p, "gaussian", "linear", 4)
+        >>> float(smoothness_bound(p, X, y, "last", "linear")) > 0
+        True
     """
     n = X.shape[0] if n_valid is None else n_valid
     v = problem.v_src
@@ -251,7 +264,12 @@ def _span_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, n):
 
 
 def uses_closed_form(tune: str, activation: str) -> bool:
-    """Whether ``method="auto"`` runs the closed-form trajectory for this (tune, activation)."""
+    """Whether ``method="auto"`` runs the closed-form trajectory for this (tune, activation).
+
+    Example:
+        >>> uses_closed_form("first", "linear"), uses_closed_form("first", "relu")
+        (True, False)
+    """
     return tune == "last" or (tune == "first" and activation == "linear")
 
 
@@ -270,7 +288,18 @@ def finetune_core(
     method: str = "auto",
     n_valid=None,
 ) -> GDResult:
-    """:func:`finetune` without input validation: pure, jit- and vmap-able (strings/ints static)."""
+    """:func:`finetune` without input validation: pure, jit- and vmap-able (strings/ints static).
+
+    Example:
+        >>> import twolayer as tl
+        >>> p = tl.make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=tl.OutputShift(-1.0))
+        >>> X, y = tl.sample_target(jax.random.PRNGKey(1), p, "gaussian", "linear", 4)
+        >>> r = finetune_core(p, X, y, tune="last", activation="linear", family="gaussian", steps=50,
+        ... lr=None, gtol=1e-8, n_records=5)
+        >>> r.trace.shape
+        (6,)
+    """
     t_grid = jnp.asarray(record_schedule(steps, n_records))
     n = X.shape[0] if n_valid is None else jnp.asarray(n_valid, X.dtype)
     default = 1.0 / smoothness_bound(problem, X, y, tune, activation, n)
@@ -375,6 +404,15 @@ def finetune(
 
     Raises:
         ValueError: unknown mode/activation/family/method, wrong shapes, non-finite inputs, bad lr.
+
+    Example:
+        >>> import twolayer as tl
+        >>> p = tl.make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=tl.OutputShift(-1.0))
+        >>> X, y = tl.sample_target(jax.random.PRNGKey(1), p, "gaussian", "linear", 4)
+        >>> r = finetune(p, X, y, tune="last", activation="linear", family="gaussian", steps=200)
+        >>> bool(r.target_loss < r.trace[0])
+        True
     """
     _check_run_args(tune, activation, family, method, steps, n_records, gtol)
     check_problem(problem)
@@ -419,6 +457,17 @@ def finetune_batch(
 
     Returns:
         A :class:`GDResult` whose fields have a leading axis of size P.
+
+    Example:
+        >>> import twolayer as tl
+        >>> keys = jax.random.split(jax.random.PRNGKey(0), 3)
+        >>> ps = jax.vmap(lambda k: tl.make_problem(k, d=3, k=2, activation="linear", family="gaussian",
+        ... shift=tl.OutputShift(-1.0)))(keys)
+        >>> X, y = jax.vmap(lambda k, p: tl.sample_target(k, p, "gaussian", "linear", 4))(keys, ps)
+        >>> r = finetune_batch(ps, X, y, tune="full", activation="linear", family="gaussian", steps=20,
+        ... n_records=4)
+        >>> r.trace.shape
+        (3, 5)
     """
     _check_run_args(tune, activation, family, method, steps, n_records, gtol)
     if np.ndim(X) != 3:

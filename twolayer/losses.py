@@ -28,6 +28,11 @@ def arccos_kernel(G: jnp.ndarray) -> jnp.ndarray:
 
     Returns:
         (m, m) matrix E[relu(a_iᵀx) relu(a_jᵀx)] for x ~ N(0, Σ).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> round(float(arccos_kernel(jnp.eye(2))[0, 0]), 6)
+        0.5
     """
     norms = jnp.sqrt(jnp.clip(jnp.diagonal(G), 0.0))
     outer = norms[:, None] * norms[None, :]
@@ -56,6 +61,13 @@ def population_loss(
         problem: the :class:`~twolayer.problems.Problem`.
         family: ``"gaussian"`` or ``"sparse"``.
         activation: ``"linear"`` or ``"relu"``.
+
+    Example:
+        >>> import jax, twolayer as tl
+        >>> p = tl.make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=tl.OutputShift(-1.0))
+        >>> float(tl.population_loss(p.v_star, p.B_star, p, "gaussian", "linear"))
+        0.0
     """
     check_choice("family", family, FAMILIES)
     check_choice("activation", activation, ACTIVATIONS)
@@ -70,7 +82,15 @@ def population_loss(
 
 
 def target_second_moment_of_labels(problem: Problem, family: str, activation: str) -> jnp.ndarray:
-    """E_trg[y²], the loss of the zero predictor (a scalar)."""
+    """E_trg[y²], the loss of the zero predictor (a scalar).
+
+    Example:
+        >>> import jax, twolayer as tl
+        >>> p = tl.make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=tl.OutputShift(-1.0))
+        >>> float(target_second_moment_of_labels(p, "gaussian", "linear")) > 0
+        True
+    """
     k = problem.B_src.shape[0]
     zero_v = jnp.zeros((k,), problem.B_src.dtype)
     return population_loss(zero_v, problem.B_src, problem, family, activation)
@@ -90,6 +110,16 @@ def mc_population_loss(
     Returns:
         (mean, standard error) of (f(x) − y)² over ``n_mc`` samples drawn by
         :func:`~twolayer.problems.sample_target`.
+
+    Example:
+        >>> import jax, twolayer as tl
+        >>> p = tl.make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=tl.OutputShift(-1.0))
+        >>> mean, se = mc_population_loss(jax.random.PRNGKey(2), p.v_src, p.B_src, p, "gaussian",
+        ... "linear", n_mc=20000)
+        >>> exact = float(population_loss(p.v_src, p.B_src, p, "gaussian", "linear"))
+        >>> abs(float(mean) - exact) < 5 * float(se)
+        True
     """
     X, y = sample_target(key, problem, family, activation, n_mc)
     sq = (forward(v, B, X, activation) - y) ** 2

@@ -133,6 +133,11 @@ def shift_matrix(shift: InputShift, subspace: jnp.ndarray) -> jnp.ndarray:
         shift: the input shift.
         subspace: (m, d) orthonormal rows; ``"scale"`` uses the first r rows, ``"rotate"`` the first 2r
             (plane i is spanned by rows 2i and 2i+1).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> shift_matrix(InputShift(1, 3.0), jnp.eye(2)).tolist()
+        [[3.0, 0.0], [0.0, 1.0]]
     """
     d = subspace.shape[1]
     eye = jnp.eye(d, dtype=subspace.dtype)
@@ -151,7 +156,16 @@ def shift_matrix(shift: InputShift, subspace: jnp.ndarray) -> jnp.ndarray:
 
 
 def check_invertible(A: jnp.ndarray, name: str = "A") -> None:
-    """Raise ValueError if a concrete (d, d) matrix is singular or numerically so (cond > 1e12)."""
+    """Raise ValueError if a concrete (d, d) matrix is singular or numerically so (cond > 1e12).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> check_invertible(jnp.eye(2))
+        >>> check_invertible(jnp.zeros((2, 2)))
+        Traceback (most recent call last):
+            ...
+        ValueError: A is singular (condition number inf): expected an invertible matrix
+    """
     if is_traced(A):
         return
     a = np.asarray(A)
@@ -191,6 +205,12 @@ def make_problem(
 
     Returns:
         A :class:`Problem`.
+
+    Example:
+        >>> p = make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=OutputShift(-1.0))
+        >>> (p.d, p.k, float(p.t))
+        (3, 2, -1.0)
     """
     check_choice("activation", activation, ACTIVATIONS)
     check_choice("family", family, FAMILIES)
@@ -226,7 +246,17 @@ def make_problem(
 
 
 def check_problem(problem: Problem) -> None:
-    """Validate the shapes and finiteness of an (unbatched) problem; raise ValueError if off."""
+    """Validate the shapes and finiteness of an (unbatched) problem; raise ValueError if off.
+
+    Example:
+        >>> p = make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=OutputShift(-1.0))
+        >>> check_problem(p)
+        >>> check_problem(p._replace(t=jnp.ones(2)))
+        Traceback (most recent call last):
+            ...
+        ValueError: t has shape (2,): expected ()
+    """
     k, d = np.shape(problem.B_src)
     check_array("v_src", problem.v_src, (k,))
     check_array("B_src", problem.B_src, (k, d))
@@ -239,7 +269,14 @@ def check_problem(problem: Problem) -> None:
 
 
 def target_second_moment(problem: Problem, family: str) -> jnp.ndarray:
-    """Σ = E_trg[x xᵀ], shape (d, d): A Aᵀ (Gaussian) or A Uᵀ diag(p) U Aᵀ (sparse)."""
+    """Σ = E_trg[x xᵀ], shape (d, d): A Aᵀ (Gaussian) or A Uᵀ diag(p) U Aᵀ (sparse).
+
+    Example:
+        >>> p = make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=OutputShift(-1.0))
+        >>> target_second_moment(p, "gaussian").shape
+        (3, 3)
+    """
     check_choice("family", family, FAMILIES)
     if family == "gaussian":
         return problem.A @ problem.A.T
@@ -248,12 +285,26 @@ def target_second_moment(problem: Problem, family: str) -> jnp.ndarray:
 
 
 def target_directions(problem: Problem) -> jnp.ndarray:
-    """Rows A u_j of the sparse target family, shape (d, d)."""
+    """Rows A u_j of the sparse target family, shape (d, d).
+
+    Example:
+        >>> p = make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="sparse",
+        ... shift=OutputShift(-1.0))
+        >>> target_directions(p).shape
+        (3, 3)
+    """
     return problem.basis @ problem.A.T
 
 
 def sample_source_inputs(key: jax.Array, problem: Problem, family: str, n: int) -> jnp.ndarray:
-    """n source inputs x_src, shape (n, d), from the problem's family."""
+    """n source inputs x_src, shape (n, d), from the problem's family.
+
+    Example:
+        >>> p = make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=OutputShift(-1.0))
+        >>> sample_source_inputs(jax.random.PRNGKey(1), p, "gaussian", 5).shape
+        (5, 3)
+    """
     check_choice("family", family, FAMILIES)
     d = problem.B_src.shape[-1]
     dtype = problem.B_src.dtype
@@ -275,6 +326,13 @@ def sample_target(
 
     Returns:
         X: (n, d) target inputs; y: (n,) target labels.
+
+    Example:
+        >>> p = make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=OutputShift(-1.0))
+        >>> X, y = sample_target(jax.random.PRNGKey(1), p, "gaussian", "linear", 4)
+        >>> (X.shape, y.shape)
+        ((4, 3), (4,))
     """
     check_choice("activation", activation, ACTIVATIONS)
     if int(n) < 1:

@@ -31,6 +31,13 @@ def numpy_finetune(
 
     Returns:
         (v, B, final train loss).
+
+    Example:
+        >>> import numpy as np
+        >>> v, B, loss = numpy_finetune(np.ones(1), np.eye(1), np.eye(1), np.zeros(1), tune="last",
+        ... activation="linear", steps=1, lr=1.0)
+        >>> v.tolist(), B.tolist(), loss
+        ([0.0], [[1.0]], 0.0)
     """
     check_choice("tune mode", tune, TUNE_MODES)
     check_choice("activation", activation, ACTIVATIONS)

@@ -42,6 +42,13 @@ def write_bytes_atomic(path: str | Path, data: bytes, mode: int = 0o666) -> None
 
     The file gets ``mode`` minus the umask, like a file created by ``open`` (``mkstemp``'s
     private 0600 would hide results from others sharing the folder).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_bytes_atomic(pathlib.Path(tmp) / "a.bin", b"ok")
+        ...     (pathlib.Path(tmp) / "a.bin").read_bytes()
+        b'ok'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,11 +67,27 @@ def write_bytes_atomic(path: str | Path, data: bytes, mode: int = 0o666) -> None
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_bytes_atomic`)."""
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_bytes_atomic`).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_text_atomic(pathlib.Path(tmp) / "a.txt", "hello")
+        ...     (pathlib.Path(tmp) / "a.txt").read_text()
+        'hello'
+    """
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` (via :func:`to_jsonable`) as indented JSON to ``path`` atomically."""
+    """Write ``obj`` (via :func:`to_jsonable`) as indented JSON to ``path`` atomically.
+
+    Example:
+        >>> import json, pathlib, tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_json_atomic(pathlib.Path(tmp) / "a.json", {"b": 1, "a": (1, 2)})
+        ...     json.loads((pathlib.Path(tmp) / "a.json").read_text())
+        {'a': [1, 2], 'b': 1}
+    """
     text = json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n"
     write_text_atomic(path, text)

@@ -26,6 +26,11 @@ def to_jsonable(obj: Any) -> Any:
 
     Raises:
         TypeError: for objects of any other type (say which).
+
+    Example:
+        >>> import numpy as np
+        >>> to_jsonable({'x': np.float64(0.5), 't': (1, 2), 'a': np.arange(2)})
+        {'x': np.float64(0.5), 't': [1, 2], 'a': [0, 1]}
     """
     if obj is None or isinstance(obj, (bool, str)):
         return obj
@@ -50,7 +55,12 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def canonical_json(obj: Any) -> str:
-    """Canonical JSON text of ``obj``: sorted keys, no whitespace, after :func:`to_jsonable`."""
+    """Canonical JSON text of ``obj``: sorted keys, no whitespace, after :func:`to_jsonable`.
+
+    Example:
+        >>> canonical_json({'b': 1, 'a': [1.0, None]})
+        '{"a":[1.0,null],"b":1}'
+    """
     return json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
 
 
@@ -59,6 +69,10 @@ def stable_id(fields: Mapping[str, Any]) -> str:
 
     The same fields give the same id in any process or machine; a different package version
     gives a different id (results of another version are not reused).
+
+    Example:
+        >>> stable_id({'x': 1}) == stable_id({'x': 1}) != stable_id({'x': 2})
+        True
     """
     if not isinstance(fields, Mapping):
         raise TypeError(

@@ -17,6 +17,10 @@ def package_version() -> str:
 
     Falls back to ``[project].version`` of the repository's ``pyproject.toml`` when the package
     is used from a source checkout without being installed.
+
+    Example:
+        >>> isinstance(package_version(), str)
+        True
     """
     try:
         return metadata.version(_DIST_NAME)
