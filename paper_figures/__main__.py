@@ -1,7 +1,7 @@
 """``python -m paper_figures SUBCOMMAND ...``: one module per subcommand.
 
-Minimal dispatch hook (added by the realdata developer; the sims developer owns this CLI): the
-subcommand ``NAME`` runs ``paper_figures.NAME.main(argv)``.
+The subcommand ``NAME`` runs ``paper_figures.NAME.main(argv)``; a new figure family is a new module
+listed in :data:`SUBCOMMANDS`.
 """
 
 from __future__ import annotations

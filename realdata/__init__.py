@@ -1,9 +1,22 @@
 """realdata: surgical fine-tuning of CNN backbones on shifted targets (PyTorch).
 
-Modules: :mod:`realdata.tasks` (task registry), :mod:`realdata.data` (dataset interface, readers,
-the built-in synthetic task), :mod:`realdata.models` (backbones + block maps + checkpoints),
-:mod:`realdata.surgery` (what trains; Auto-RGN, Auto-SNR), :mod:`realdata.train` (protocol,
-prefix caching), :mod:`realdata.benchmark` (``python -m realdata.benchmark``),
-:mod:`realdata.summary`, :mod:`realdata.bench` (speed measurements). Importing this package does
-not import torch; import the submodules.
+Entry point: ``python -m realdata.benchmark`` (``--quick`` runs the built-in synthetic task on a
+CPU). Public modules (importing ``realdata`` itself imports nothing, not even torch):
+
+* :mod:`realdata.tasks`: the task table (``TaskSpec``, ``Protocol``, ``get_task``, ``all_tasks``).
+* :mod:`realdata.data`: the dataset interface (``LoadRequest`` -> ``TargetSplits``) and the readers
+  of the published layouts (CIFAR-10-C, ImageNet-C, BREEDS, WILDS), the synthetic task,
+  corruptions.
+* :mod:`realdata.models`: backbones whose ``state_dict`` keys match the public checkpoints, their
+  block maps, checkpoint loading.
+* :mod:`realdata.surgery`: which blocks train (``configure_surgery``; Auto-RGN, Auto-SNR).
+* :mod:`realdata.train`: the fine-tuning protocol (``FinetuneConfig``, ``finetune``, ``evaluate``).
+* :mod:`realdata.benchmark`: config, run units, the CLI; :mod:`realdata.summary`: summary and
+  verdicts; :mod:`realdata.bench`: speed measurements; :mod:`realdata.make_corrupted`: builds
+  corrupted copies of a data set.
+
+Runs are stored and executed through :mod:`sims.infra` (science-free; no jax).
 """
+
+__all__ = ["bench", "benchmark", "data", "make_corrupted", "models", "summary", "surgery", "tasks",
+           "train"]

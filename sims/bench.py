@@ -30,6 +30,8 @@ from sims.engine import build_run, compute_group
 from sims.grid import Run, record_id, shape_groups
 from twolayer.reference import numpy_finetune
 
+__all__ = ["bench", "main"]
+
 
 def _matmul_peak_gflops(n: int = 2048, reps: int = 3) -> float:
     a = np.random.default_rng(0).standard_normal((n, n))

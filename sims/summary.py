@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from sims.infra.stats import mean_se
 from sims.records import CELL_KEYS
 
+__all__ = ["COLUMNS", "summarize", "to_csv"]
+
 COLUMNS = (*CELL_KEYS, "n_over_d", "k_over_d", "method", "runs", "mean_target_loss",
            "se_target_loss", "mean_rel_target_loss", "se_rel_target_loss", "converged",
            "unconverged")

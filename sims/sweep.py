@@ -32,6 +32,8 @@ from sims.grid import group_ids, shape_groups
 from sims.infra import RunStore, make_executor, run_units, write_json_atomic, write_text_atomic
 from sims.summary import summarize, to_csv
 
+__all__ = ["build_parser", "config_from_args", "draw_figures", "figures_command", "main", "run_sweep"]
+
 #: Config fields without a flag: ``preset`` comes from --quick/--full.
 NO_FLAG = ("preset",)
 
