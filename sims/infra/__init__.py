@@ -8,6 +8,24 @@ It imports nothing scientific (no ``twolayer``, ``sims`` science, ``realdata``, 
 * :mod:`sims.infra.ids`: plain-JSON conversion and stable run ids.
 * :mod:`sims.infra.version`: the package version that enters every id.
 * :mod:`sims.infra.stats`: mean and standard error.
+
+A unit of work returns records (dicts with an ``id``); ``run_units`` runs the units whose ids are not
+stored yet and appends their records:
+
+>>> import json, tempfile
+>>> from sims.infra import RunStore, make_executor, run_units, stable_id
+>>> def square(unit):
+...     return [{"id": stable_id({"x": x}), "x": x, "y": x * x} for x in unit]
+>>> def ids(unit):
+...     return [stable_id({"x": x}) for x in unit]
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     store = RunStore(tmp)
+...     first = run_units([(1, 2), (3,)], square, store, make_executor("serial"), unit_ids=ids,
+...                       progress=False)
+...     again = run_units([(1, 2), (3,)], square, store, make_executor("serial"), unit_ids=ids,
+...                       progress=False)
+...     (first.records_written, again.records_written, sorted(r["y"] for r in store.load()))
+(3, 0, [1, 4, 9])
 """
 
 from sims.infra.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic

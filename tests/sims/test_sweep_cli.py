@@ -89,6 +89,27 @@ def test_bad_input_exits_2_with_one_line(argv, match, tmp_path: Path, capsys) ->
     assert err.startswith("error:") and match in err and "\n" not in err
 
 
+def test_every_config_field_has_one_documented_flag() -> None:
+    from sims.config import FIELDS, field_help
+
+    text = " ".join(build_parser().format_help().split())
+    for name in FIELDS:
+        if name == "preset":
+            continue
+        assert f"--{name.replace('_', '-')}" in text, name
+        assert " ".join(field_help(name).split())[:30] in text, name
+
+
+def test_flags_reach_the_config() -> None:
+    from sims.sweep import config_from_args
+
+    args = build_parser().parse_args(["--no-merge-shapes", "--chunk", "64", "--gtol", "1e-9",
+                                      "--input-shifts", "rotate:1:0.5", "--output-shifts", ""])
+    cfg = config_from_args(args)
+    assert (cfg.merge_shapes, cfg.chunk, cfg.gtol) == (False, 64, 1e-9)
+    assert cfg.output_shifts == () and cfg.input_shifts[0].kind == "rotate"
+
+
 def test_help_documents_every_flag() -> None:
     text = build_parser().format_help()
     for flag in ("--quick", "--full", "--config", "--out", "--seed", "--executor", "--scheduler",
