@@ -15,6 +15,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from paper_figures.save import save_figure
+
 __all__ = ["draw", "main"]
 
 _LEVEL_ORDER = {"input": 0, "feature": 1, "output": 2, "natural": 3}
@@ -34,7 +36,7 @@ def draw(results: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from realdata.summary import summarize
-    from sims.infra import RunStore
+    from sims.infra import RunStore, write_text_atomic
 
     results = Path(results)
     if not (results / "runs.jsonl").is_file():
@@ -48,7 +50,7 @@ def draw(results: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     table = out_dir / "realdata_table.md"
-    table.write_text(_table(rows, blocks))
+    write_text_atomic(table, _table(rows, blocks))
     written.append(table)
     for task in sorted({r["task"] for r in rows}):
         level_of = {r["shift"]: r["level"] for r in rows if r["task"] == task}
@@ -80,9 +82,7 @@ def draw(results: str | Path, out_dir: str | Path | None = None) -> list[Path]:
                      f"(mean ± s.e. over {n_seeds} seeds)", fontsize=10)
         fig.tight_layout()
         for ext in ("png", "pdf"):
-            path = out_dir / f"realdata_{task}.{ext}"
-            fig.savefig(path, dpi=150)
-            written.append(path)
+            written.append(save_figure(fig, out_dir / f"realdata_{task}.{ext}", dpi=150))
         plt.close(fig)
     return written
 

@@ -26,6 +26,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from matplotlib.colors import ListedColormap
 
+from paper_figures.save import save_figure
 from sims.infra.stats import mean_se
 from sims.records import read_records
 
@@ -55,11 +56,7 @@ def _rel(r: dict) -> float:
 def _save(fig, out_dir: Path, name: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
-        path = out_dir / f"{name}.{ext}"
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, dpi=DPI, format=ext)
-        tmp.replace(path)
-        paths.append(path)
+        paths.append(save_figure(fig, out_dir / f"{name}.{ext}", dpi=DPI))
     return paths
 
 

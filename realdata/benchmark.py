@@ -41,7 +41,10 @@ from realdata.summary import summarize, summary_csv, verdicts
 from realdata.tasks import Protocol, TaskSpec, all_tasks, get_task
 from realdata.train import FinetuneConfig, accelerations, finetune
 from sims.infra import (
+    FolderLock,
+    InputError,
     RunStore,
+    check_out_dir,
     make_executor,
     package_version,
     run_units,
@@ -51,10 +54,13 @@ from sims.infra import (
     write_text_atomic,
 )
 
-__all__ = ["BenchmarkConfig", "RunUnit", "build_units", "check_head", "main", "run_benchmark",
-           "run_unit"]
+__all__ = ["BenchmarkConfig", "RunUnit", "build_units", "check_device", "check_head", "main",
+           "run_benchmark", "run_unit"]
 
 METHODS = ("rgn", "snr")
+
+#: Files the benchmark writes in OUT (each must be a regular file if it exists).
+OUT_FILES = ("runs.jsonl", "config.json", "summary.csv", "verdicts.json")
 
 
 @dataclass(frozen=True)
@@ -350,22 +356,54 @@ def _preflight(cfg: BenchmarkConfig) -> None:
         check_head(spec, _load(name, _freeze_request(_request(unit))))
 
 
+def check_device(device: str) -> None:
+    """Refuse a torch device string that does not parse or names hardware that is missing.
+
+    Raises:
+        InputError: e.g. ``nonsense``, or ``cuda`` where ``torch.cuda.is_available()`` is false.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"--device {device!r} is not a torch device; use cpu, cuda, cuda:N or "
+                         "mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"--device {device}: no CUDA device is available to torch; use "
+                             "--device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise InputError(f"--device {device}: only {count} CUDA device(s) are visible")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device}: MPS is not available; use --device cpu")
+
+
 def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = True
                   ) -> dict[str, Any]:
-    """Run (or resume) the grid into ``out``; write summary files; return the report."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Run (or resume) the grid into ``out``; write summary files; return the report.
+
+    Everything is validated (device, ``out``, the folder lock, data, checkpoints, the stored
+    records, the executor) before ``config.json`` is written; ``out`` stays locked until the end.
+    """
+    check_device(cfg.device)
+    out = check_out_dir(out, files=OUT_FILES)
+    with FolderLock(out):
+        return _run_locked(cfg, out, progress)
+
+
+def _run_locked(cfg: BenchmarkConfig, out: Path, progress: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     _preflight(cfg)
     checkpoints = _resolve_checkpoints(cfg, out)
     units = build_units(cfg, checkpoints)
-    write_json_atomic(out / "config.json", {"config": to_jsonable(cfg),
-                                            "checkpoints": checkpoints,
-                                            "package_version": package_version(),
-                                            "n_units": len(units)})
     store = RunStore(out)
+    store.load()  # an unreadable runs.jsonl fails here, before config.json is written
     executor = make_executor(cfg.executor, workers=cfg.workers, scheduler=cfg.scheduler)
     try:
+        write_json_atomic(out / "config.json", {"config": to_jsonable(cfg),
+                                                "checkpoints": checkpoints,
+                                                "package_version": package_version(),
+                                                "n_units": len(units)})
         report = run_units(units, run_unit, store, executor, unit_ids=lambda u: [u.id],
                            progress=progress, desc="realdata")
     finally:

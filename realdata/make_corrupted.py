@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,7 +40,7 @@ from realdata.data.corruptions import (
     corrupt_uint8,
     validate_corruption,
 )
-from sims.infra import package_version, write_json_atomic
+from sims.infra import atomic_path, package_version, write_json_atomic
 
 __all__ = ["chunk_seed", "main", "make_corrupted", "parse_corruptions"]
 
@@ -64,24 +63,22 @@ def chunk_seed(seed: int, corruption: str, severity: int, chunk: int) -> int:
 
 def _write_one(out: Path, name: str, images: np.ndarray, seed: int, chunk: int, progress: bool) -> None:
     n = images.shape[0]
-    tmp = out / f".{name}.npy.tmp"
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                    shape=(NUM_SEVERITIES * n, *images.shape[1:]))  # fmt: skip
-    bar = tqdm(total=NUM_SEVERITIES * n, desc=name, disable=not progress, file=sys.stderr)
-    for sev in range(1, NUM_SEVERITIES + 1):
-        for k, start in enumerate(range(0, n, chunk)):
-            x = torch.from_numpy(np.ascontiguousarray(images[start : start + chunk]))
-            y = corrupt_uint8(x.permute(0, 3, 1, 2), name, sev, seed=chunk_seed(seed, name, sev, k))
-            u8 = y.permute(0, 2, 3, 1)
-            row = (sev - 1) * n + start
-            arr[row : row + u8.shape[0]] = u8.numpy()
-            bar.update(u8.shape[0])
-    bar.close()
-    arr.flush()
-    del arr
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, out / f"{name}.npy")
+    with atomic_path(out / f"{name}.npy") as tmp:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                        shape=(NUM_SEVERITIES * n, *images.shape[1:]))  # fmt: skip
+        bar = tqdm(total=NUM_SEVERITIES * n, desc=name, disable=not progress, file=sys.stderr)
+        for sev in range(1, NUM_SEVERITIES + 1):
+            for k, start in enumerate(range(0, n, chunk)):
+                x = torch.from_numpy(np.ascontiguousarray(images[start : start + chunk]))
+                y = corrupt_uint8(x.permute(0, 3, 1, 2), name, sev,
+                                  seed=chunk_seed(seed, name, sev, k))
+                u8 = y.permute(0, 2, 3, 1)
+                row = (sev - 1) * n + start
+                arr[row : row + u8.shape[0]] = u8.numpy()
+                bar.update(u8.shape[0])
+        bar.close()
+        arr.flush()
+        del arr
 
 
 def make_corrupted(
@@ -128,12 +125,8 @@ def make_corrupted(
     write_json_atomic(marker, config)
     labels_path = out / "labels.npy"
     if not labels_path.is_file():
-        tmp = out / ".labels.npy.tmp"
-        with open(tmp, "wb") as f:
+        with atomic_path(labels_path) as tmp, open(tmp, "wb") as f:
             np.save(f, np.tile(labels.astype(np.uint8), NUM_SEVERITIES))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, labels_path)
     status: dict[str, str] = {}
     for name in names:
         if (out / f"{name}.npy").is_file():

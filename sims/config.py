@@ -349,8 +349,16 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         _fail(f"config file {path} not found: expected a TOML file")
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        raw = path.read_bytes()
+    except OSError as exc:
+        _fail(f"config file {path} cannot be read ({exc.strerror})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        _fail(f"config file {path} is not UTF-8 text (line {line})")
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         _fail(f"config file {path} is not valid TOML: {exc}")
     if "sweep" in data and isinstance(data["sweep"], dict):

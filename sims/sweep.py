@@ -29,10 +29,21 @@ from sims.claims import evaluate, verdict_table
 from sims.config import FIELDS, SweepConfig, field_help, field_kind, resolve
 from sims.engine import run_group
 from sims.grid import group_ids, shape_groups
-from sims.infra import RunStore, make_executor, run_units, write_json_atomic, write_text_atomic
+from sims.infra import (
+    FolderLock,
+    RunStore,
+    check_out_dir,
+    make_executor,
+    run_units,
+    write_json_atomic,
+    write_text_atomic,
+)
 from sims.summary import summarize, to_csv
 
 __all__ = ["build_parser", "config_from_args", "draw_figures", "figures_command", "main", "run_sweep"]
+
+#: Files a sweep writes in OUT (each must be a regular file if it exists).
+OUT_FILES = ("runs.jsonl", "config.json", "summary.csv", "verdicts.json")
 
 #: Config fields without a flag: ``preset`` comes from --quick/--full.
 NO_FLAG = ("preset",)
@@ -154,23 +165,33 @@ def draw_figures(out: Path) -> bool:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    """Run the sweep described by parsed ``args``; returns the exit code."""
+    """Run the sweep described by parsed ``args``; returns the exit code.
+
+    Everything is validated (config, ``--out``, the folder lock, the stored records, the
+    executor) before anything is written, and the folder stays locked until the end.
+    """
     cfg = config_from_args(args)
-    out = args.out or Path("results") / f"sweep-{cfg.preset}"
+    out = check_out_dir(args.out or Path("results") / f"sweep-{cfg.preset}", files=OUT_FILES)
+    with FolderLock(out):
+        return _run_locked(args, cfg, out)
+
+
+def _run_locked(args: argparse.Namespace, cfg: SweepConfig, out: Path) -> int:
     groups = shape_groups(cfg)
     executor_name = args.executor if args.executor != "auto" else _default_executor(len(groups))
     workers = args.workers
     if executor_name == "processes" and workers is None:
         workers = max(1, min(os.cpu_count() or 1, len(groups)))
     store = RunStore(out)
-    write_json_atomic(out / "config.json", {"config": cfg.to_dict(), "executor": executor_name,
-                                            "groups": [g.key for g in groups]})
+    store.load()  # an unreadable runs.jsonl fails here, before config.json is written
     executor = make_executor(
         executor_name, workers=workers, scheduler=args.scheduler,
         slurm=_slurm_params(args.slurm, out) if executor_name == "slurm" else None,
     )
     start = time.perf_counter()
     try:
+        write_json_atomic(out / "config.json", {"config": cfg.to_dict(), "executor": executor_name,
+                                                "groups": [g.key for g in groups]})
         report = run_units(groups, run_group, store, executor, unit_ids=group_ids,
                            progress=not args.quiet, desc="shape groups")
     finally:

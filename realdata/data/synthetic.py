@@ -27,6 +27,7 @@ solutions (the CNN analogues of claims C1 and C3).
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Mapping
@@ -264,7 +265,7 @@ def prepare_source(request: LoadRequest, folder: Path) -> Path:
     """
     from realdata.models import build_backbone
     from realdata.train import evaluate, pretrain
-    from sims.infra import stable_id, write_json_atomic
+    from sims.infra import stable_id, write_bytes_atomic, write_json_atomic
 
     preset = str(request.extra.get("preset", "quick"))
     if preset not in SOURCE_PRESETS:
@@ -292,10 +293,10 @@ def prepare_source(request: LoadRequest, folder: Path) -> Path:
     info = {"preset": preset, **cfg, "losses": losses, "seconds": seconds,
             "val_accuracy": evaluate(model, src.val)[1],
             "test_accuracy": evaluate(model, src.test)[1]}
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(model.state_dict(), tmp)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
     write_json_atomic(path.with_suffix(".json"), info)
-    tmp.replace(path)
+    write_bytes_atomic(path, buf.getvalue())  # last: its presence marks the model complete
     return path
 
 

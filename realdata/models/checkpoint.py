@@ -81,7 +81,12 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files
-        raise CheckpointMismatchError(f"cannot read checkpoint {path}: {exc}") from exc
+        # one line naming the file; torch's own message advises weights_only=False (unsafe)
+        text = str(exc)
+        reason = ("it holds Python objects besides tensors; save the model's state_dict() and "
+                  "give that file" if "Unsupported global" in text or "still be loaded" in text
+                  else "not a complete torch.save file (corrupt or truncated)")
+        raise CheckpointMismatchError(f"cannot read checkpoint {path}: {reason}") from exc
     expected = model.state_dict()
     sd = _strip_prefixes(extract_state_dict(obj), set(expected))
     missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]

@@ -5,6 +5,7 @@ It imports nothing scientific (no ``twolayer``, ``sims`` science, ``realdata``, 
 * :mod:`sims.infra.store`: the append-only run store (``runs.jsonl``), resumable by id.
 * :mod:`sims.infra.executors`: serial, process-pool, dask and SLURM executors; ``run_units``.
 * :mod:`sims.infra.atomic`: atomic file writes that respect the umask.
+* :mod:`sims.infra.folder`: results-folder checks, one writer per folder, the user-error type.
 * :mod:`sims.infra.ids`: plain-JSON conversion and stable run ids.
 * :mod:`sims.infra.version`: the package version that enters every id.
 * :mod:`sims.infra.stats`: mean and standard error.
@@ -28,8 +29,9 @@ stored yet and appends their records:
 (3, 0, [1, 4, 9])
 """
 
-from sims.infra.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from sims.infra.atomic import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
 from sims.infra.executors import EXECUTORS, RunReport, make_executor, run_units
+from sims.infra.folder import FolderBusyError, FolderLock, InputError, check_out_dir
 from sims.infra.ids import canonical_json, stable_id, to_jsonable
 from sims.infra.stats import mean_se
 from sims.infra.store import RunStore
@@ -37,9 +39,14 @@ from sims.infra.version import package_version
 
 __all__ = [
     "EXECUTORS",
+    "FolderBusyError",
+    "FolderLock",
+    "InputError",
     "RunReport",
     "RunStore",
+    "atomic_path",
     "canonical_json",
+    "check_out_dir",
     "make_executor",
     "mean_se",
     "package_version",

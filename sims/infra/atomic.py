@@ -1,20 +1,24 @@
 """Atomic file writes: readers see the old or the new file, never a partial one.
 
 A temporary file is written in the target's folder, ``fsync``-ed and ``os.replace``-d over the
-target; the folder is then ``fsync``-ed so the rename survives a crash.
+target; the folder is then ``fsync``-ed so the rename survives a crash. Every file gets mode
+``0o666`` minus the umask, like a file created by ``open``. :func:`atomic_path` gives writers that
+need a file name (``numpy`` memory maps, ``torch.save`` of large objects) the same guarantees.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sims.infra.ids import to_jsonable
 
-__all__ = ["write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -37,6 +41,34 @@ def _umask() -> int:
     return mask
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path, mode: int = 0o666) -> Iterator[Path]:
+    """Yield a fresh temporary path next to ``path``; on success it replaces ``path`` atomically.
+
+    Write the whole file to the yielded path (any writer that takes a file name). When the block
+    ends without an exception, the file is ``fsync``-ed, given ``mode`` minus the umask, and
+    ``os.replace``-d over ``path``; on an exception it is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.fchmod(fd, mode & ~_umask())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
 def write_bytes_atomic(path: str | Path, data: bytes, mode: int = 0o666) -> None:
     """Write ``data`` to ``path`` atomically: temp file in its folder, fsync, replace.
 
@@ -50,20 +82,8 @@ def write_bytes_atomic(path: str | Path, data: bytes, mode: int = 0o666) -> None
         ...     (pathlib.Path(tmp) / "a.bin").read_bytes()
         b'ok'
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode & ~_umask())
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_path(path, mode) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -10,9 +10,12 @@ Backends:
 
 * ``serial``: in this process, in order (debugging, tests, small sweeps).
 * ``processes``: a local ``concurrent.futures.ProcessPoolExecutor`` (``spawn`` start method, which
-  is safe with JAX's threads).
-* ``dask``: a ``distributed.Client`` connected to ``scheduler`` (``tcp://HOST:PORT``) or, without
-  one, to a new ``distributed.LocalCluster`` of worker processes bound to 127.0.0.1.
+  is safe with JAX's threads). Each worker runs a watchdog thread that ends the worker within
+  :data:`PARENT_POLL_S` seconds once its parent process is gone (even after ``kill -9``).
+* ``dask``: a ``distributed.Client`` connected to ``scheduler`` (``tcp://HOST:PORT``; an
+  unreachable one fails after :data:`SCHEDULER_TIMEOUT_S` seconds) or, without one, to a new
+  ``distributed.LocalCluster`` of worker processes bound to 127.0.0.1, without a dashboard (its
+  HTTP endpoint takes a free loopback port, never the fixed 8787).
 * ``slurm``: a submitit job array (``AutoExecutor``; ``slurm={"cluster": "local"}`` runs the jobs
   as local subprocesses, which is what the tests use).
 """
@@ -23,6 +26,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,10 +35,13 @@ from typing import Any, Protocol, TypeVar
 
 from tqdm import tqdm
 
+from sims.infra.folder import InputError
 from sims.infra.store import RunStore
 
 __all__ = [
     "EXECUTORS",
+    "PARENT_POLL_S",
+    "SCHEDULER_TIMEOUT_S",
     "DaskExecutor",
     "Executor",
     "ProcessExecutor",
@@ -50,6 +57,38 @@ R = TypeVar("R")
 U = TypeVar("U")
 
 EXECUTORS = ("serial", "processes", "dask", "slurm")
+
+#: Seconds between a pool worker's checks that its parent process is still alive.
+PARENT_POLL_S = 0.5
+
+#: Seconds to wait for a dask scheduler given by address before giving up.
+SCHEDULER_TIMEOUT_S = 10.0
+
+
+def _exit_with_parent(creator: int | None, poll_s: float) -> None:
+    """Pool worker initializer: end this worker once its parent process is gone.
+
+    A daemon thread polls ``os.getppid()``; when the parent dies (``kill -9`` included) the
+    worker is re-parented and the thread ends the process with ``os._exit``, even while a task
+    runs (a task holding the GIL in one long C call delays it until that call returns). Polling
+    is portable; Linux's ``PR_SET_PDEATHSIG`` is not used because it fires when the *thread*
+    that started the worker exits, not the process.
+
+    Args:
+        creator: pid of the process that started the pool, when it is the worker's parent
+            (``spawn``/``fork``); a different parent at start means it already died.
+        poll_s: seconds between checks.
+    """
+    parent = os.getppid()
+    if creator is not None and parent != creator:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class Executor(Protocol):
@@ -89,7 +128,10 @@ class ProcessExecutor:
     def __init__(self, workers: int | None = None, start_method: str = "spawn") -> None:
         self.workers = workers or os.cpu_count() or 1
         ctx = multiprocessing.get_context(start_method)
-        self._pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        creator = os.getpid() if start_method in ("spawn", "fork") else None
+        self._pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
+                                            initializer=_exit_with_parent,
+                                            initargs=(creator, PARENT_POLL_S))
 
     def map_unordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
         futures = [self._pool.submit(fn, item) for item in items]
@@ -130,14 +172,22 @@ class DaskExecutor:
                 raise ValueError(
                     f"dask scheduler must look like tcp://HOST:PORT, got {scheduler!r}"
                 )
-            self.client = distributed.Client(scheduler, timeout="30s")
+            try:
+                self.client = distributed.Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+            except (OSError, TimeoutError) as exc:
+                raise InputError(f"cannot reach the dask scheduler {scheduler} within "
+                                 f"{SCHEDULER_TIMEOUT_S:g} s ({type(exc).__name__}); start it or "
+                                 "fix --scheduler") from None
         else:
             self.cluster = distributed.LocalCluster(
                 n_workers=workers or 2,
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                # the scheduler's HTTP server always starts, on port 8787 unless told otherwise
+                # (dashboard_address=None still means 8787): a free loopback port, no dashboard
+                dashboard_address="127.0.0.1:0",
+                scheduler_kwargs={"dashboard": False},
                 silence_logs=50,
             )
             self.client = distributed.Client(self.cluster)
@@ -322,8 +372,7 @@ def run_units(
                 if rec["id"] not in done:
                     new.append(rec)
                     done.add(rec["id"])
-            store.append(new)
-            written += len(new)
+            written += store.append(new)  # re-checks ids under the file lock
             bar.update(1)
     return RunReport(
         units_total=len(units),

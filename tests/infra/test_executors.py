@@ -125,7 +125,7 @@ def test_dask_external_scheduler_address(tmp_path: Path) -> None:
     import distributed
 
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
         ex = make_executor("dask", scheduler=cluster.scheduler_address)
         try:
             store, _ = _run(tmp_path, ex)
