@@ -360,7 +360,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        _fail(f"config file {path} is not valid TOML: {exc}")
+        where = "" if "line" in str(exc) else f" (line {max(1, len(text.splitlines()))})"
+        _fail(f"config file {path} is not valid TOML: {exc}{where}")
     if "sweep" in data and isinstance(data["sweep"], dict):
         data = data["sweep"]
     return data

@@ -52,3 +52,15 @@ def test_missing_results_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert cli(["theory", "--results", str(tmp_path)]) == 2
     assert "runs.jsonl not found" in capsys.readouterr().err
     assert cli(["nope"]) == 2
+
+
+def test_figures_respect_the_umask_and_leave_no_temp(results: Path, tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        paths = draw_theory(results, out_dir=tmp_path)
+    finally:
+        os.umask(old)
+    assert paths and sorted(tmp_path.iterdir()) == sorted(paths)
+    assert {oct(p.stat().st_mode & 0o777) for p in paths} == {"0o644"}
