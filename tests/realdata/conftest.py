@@ -13,6 +13,9 @@ TINY = {
     "resnet26": ({"depth": 8}, 32),
     "wrn28_10": ({"depth": 10, "widen_factor": 1}, 32),
     "resnet50": ({"layers": (1, 1, 1, 1), "base_width": 4}, 64),
+    "vit_b16": ({"image_size": 32, "patch_size": 8, "embed_dim": 16, "depth": 4, "heads": 2}, 32),
+    "clip_vit_b16": ({"image_size": 32, "patch_size": 8, "embed_dim": 16, "depth": 4, "heads": 2,
+                      "output_dim": 8}, 32),
 }
 
 
