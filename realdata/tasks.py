@@ -52,6 +52,7 @@ TASK_MODULES: tuple[str, ...] = (
     "realdata.data.imagenet_c",
     "realdata.data.breeds",
     "realdata.data.wilds",
+    "realdata.data.fmow",
 )
 
 
