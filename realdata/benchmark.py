@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from realdata.baselines import BASELINES, DEFAULT_L1_STRENGTHS, GRADUAL, check_l1_strengths
 from realdata.data.base import LoadRequest, TargetSplits
 from realdata.models import build_backbone, load_checkpoint
 from realdata.models.base import Backbone
@@ -54,7 +55,7 @@ from sims.infra import (
 __all__ = ["BenchmarkConfig", "RunUnit", "build_units", "check_head", "main", "run_benchmark",
            "run_unit"]
 
-METHODS = ("rgn", "snr")
+METHODS = ("rgn", "snr", *BASELINES)
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,13 @@ class RunUnit:
     channels_last: bool = True
     pin_memory: bool = True
     backbone_kwargs: tuple[tuple[str, Any], ...] = ()
+    l1_strengths: tuple[float, ...] = DEFAULT_L1_STRENGTHS
+    gradual_every: int | None = None
 
     def finetune_config(self) -> FinetuneConfig:
         """The :class:`FinetuneConfig` of this run."""
         return FinetuneConfig(tuned=self.tuned, method=self.method,  # type: ignore[arg-type]
+                              l1_strengths=self.l1_strengths, gradual_every=self.gradual_every,
                               bn=self.bn, cache=self.cache,  # type: ignore[arg-type]
                               workers=self.loader_workers, device=self.device, bf16=self.bf16,
                               channels_last=self.channels_last, pin_memory=self.pin_memory)
@@ -104,6 +108,10 @@ class RunUnit:
             defaults = FinetuneConfig()
             fields["snr"] = {"threshold": defaults.snr_threshold, "normalization": "min-max",
                              "batches": defaults.auto_batches}
+        if self.method == "l1":
+            fields["l1"] = {"strengths": list(self.l1_strengths), "penalty": "sum |w - w0|"}
+        if self.method in GRADUAL:
+            fields["gradual_every"] = self.gradual_every or "epochs // blocks"
         if accelerations(self.finetune_config()).bf16:
             fields["precision"] = "bf16-autocast"
         if self.backbone_kwargs:
@@ -125,7 +133,10 @@ class BenchmarkConfig:
         seeds: run seeds (data split and order).
         variants: per-task override of the variants (empty: the preset's).
         tuned: tuned options (empty: ``none``, every block, ``all``).
-        methods: automatic methods to add (subset of ``rgn``, ``snr``); they tune ``all``.
+        methods: single-run methods to add (``rgn``, ``snr``, ``l1``, ``gradual-down``,
+            ``gradual-up``); they tune ``all``.
+        l1_strengths: the L1-regularize strength grid (selected on validation with the lr).
+        gradual_every: gradual unfreezing interval in epochs (``None``: epochs // blocks).
         bn: BatchNorm mode.
         protocol_overrides: Protocol fields overriding the preset (epochs, lrs, train_n, ...).
         checkpoints: task -> checkpoint path (``"*"`` applies to every task).
@@ -160,8 +171,13 @@ class BenchmarkConfig:
     channels_last: bool = True
     pin_memory: bool = True
     backbone_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    l1_strengths: tuple[float, ...] = DEFAULT_L1_STRENGTHS
+    gradual_every: int | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "l1_strengths", check_l1_strengths(self.l1_strengths))
+        if self.gradual_every is not None and self.gradual_every < 1:
+            raise ValueError(f"--gradual-every must be >= 1 epoch; got {self.gradual_every}")
         if self.loader_workers < 0:
             raise ValueError(f"--loader-workers must be >= 0; got {self.loader_workers}")
         if self.preset not in ("quick", "full"):
@@ -221,7 +237,8 @@ def build_units(cfg: BenchmarkConfig, checkpoints: Mapping[str, str]) -> list[Ru
                         threads=threads, device=cfg.device, preset=cfg.preset,
                         loader_workers=cfg.loader_workers, bf16=cfg.bf16,
                         channels_last=cfg.channels_last, pin_memory=cfg.pin_memory,
-                        backbone_kwargs=tuple(sorted(cfg.backbone_kwargs.items()))))
+                        backbone_kwargs=tuple(sorted(cfg.backbone_kwargs.items())),
+                        l1_strengths=cfg.l1_strengths, gradual_every=cfg.gradual_every))
     return units
 
 
@@ -299,8 +316,18 @@ def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
         "data_info": to_jsonable(dict(splits.info)),
         "n_train": len(splits.train), "num_classes_data": splits.num_classes,
         "head_size": spec.num_classes, "package_version": package_version(),
+        "best_l1": res.best_l1, "rgn_block_weights": _rgn_block_weights(res),
     }
     return [rec]
+
+
+def _rgn_block_weights(res: Any) -> dict[str, float] | None:
+    """Auto-RGN: per block, the mean over epochs of the selected lr's block multipliers."""
+    trace = next((t for t in res.traces if t.lr == res.best_lr and t.rgn_blocks), None)
+    if trace is None:
+        return None
+    return {b: sum(e[b] for e in trace.rgn_blocks) / len(trace.rgn_blocks)
+            for b in trace.rgn_blocks[0]}
 
 
 def _resolve_checkpoints(cfg: BenchmarkConfig, out: Path) -> dict[str, str]:
@@ -416,8 +443,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="tuned options: block names, ranges A-B, all, head, none "
                         "(default: none, every block, all)")
     p.add_argument("--methods", nargs="*", default=None, choices=METHODS,
-                   help="automatic block choice to add (default: rgn with --quick, rgn snr with "
-                        "--full)")
+                   help="single-run methods to add: rgn, snr (automatic block choice), l1, "
+                        "gradual-down, gradual-up (baselines) (default: rgn with --quick, rgn snr "
+                        "with --full)")
+    p.add_argument("--l1-strengths", type=float, nargs="+", default=None, metavar="LAM",
+                   help="L1-regularize strength grid, selected on validation with the lr "
+                        f"(default {' '.join(f'{x:g}' for x in DEFAULT_L1_STRENGTHS)})")
+    p.add_argument("--gradual-every", type=int, default=None, metavar="EPOCHS",
+                   help="gradual unfreezing: epochs between unfreezing steps (default: "
+                        "epochs // number of blocks, at least 1)")
     p.add_argument("--bn", choices=("eval", "train"), default="eval",
                    help="BatchNorm during fine-tuning (default eval, as the official code)")
     p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
@@ -499,7 +533,9 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
         cache=not a.no_cache, executor=a.executor, workers=a.workers, scheduler=a.scheduler,
         device=a.device, loader_workers=a.loader_workers, bf16=not a.no_bf16,
         channels_last=not a.no_channels_last, pin_memory=not a.no_pin_memory,
-        backbone_kwargs=backbone_kwargs)
+        backbone_kwargs=backbone_kwargs,
+        l1_strengths=tuple(a.l1_strengths) if a.l1_strengths else DEFAULT_L1_STRENGTHS,
+        gradual_every=a.gradual_every)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,8 +35,11 @@ SUMMARY_COLUMNS = ("task", "shift", "level", "tuned", "n_seeds", "mean_acc", "se
 
 
 def label_of(rec: Mapping[str, Any]) -> str:
-    """Row label of a record: the tuned spec, or ``auto-rgn`` / ``auto-snr``."""
-    return rec["tuned"] if rec["method"] == "fixed" else f"auto-{rec['method']}"
+    """Row label of a record: the tuned spec, ``auto-rgn`` / ``auto-snr``, or the baseline's
+    method name (``l1``, ``gradual-down``, ``gradual-up``)."""
+    if rec["method"] in ("rgn", "snr"):
+        return f"auto-{rec['method']}"
+    return rec["tuned"] if rec["method"] == "fixed" else rec["method"]
 
 
 
