@@ -20,6 +20,8 @@ from realdata.tasks import Protocol, TaskSpec, register_task
 from realdata.train import FinetuneConfig, finetune
 from tests.realdata.conftest import blobs, tiny
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _load(req: LoadRequest) -> TargetSplits:
     return TargetSplits(blobs(req.train_n, seed=req.seed), blobs(16, seed=50), blobs(16, seed=60),

@@ -20,6 +20,8 @@ from realdata.online import OnlineConfig, adapt_online, marginal_entropy, mean_e
 from realdata.tasks import Protocol, TaskSpec, register_task
 from tests.realdata.conftest import blobs, tiny
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # ----------------------------------------------------------------------------- AugMix
 
 @settings(max_examples=6, deadline=None)
@@ -230,11 +232,3 @@ def test_tensor_images_empty_stream_message():
                      TensorImages(torch.zeros(0, 3, 8, 8), []),
                      config=OnlineConfig(), seed=0)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy shared CPU, two threads per tiny op cost 30x (measured)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

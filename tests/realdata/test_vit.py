@@ -13,11 +13,15 @@ from realdata.models.vit import PAPER_VIT_OPTIONS
 from realdata.surgery import resolve_tuned
 from tests.realdata.conftest import TINY, tiny
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 D, P, T, H = 768, 16, 197, 3072  # ViT-B/16 at 224 px: width, patch, tokens, MLP width
 
 
-def timm_vit_b16_shapes(k: int = 1000) -> dict[str, tuple[int, ...]]:
-    """``timm.create_model('vit_base_patch16_224').state_dict()`` names and shapes."""
+def timm_vit_b16_shapes(k: int = 1000, D: int = D, T: int = T, H: int = H, P: int = P
+                        ) -> dict[str, tuple[int, ...]]:
+    """``timm.create_model('vit_base_patch16_224').state_dict()`` names and shapes (the defaults;
+    other sizes keep the names)."""
     out = {"cls_token": (1, 1, D), "pos_embed": (1, T, D),
            "patch_embed.proj.weight": (D, 3, P, P), "patch_embed.proj.bias": (D,)}
     for i in range(12):
@@ -32,9 +36,10 @@ def timm_vit_b16_shapes(k: int = 1000) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def clip_vit_b16_visual_shapes() -> dict[str, tuple[int, ...]]:
-    """The ``visual.*`` entries of OpenAI CLIP ``ViT-B/16`` (prefix removed)."""
-    out = {"class_embedding": (D,), "positional_embedding": (T, D), "proj": (D, 512),
+def clip_vit_b16_visual_shapes(D: int = D, T: int = T, H: int = H, P: int = P,
+                               E: int = 512) -> dict[str, tuple[int, ...]]:
+    """The ``visual.*`` entries of OpenAI CLIP ``ViT-B/16`` (prefix removed; the defaults)."""
+    out = {"class_embedding": (D,), "positional_embedding": (T, D), "proj": (D, E),
            "conv1.weight": (D, 3, P, P), "ln_pre.weight": (D,), "ln_pre.bias": (D,),
            "ln_post.weight": (D,), "ln_post.bias": (D,)}
     for i in range(12):
@@ -69,22 +74,31 @@ def _fake(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.
     return {k: 0.02 * torch.randn(s, generator=g) for k, s in shapes.items()}
 
 
-def test_published_layouts_load_by_path(tmp_path):
-    """A file in each published layout loads by path; every tensor arrives."""
-    timm_sd = _fake(timm_vit_b16_shapes(10))
+SMALL = {"D": 16, "T": 17, "H": 64, "P": 8}  # the published names at the tiny test size
+
+
+@pytest.mark.parametrize("size", [pytest.param("base", marks=pytest.mark.slow), "small"])
+def test_published_layouts_load_by_path(size, tmp_path):
+    """A file in each published layout loads by path; every tensor arrives (ViT-B/16 itself in
+    the slow suite: two 86M-parameter files)."""
+    dims = {} if size == "base" else SMALL
+    kw = {} if size == "base" else {**TINY["vit_b16"][0], "depth": 12}
+    timm_sd = _fake(timm_vit_b16_shapes(10, **dims))
     torch.save({"model": timm_sd}, tmp_path / "timm.pt")
-    model = build_backbone("vit_b16", 10)
+    model = build_backbone("vit_b16", 10, **kw)
     assert load_checkpoint(model, tmp_path / "timm.pt") == []
     for k, v in model.state_dict().items():
         assert torch.equal(v, timm_sd[k]), k
     # OpenAI CLIP: the whole model (text tower with clashing names, logit_scale) in one file
-    visual = _fake(clip_vit_b16_visual_shapes(), seed=1)
+    visual = _fake(clip_vit_b16_visual_shapes(**dims, **({} if size == "base" else {"E": 8})),
+                   seed=1)
     full = {**{f"visual.{k}": v for k, v in visual.items()},
             "positional_embedding": torch.zeros(77, 512), "logit_scale": torch.tensor(4.6),
             "transformer.resblocks.0.attn.in_proj_weight": torch.zeros(1536, 512),
             "token_embedding.weight": torch.zeros(49408, 512), "text_projection": torch.zeros(512, 512)}
     torch.save(full, tmp_path / "clip.pt")
-    clip = build_backbone("clip_vit_b16", 62)
+    clip = build_backbone("clip_vit_b16", 62, **({} if size == "base" else
+                                                {**TINY["clip_vit_b16"][0], "depth": 12}))
     load_checkpoint(clip, tmp_path / "clip.pt")
     sd = clip.state_dict()
     for k, v in visual.items():
