@@ -152,7 +152,8 @@ def _metric(pred: torch.Tensor, y: torch.Tensor, g: torch.Tensor, metric: str) -
 def run_stream(model: nn.Module, params: Sequence[nn.Parameter], stream: Dataset,
                config: OnlineConfig, lr: float, seed: int
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Adapt-then-predict over ``stream`` (in place); returns ``(pred, y, group)`` in stream order.
+    """Adapt-then-predict over ``stream`` (in place, on the model's device); returns
+    ``(pred, y, group)`` (CPU tensors) in stream order.
 
     Raises:
         FloatingPointError: the loss became non-finite.
@@ -164,10 +165,12 @@ def run_stream(model: nn.Module, params: Sequence[nn.Parameter], stream: Dataset
     rng = np.random.default_rng(seed)
     size = 1 if config.objective == "memo" else config.batch_size
     preds, ys, gs = [], [], []
+    device = next(model.parameters()).device
     for idx in _batches(len(stream), size, seed):  # type: ignore[arg-type]
         x, y, g = _rows(stream, idx)
+        x = x.to(device)
         memo = config.objective == "memo" and (adapt or config.bn == "batch")
-        views = memo_views(x[0], config.n_augs, rng) if memo else None
+        views = memo_views(x[0].cpu(), config.n_augs, rng).to(device) if memo else None
         for _ in range(config.steps if opt is not None else 0):
             if views is not None:
                 inp = torch.cat([x, views]) if config.bn == "batch" else views
@@ -183,7 +186,7 @@ def run_stream(model: nn.Module, params: Sequence[nn.Parameter], stream: Dataset
         with torch.no_grad():
             out = model(torch.cat([x, views]) if views is not None and config.bn == "batch"
                         else x)
-        preds.append(out[: len(y)].argmax(1))
+        preds.append(out[: len(y)].argmax(1).cpu())
         ys.append(y)
         gs.append(g)
         if start is not None and adapt:

@@ -150,3 +150,28 @@ def test_vit_blocks_and_paper_options():
     assert opts["block0-block2"] == ("block0", "block1", "block2")
     assert opts["block9-block11"] == ("block9", "block10", "block11")
     assert opts["embed"] == ("embed",) and opts["head"] == ("head",)
+
+
+def test_synthetic_vit_task_end_to_end(tmp_path, capsys):
+    """The tiny-ViT synthetic task through the benchmark CLI with the paper's option kinds."""
+    import json
+
+    from realdata import benchmark
+    from realdata.data.synthetic_vit import TINY_VIT
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "vit.pt"
+    torch.save(build_backbone("vit_b16", 10, **TINY_VIT).state_dict(), ckpt)
+    out = tmp_path / "out"
+    tuned = ["none", "embed", "block0-block2", "block3-block5", "head", "all"]
+    rc = benchmark.main(["--task", "synthetic-vit", "--checkpoint", str(ckpt), "--seeds", "0",
+                         "--variants", "input-channels", "--tuned", *tuned, "--methods",
+                         "--epochs", "1", "--lrs", "1e-3", "--train-n", "20", "--val-per-class",
+                         "2", "--test-per-class", "2", "--no-progress", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    recs = [json.loads(x) for x in (out / "runs.jsonl").read_text().splitlines()]
+    assert sorted(r["tuned"] for r in recs) == sorted(tuned)
+    assert all(r["status"] == "ok" and r["backbone"] == "vit_b16" for r in recs)
+    by = {r["tuned"]: r for r in recs}
+    assert by["block3-block5"]["cached"]  # the frozen prefix (embed, block0-2) computed once
+    assert by["embed"]["n_trainable"] < by["all"]["n_trainable"]
