@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("realdata", "theory")
+SUBCOMMANDS = ("realdata", "rgn_weights", "theory")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,12 +11,16 @@ CPU). Public modules (importing ``realdata`` itself imports nothing, not even to
   block maps, checkpoint loading.
 * :mod:`realdata.surgery`: which blocks train (``configure_surgery``; Auto-RGN, Auto-SNR).
 * :mod:`realdata.train`: the fine-tuning protocol (``FinetuneConfig``, ``finetune``, ``evaluate``).
+* :mod:`realdata.baselines`: the single-run baselines (L1-regularize, gradual unfreezing).
+* :mod:`realdata.online`: unsupervised online adaptation (MEMO, TENT); :mod:`realdata.augmix`: its
+  AugMix views in torch.
 * :mod:`realdata.benchmark`: config, run units, the CLI; :mod:`realdata.summary`: summary and
-  verdicts; :mod:`realdata.bench`: speed measurements; :mod:`realdata.make_corrupted`: builds
-  corrupted copies of a data set.
+  verdicts; :mod:`realdata.ranks`: average rank of the single-run methods
+  (``python -m realdata.ranks``); :mod:`realdata.bench`: speed measurements;
+  :mod:`realdata.make_corrupted`: builds corrupted copies of a data set.
 
 Runs are stored and executed through :mod:`sims.infra` (science-free; no jax).
 """
 
-__all__ = ["bench", "benchmark", "data", "make_corrupted", "models", "summary", "surgery", "tasks",
-           "train"]
+__all__ = ["augmix", "baselines", "bench", "benchmark", "data", "make_corrupted", "models",
+           "online", "ranks", "summary", "surgery", "tasks", "train"]

@@ -34,9 +34,11 @@ from typing import Any
 
 import torch
 
+from realdata.baselines import BASELINES, DEFAULT_L1_STRENGTHS, GRADUAL, check_l1_strengths
 from realdata.data.base import LoadRequest, TargetSplits
 from realdata.models import build_backbone, load_checkpoint
 from realdata.models.base import Backbone
+from realdata.online import OBJECTIVES, OnlineConfig, adapt_online
 from realdata.summary import summarize, summary_csv, verdicts
 from realdata.tasks import Protocol, TaskSpec, all_tasks, get_task
 from realdata.train import FinetuneConfig, accelerations, finetune
@@ -57,7 +59,7 @@ from sims.infra import (
 __all__ = ["BenchmarkConfig", "RunUnit", "build_units", "check_device", "check_head", "main",
            "run_benchmark", "run_unit"]
 
-METHODS = ("rgn", "snr")
+METHODS = ("rgn", "snr", *BASELINES)
 
 #: Files the benchmark writes in OUT (each must be a regular file if it exists).
 OUT_FILES = ("runs.jsonl", "config.json", "summary.csv", "verdicts.json")
@@ -93,10 +95,20 @@ class RunUnit:
     channels_last: bool = True
     pin_memory: bool = True
     backbone_kwargs: tuple[tuple[str, Any], ...] = ()
+    l1_strengths: tuple[float, ...] = DEFAULT_L1_STRENGTHS
+    gradual_every: int | None = None
+    objective: str = "supervised"
+    online: tuple[tuple[str, Any], ...] = ()
+
+    def online_config(self) -> OnlineConfig:
+        """The :class:`OnlineConfig` of an unsupervised run (``objective`` memo|tent)."""
+        return OnlineConfig(objective=self.objective, tuned=self.tuned,  # type: ignore[arg-type]
+                            **dict(self.online))
 
     def finetune_config(self) -> FinetuneConfig:
         """The :class:`FinetuneConfig` of this run."""
         return FinetuneConfig(tuned=self.tuned, method=self.method,  # type: ignore[arg-type]
+                              l1_strengths=self.l1_strengths, gradual_every=self.gradual_every,
                               bn=self.bn, cache=self.cache,  # type: ignore[arg-type]
                               workers=self.loader_workers, device=self.device, bf16=self.bf16,
                               channels_last=self.channels_last, pin_memory=self.pin_memory)
@@ -110,6 +122,14 @@ class RunUnit:
             defaults = FinetuneConfig()
             fields["snr"] = {"threshold": defaults.snr_threshold, "normalization": "min-max",
                              "batches": defaults.auto_batches}
+        if self.method == "l1":
+            fields["l1"] = {"strengths": list(self.l1_strengths), "penalty": "sum |w - w0|"}
+        if self.method in GRADUAL:
+            fields["gradual_every"] = self.gradual_every or "epochs // blocks"
+        if self.objective != "supervised":
+            cfg = dataclasses.asdict(self.online_config())
+            fields["objective"] = cfg.pop("objective")
+            fields["online"] = {k: v for k, v in cfg.items() if k != "tuned"}
         if accelerations(self.finetune_config()).bf16:
             fields["precision"] = "bf16-autocast"
         if self.backbone_kwargs:
@@ -131,7 +151,10 @@ class BenchmarkConfig:
         seeds: run seeds (data split and order).
         variants: per-task override of the variants (empty: the preset's).
         tuned: tuned options (empty: ``none``, every block, ``all``).
-        methods: automatic methods to add (subset of ``rgn``, ``snr``); they tune ``all``.
+        methods: single-run methods to add (``rgn``, ``snr``, ``l1``, ``gradual-down``,
+            ``gradual-up``); they tune ``all``.
+        l1_strengths: the L1-regularize strength grid (selected on validation with the lr).
+        gradual_every: gradual unfreezing interval in epochs (``None``: epochs // blocks).
         bn: BatchNorm mode.
         protocol_overrides: Protocol fields overriding the preset (epochs, lrs, train_n, ...).
         checkpoints: task -> checkpoint path (``"*"`` applies to every task).
@@ -166,8 +189,22 @@ class BenchmarkConfig:
     channels_last: bool = True
     pin_memory: bool = True
     backbone_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    l1_strengths: tuple[float, ...] = DEFAULT_L1_STRENGTHS
+    gradual_every: int | None = None
+    objective: str = "supervised"
+    online: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.objective not in ("supervised", *OBJECTIVES):
+            raise ValueError(f"--objective must be supervised|memo|tent; got {self.objective!r}")
+        if self.objective != "supervised":
+            if self.methods:
+                raise ValueError(f"--methods {' '.join(self.methods)} are supervised; with "
+                                 f"--objective {self.objective} give --methods with no value")
+            OnlineConfig(objective=self.objective, **dict(self.online))  # type: ignore[arg-type]
+        object.__setattr__(self, "l1_strengths", check_l1_strengths(self.l1_strengths))
+        if self.gradual_every is not None and self.gradual_every < 1:
+            raise ValueError(f"--gradual-every must be >= 1 epoch; got {self.gradual_every}")
         if self.loader_workers < 0:
             raise ValueError(f"--loader-workers must be >= 0; got {self.loader_workers}")
         if self.preset not in ("quick", "full"):
@@ -217,6 +254,7 @@ def build_units(cfg: BenchmarkConfig, checkpoints: Mapping[str, str]) -> list[Ru
         for t in tuned:
             resolve_tuned(t, blocks)  # validate early: unknown block -> ValueError
         opts = [(t, "fixed") for t in tuned] + [("all", m) for m in cfg.methods]
+        online = tuple(sorted(cfg.online.items()))
         for variant in variants or (None,):
             for seed in cfg.seeds:
                 for t, method in opts:
@@ -227,7 +265,9 @@ def build_units(cfg: BenchmarkConfig, checkpoints: Mapping[str, str]) -> list[Ru
                         threads=threads, device=cfg.device, preset=cfg.preset,
                         loader_workers=cfg.loader_workers, bf16=cfg.bf16,
                         channels_last=cfg.channels_last, pin_memory=cfg.pin_memory,
-                        backbone_kwargs=tuple(sorted(cfg.backbone_kwargs.items()))))
+                        backbone_kwargs=tuple(sorted(cfg.backbone_kwargs.items())),
+                        l1_strengths=cfg.l1_strengths, gradual_every=cfg.gradual_every,
+                        objective=cfg.objective, online=online))
     return units
 
 
@@ -288,6 +328,8 @@ def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
     model = _build(spec, dict(unit.backbone_kwargs))
     load_checkpoint(model, unit.checkpoint)
     block_map = model.block_map()
+    if unit.objective != "supervised":
+        return [_online_record(unit, spec, splits, model, t0)]
     res = finetune(model, block_map, splits.train, splits.val, splits.test,
                    protocol=unit.protocol, seed=unit.seed, metric=spec.metric,
                    config=unit.finetune_config())
@@ -305,8 +347,39 @@ def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
         "data_info": to_jsonable(dict(splits.info)),
         "n_train": len(splits.train), "num_classes_data": splits.num_classes,
         "head_size": spec.num_classes, "package_version": package_version(),
+        "best_l1": res.best_l1, "rgn_block_weights": _rgn_block_weights(res),
     }
     return [rec]
+
+
+def _online_record(unit: RunUnit, spec: TaskSpec, splits: TargetSplits, model: Backbone,
+                   t0: float) -> dict[str, Any]:
+    """Record of an unsupervised online run (:mod:`realdata.online`); same core fields as a
+    supervised record, so summaries, Cross-Val and ranks read it unchanged."""
+    model.to(unit.device)
+    res = adapt_online(model, model.block_map(), splits.val, splits.test,
+                       config=unit.online_config(), seed=unit.seed, metric=spec.metric)
+    return {
+        "id": unit.id, **to_jsonable(unit.id_fields()),
+        "level": spec.level_of(unit.variant), "backbone": spec.backbone,
+        "blocks": list(model.block_map()), "metric": spec.metric, "status": res.status,
+        "error": res.error, "tuned_blocks": list(res.tuned_blocks), "best_lr": res.best_lr,
+        "best_epoch": 0, "val_metric": res.val_metric, "test_metric": res.test_metric,
+        "test_accuracy": res.test_accuracy, "cached": False, "n_trainable": res.n_trainable,
+        "train_seconds": res.seconds, "wall_s": time.perf_counter() - t0,
+        "val_by_lr": res.val_by_lr, "data_info": to_jsonable(dict(splits.info)),
+        "n_train": 0, "num_classes_data": splits.num_classes, "head_size": spec.num_classes,
+        "package_version": package_version(),
+    }
+
+
+def _rgn_block_weights(res: Any) -> dict[str, float] | None:
+    """Auto-RGN: per block, the mean over epochs of the selected lr's block multipliers."""
+    trace = next((t for t in res.traces if t.lr == res.best_lr and t.rgn_blocks), None)
+    if trace is None:
+        return None
+    return {b: sum(e[b] for e in trace.rgn_blocks) / len(trace.rgn_blocks)
+            for b in trace.rgn_blocks[0]}
 
 
 def _resolve_checkpoints(cfg: BenchmarkConfig, out: Path) -> dict[str, str]:
@@ -454,8 +527,33 @@ def _parser() -> argparse.ArgumentParser:
                    help="tuned options: block names, ranges A-B, all, head, none "
                         "(default: none, every block, all)")
     p.add_argument("--methods", nargs="*", default=None, choices=METHODS,
-                   help="automatic block choice to add (default: rgn with --quick, rgn snr with "
-                        "--full)")
+                   help="single-run methods to add: rgn, snr (automatic block choice), l1, "
+                        "gradual-down, gradual-up (baselines) (default: rgn with --quick, rgn snr "
+                        "with --full)")
+    p.add_argument("--l1-strengths", type=float, nargs="+", default=None, metavar="LAM",
+                   help="L1-regularize strength grid, selected on validation with the lr "
+                        f"(default {' '.join(f'{x:g}' for x in DEFAULT_L1_STRENGTHS)})")
+    p.add_argument("--gradual-every", type=int, default=None, metavar="EPOCHS",
+                   help="gradual unfreezing: epochs between unfreezing steps (default: "
+                        "epochs // number of blocks, at least 1)")
+    p.add_argument("--objective", choices=("supervised", *OBJECTIVES), default="supervised",
+                   help="supervised fine-tuning (default) or unsupervised online adaptation over "
+                        "the target test stream: memo (marginal entropy over AugMix views of "
+                        "each image) or tent (entropy of each batch's predictions)")
+    p.add_argument("--online-lrs", type=float, nargs="+", default=None, metavar="LR",
+                   help="online SGD learning rates, one selected on the validation stream "
+                        "(default 5e-3 1e-3 1e-4)")
+    p.add_argument("--online-steps", type=int, default=None,
+                   help="online gradient steps per stream batch (default 1)")
+    p.add_argument("--memo-augs", type=int, default=None,
+                   help="MEMO: AugMix views per test image (default 16)")
+    p.add_argument("--online-batch-size", type=int, default=None,
+                   help="TENT: test images per stream batch (default 64)")
+    p.add_argument("--online-bn", choices=("eval", "batch"), default=None,
+                   help="BatchNorm during online adaptation: eval (source statistics, default) "
+                        "or batch (statistics of each forward batch)")
+    p.add_argument("--episodic", action="store_true",
+                   help="reset the weights after every stream batch (default: carry forward)")
     p.add_argument("--bn", choices=("eval", "train"), default="eval",
                    help="BatchNorm during fine-tuning (default eval, as the official code)")
     p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
@@ -528,7 +626,14 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
         if not isinstance(backbone_kwargs, dict):
             raise ValueError(f"--backbone-kwargs must be a JSON object; got {a.backbone_kwargs!r}")
     methods = tuple(a.methods) if a.methods is not None else (
-        ("rgn",) if a.preset == "quick" else ("rgn", "snr"))
+        () if a.objective != "supervised" else ("rgn",) if a.preset == "quick" else
+        ("rgn", "snr"))
+    online = {k: v for k, v in (("lrs", tuple(a.online_lrs) if a.online_lrs else None),
+                                ("steps", a.online_steps), ("n_augs", a.memo_augs),
+                                ("batch_size", a.online_batch_size), ("bn", a.online_bn),
+                                ("episodic", a.episodic or None)) if v is not None}
+    if online and a.objective == "supervised":
+        raise ValueError("--online-*, --memo-augs and --episodic need --objective memo|tent")
     return BenchmarkConfig(
         tasks=tasks, preset=a.preset, seeds=seeds, variants=variants,
         tuned=tuple(a.tuned or ()), methods=methods, bn=a.bn,
@@ -537,7 +642,9 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
         cache=not a.no_cache, executor=a.executor, workers=a.workers, scheduler=a.scheduler,
         device=a.device, loader_workers=a.loader_workers, bf16=not a.no_bf16,
         channels_last=not a.no_channels_last, pin_memory=not a.no_pin_memory,
-        backbone_kwargs=backbone_kwargs)
+        backbone_kwargs=backbone_kwargs,
+        l1_strengths=tuple(a.l1_strengths) if a.l1_strengths else DEFAULT_L1_STRENGTHS,
+        gradual_every=a.gradual_every, objective=a.objective, online=online)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,8 @@ Definitions (over the seeds of one ``(task, variant)``):
 
 A folder may hold records of several runs of the benchmark; for each ``(task, variant)`` only the
 records sharing the *latest* record's settings (protocol, BN mode, checkpoint) are summarized, so
-a rerun with other settings into the same folder never mixes into the means.
+a rerun with other settings (or another ``--objective``) into the same folder never mixes into
+the means.
 """
 
 from __future__ import annotations
@@ -35,14 +36,18 @@ SUMMARY_COLUMNS = ("task", "shift", "level", "tuned", "n_seeds", "mean_acc", "se
 
 
 def label_of(rec: Mapping[str, Any]) -> str:
-    """Row label of a record: the tuned spec, or ``auto-rgn`` / ``auto-snr``."""
-    return rec["tuned"] if rec["method"] == "fixed" else f"auto-{rec['method']}"
+    """Row label of a record: the tuned spec, ``auto-rgn`` / ``auto-snr``, or the baseline's
+    method name (``l1``, ``gradual-down``, ``gradual-up``)."""
+    if rec["method"] in ("rgn", "snr"):
+        return f"auto-{rec['method']}"
+    return rec["tuned"] if rec["method"] == "fixed" else rec["method"]
 
 
 
 
 def _settings(rec: Mapping[str, Any]) -> str:
-    return repr((rec.get("protocol"), rec.get("bn"), rec.get("checkpoint")))
+    return repr((rec.get("protocol"), rec.get("bn"), rec.get("checkpoint"),
+                 rec.get("objective", "supervised"), rec.get("online")))
 
 
 def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -48,10 +48,12 @@ DEFAULT_LRS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 #: Modules imported (once) to populate the registry; each calls :func:`register_task`.
 TASK_MODULES: tuple[str, ...] = (
     "realdata.data.synthetic",
+    "realdata.data.synthetic_vit",
     "realdata.data.cifar",
     "realdata.data.imagenet_c",
     "realdata.data.breeds",
     "realdata.data.wilds",
+    "realdata.data.fmow",
 )
 
 

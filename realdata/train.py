@@ -31,9 +31,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from realdata.baselines import (
+    DEFAULT_L1_STRENGTHS,
+    GRADUAL,
+    check_l1_strengths,
+    gradual_every,
+    gradual_frozen,
+    l1_penalty,
+)
 from realdata.data.base import check_split_nonempty
 from realdata.models.base import Backbone
-from realdata.models.blocks import BlockMap
+from realdata.models.blocks import BlockMap, assign_parameters
 from realdata.surgery import (
     BnMode,
     configure_surgery,
@@ -57,7 +65,7 @@ __all__ = [
     "pretrain",
 ]
 
-Method = Literal["fixed", "rgn", "snr"]
+Method = Literal["fixed", "rgn", "snr", "l1", "gradual-down", "gradual-up"]
 MetricName = Literal["accuracy", "worst_group"]
 
 
@@ -72,13 +80,16 @@ class FinetuneConfig:
     Attributes:
         tuned: block spec (see :func:`realdata.surgery.resolve_tuned`): ``"block1"``,
             ``"block1-block2"``, ``"all"``, ``"head"``, ``"none"``.
-        method: ``"fixed"`` (plain surgery), ``"rgn"`` (Auto-RGN lr multipliers) or ``"snr"``
-            (Auto-SNR freezing); the automatic methods act on the tensors of ``tuned``.
+        method: ``"fixed"`` (plain surgery), ``"rgn"`` (Auto-RGN lr multipliers), ``"snr"``
+            (Auto-SNR freezing), or a baseline of :mod:`realdata.baselines` (``"l1"``,
+            ``"gradual-down"``, ``"gradual-up"``); these act on the tensors of ``tuned``.
         bn: ``"eval"`` or ``"train"`` (see :mod:`realdata.surgery`).
         cache: allow frozen-prefix caching.
         augment: random horizontal flips of training images (disables caching).
         auto_batches: training batches used for the RGN/SNR statistics at each epoch's start.
         snr_threshold: Auto-SNR freezes tensors whose min-max-normalized score is below this.
+        l1_strengths: L1-regularize strengths, selected on validation with the lr.
+        gradual_every: gradual unfreezing interval in epochs (``None``: epochs // blocks).
         cache_limit_bytes: do not cache prefix outputs larger than this (all splits together).
         workers: DataLoader workers for datasets read from disk (0: in the main process).
         device: torch device for the model and batches (``"cpu"``, ``"cuda"``).
@@ -94,6 +105,8 @@ class FinetuneConfig:
     augment: bool = False
     auto_batches: int = 2
     snr_threshold: float = 0.5
+    l1_strengths: tuple[float, ...] = DEFAULT_L1_STRENGTHS
+    gradual_every: int | None = None
     cache_limit_bytes: int = 2 * 2**30
     workers: int = 0
     device: str = "cpu"
@@ -104,8 +117,11 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError(f"workers (DataLoader workers) must be >= 0; got {self.workers}")
-        if self.method not in ("fixed", "rgn", "snr"):
-            raise ValueError(f"method must be fixed|rgn|snr; got {self.method!r}")
+        if self.method not in ("fixed", "rgn", "snr", "l1", *GRADUAL):
+            raise ValueError(f"method must be fixed|rgn|snr|l1|gradual-down|gradual-up; got "
+                             f"{self.method!r}")
+        object.__setattr__(self, "l1_strengths", check_l1_strengths(self.l1_strengths))
+        gradual_every(1, 1, self.gradual_every)  # validates
         if self.bn not in ("eval", "train"):
             raise ValueError(f"bn must be eval|train; got {self.bn!r}")
         if self.auto_batches < 1:
@@ -145,12 +161,17 @@ def _autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractC
 
 @dataclass
 class LrTrace:
-    """Per-epoch history of one learning rate (``error`` set if it diverged)."""
+    """Per-epoch history of one learning rate (``error`` set if it diverged).
+
+    ``l1`` is the L1 strength of an ``l1`` run; ``rgn_blocks`` holds, per epoch of an Auto-RGN
+    run, the mean lr multiplier of each block's tensors."""
 
     lr: float
     train_loss: list[float] = field(default_factory=list)
     val_metric: list[float] = field(default_factory=list)
     error: str | None = None
+    l1: float | None = None
+    rgn_blocks: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -173,6 +194,7 @@ class FinetuneResult:
     n_trainable: int
     train_seconds: float
     error: str | None = None
+    best_l1: float | None = None
 
 
 # ----------------------------------------------------------------------------- data access
@@ -345,20 +367,31 @@ def _auto_statistics(
 def _train_one_lr(
     model: nn.Module, block_map: BlockMap, tuned: Sequence[str], lr: float, cfg: FinetuneConfig,
     protocol: Protocol, train: _Split, val: _Split, start: int, seed: int, metric: MetricName,
-    on_better: Callable[[float, float, int], None],
+    on_better: Callable[[float, float, int], None], l1: float | None = None,
 ) -> LrTrace:
-    trace = LrTrace(lr=lr)
+    trace = LrTrace(lr=lr, l1=l1)
     names = configure_surgery(model, block_map, tuned, cfg.bn)
     params = dict(model.named_parameters())
+    owned = {b: [n for n in ns if n in set(names)]
+             for b, ns in assign_parameters(model, block_map).items() if b in tuned}
+    ref = {n: params[n].detach().clone() for n in names} if cfg.method == "l1" else {}
+    every = gradual_every(protocol.epochs, len(tuned), cfg.gradual_every)
     opt = torch.optim.Adam([{"params": [params[n]], "name": n} for n in names], lr=lr,
                            weight_decay=protocol.weight_decay)
     gen = torch.Generator().manual_seed(seed)  # the same data order for every lr
     for epoch in range(1, protocol.epochs + 1):
         batches = list(torch.randperm(train.n, generator=gen).split(protocol.batch_size))
-        if cfg.method != "fixed":
+        if cfg.method in ("rgn", "snr"):
             mult, frozen = _auto_statistics(model, cfg, names, params, train, batches, start)
             for group in opt.param_groups:
                 group["lr"] = lr * mult[group["name"]]
+            for n in names:
+                params[n].requires_grad_(n not in frozen)
+            if cfg.method == "rgn":
+                trace.rgn_blocks.append({b: sum(mult[n] for n in ns) / len(ns)
+                                         for b, ns in owned.items() if ns})
+        elif cfg.method in GRADUAL:
+            frozen = gradual_frozen(cfg.method, tuned, owned, epoch, every)
             for n in names:
                 params[n].requires_grad_(n not in frozen)
         total, count = 0.0, 0
@@ -366,6 +399,8 @@ def _train_one_lr(
             if cfg.augment:
                 x = _flip(x, gen)
             loss = F.cross_entropy(_forward(model, x, start), y)
+            if l1 is not None:
+                loss = loss + l1_penalty(params, ref, l1)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"non-finite loss ({float(loss.detach())}) at lr={lr:g}, epoch {epoch}, batch {i}")
@@ -455,24 +490,28 @@ def _finetune(
     best: dict[str, object] = {"val": -math.inf}
     snap_keys: list[str] = []
 
+    strength: float | None = None
+
     def on_better(val_metric: float, lr: float, epoch: int) -> None:
         if val_metric > best["val"]:  # type: ignore[operator]
             sd = model.state_dict()
-            best.update(val=val_metric, lr=lr, epoch=epoch,
+            best.update(val=val_metric, lr=lr, epoch=epoch, l1=strength,
                         state={k: sd[k].detach().clone() for k in snap_keys})
 
     traces: list[LrTrace] = []
     n_trainable = 0
-    for lr in protocol.lrs:
+    strengths = config.l1_strengths if config.method == "l1" else (None,)
+    for lr, strength in ((a, b) for a in protocol.lrs for b in strengths):
         model.load_state_dict(init_state)
         names = configure_surgery(model, block_map, tuned, config.bn)
         snap_keys = _changing_state_keys(model, names)
         n_trainable = sum(p.numel() for n, p in model.named_parameters() if n in set(names))
         try:
             traces.append(_train_one_lr(model, block_map, tuned, lr, config, protocol,
-                                        splits[0], splits[1], start, seed, metric, on_better))
+                                        splits[0], splits[1], start, seed, metric, on_better,
+                                        strength))
         except NonFiniteLossError as exc:
-            traces.append(LrTrace(lr=lr, error=str(exc)))
+            traces.append(LrTrace(lr=lr, error=str(exc), l1=strength))
     model.load_state_dict(init_state)
     configure_surgery(model, block_map, tuned, config.bn)
     model.eval()
@@ -486,7 +525,7 @@ def _finetune(
     return FinetuneResult(
         "ok", tuned, float(best["lr"]), int(best["epoch"]), float(best["val"]),  # type: ignore[arg-type]
         _metric(pred, y, g, metric), _metric(pred, y, g, "accuracy"), traces, cached,
-        n_trainable, time.perf_counter() - t0,
+        n_trainable, time.perf_counter() - t0, best_l1=best.get("l1"),  # type: ignore[arg-type]
     )
 
 

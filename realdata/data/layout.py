@@ -77,6 +77,14 @@ _CAMELYON17 = """\
     patches/patient_<PPP>_node_<N>/patch_patient_<PPP>_node_<N>_x_<X>_y_<Y>.png
                                        (PPP: patient zero-padded to 3 digits)"""
 
+_FMOW = """\
+<data-root>/
+  fmow_v1.1/                           (WILDS layout)
+    rgb_metadata.csv                   columns split (train|val|test|seq), category (62 names),
+                                       country_code (alpha-3), timestamp (ISO 8601), ...
+    country_code_mapping.csv           columns alpha-3, region (Africa|Americas|Asia|Europe|Oceania)
+    images/rgb_img_<i>.png             i = 0-based row of rgb_metadata.csv (224x224 RGB)"""
+
 #: Expected tree per task name (the ``--task`` values).
 LAYOUTS: Mapping[str, str] = {
     "cifar10c": _CIFAR10C,
@@ -87,6 +95,7 @@ LAYOUTS: Mapping[str, str] = {
     "waterbirds": _WATERBIRDS,
     "celeba": _CELEBA,
     "camelyon17": _CAMELYON17,
+    "fmow": _FMOW,
 }
 
 

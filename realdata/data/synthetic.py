@@ -32,6 +32,7 @@ import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -255,13 +256,15 @@ SOURCE_PRESETS: Mapping[str, Mapping[str, float]] = {
 SOURCE_SEED = 0
 
 
-def prepare_source(request: LoadRequest, folder: Path) -> Path:
+def prepare_source(request: LoadRequest, folder: Path, *, backbone: str = "resnet26",
+                   backbone_kwargs: Mapping[str, Any] | None = None) -> Path:
     """Pretrain the synthetic source model once and cache it in ``folder``.
 
     The file name carries a hash of everything that defines it (preset, backbone, package
     version), so a changed definition never reuses a stale checkpoint. ``request.extra["preset"]``
     picks :data:`SOURCE_PRESETS` (default ``"quick"``). Next to the ``.pt`` file a ``.json`` holds
-    the source validation/test accuracy and the training losses.
+    the source validation/test accuracy and the training losses. ``backbone``/``backbone_kwargs``
+    pick another source architecture (default: the task's small ResNet-26).
     """
     from realdata.models import build_backbone
     from realdata.train import evaluate, pretrain
@@ -271,9 +274,12 @@ def prepare_source(request: LoadRequest, folder: Path) -> Path:
     if preset not in SOURCE_PRESETS:
         raise ValueError(f"unknown source preset {preset!r}; known: {sorted(SOURCE_PRESETS)}")
     cfg = dict(SOURCE_PRESETS[preset])
-    ident = stable_id({"task": "synthetic-source", "preset": preset, "source": cfg,
-                       "backbone": dict(BACKBONE_KWARGS), "seed": SOURCE_SEED,
-                       "image_size": request.image_size})
+    kwargs = dict(BACKBONE_KWARGS if backbone_kwargs is None else backbone_kwargs)
+    fields = {"task": "synthetic-source", "preset": preset, "source": cfg, "backbone": kwargs,
+              "seed": SOURCE_SEED, "image_size": request.image_size}
+    if backbone != "resnet26":
+        fields["backbone_name"] = backbone
+    ident = stable_id(fields)
     folder = Path(folder)
     path = folder / f"synthetic-source-{ident}.pt"
     if path.is_file():
@@ -284,7 +290,7 @@ def prepare_source(request: LoadRequest, folder: Path) -> Path:
         train_n=int(cfg["train_n"]), image_size=request.image_size, test_per_class=100))
     with torch.random.fork_rng():
         torch.manual_seed(SOURCE_SEED)
-        model = build_backbone("resnet26", NUM_CLASSES, **BACKBONE_KWARGS)  # type: ignore[arg-type]
+        model = build_backbone(backbone, NUM_CLASSES, **kwargs)
 
     t0 = time.perf_counter()
     losses = pretrain(model, src.train, epochs=int(cfg["epochs"]), lr=float(cfg["lr"]),

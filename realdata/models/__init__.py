@@ -2,13 +2,12 @@
 
 ``build_backbone(name, num_classes, **kwargs)`` builds one of :data:`BACKBONES`:
 
-============== ======================================= =====================================
-name           layout                                  tiny test version
-============== ======================================= =====================================
-``resnet26``   TTT/MEMO CIFAR ResNet-26                ``depth=8``
-``wrn28_10``   RobustBench WideResNet-28-10 "Standard" ``depth=10, widen_factor=1``
-``resnet50``   torchvision ResNet-50                   ``layers=(1,1,1,1), base_width=8``
-============== ======================================= =====================================
+* ``resnet26``: TTT/MEMO CIFAR ResNet-26 (tiny: ``depth=8``)
+* ``wrn28_10``: RobustBench WideResNet-28-10 "Standard" (tiny: ``depth=10, widen_factor=1``)
+* ``resnet50``: torchvision ResNet-50 (tiny: ``layers=(1,1,1,1), base_width=8``)
+* ``vit_b16``: timm ViT-B/16, ``vit_base_patch16_224`` (tiny: ``image_size=32, patch_size=8,
+  embed_dim=16, depth=4, heads=2``)
+* ``clip_vit_b16``: the image tower of OpenAI CLIP ViT-B/16 plus a linear head (same tiny knobs)
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from realdata.models.blocks import BlockMap, assign_parameters, block_of, matche
 from realdata.models.checkpoint import CheckpointMismatchError, load_checkpoint
 from realdata.models.resnet_cifar import ResNetCifar
 from realdata.models.resnet_imagenet import ResNetImageNet
+from realdata.models.vit import VisionTransformer
 from realdata.models.wide_resnet import WideResNet
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Normalize",
     "ResNetCifar",
     "ResNetImageNet",
+    "VisionTransformer",
     "WideResNet",
     "assign_parameters",
     "block_of",
@@ -43,6 +44,8 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
     "resnet26": lambda **kw: ResNetCifar(**{"depth": 26, **kw}),
     "wrn28_10": lambda **kw: WideResNet(**{"depth": 28, "widen_factor": 10, **kw}),
     "resnet50": lambda **kw: ResNetImageNet(**kw),
+    "vit_b16": lambda **kw: VisionTransformer(**{"layout": "timm", **kw}),
+    "clip_vit_b16": lambda **kw: VisionTransformer(**{"layout": "clip", **kw}),
 }
 
 

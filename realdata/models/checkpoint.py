@@ -89,6 +89,9 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
         raise CheckpointMismatchError(f"cannot read checkpoint {path}: {reason}") from exc
     expected = model.state_dict()
     sd = _strip_prefixes(extract_state_dict(obj), set(expected))
+    adapt = getattr(model, "adapt_state_dict", None)  # a layout's own key/shape conversions
+    if callable(adapt):
+        sd = adapt(sd)
     missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in sd if k not in expected]
     shapes = [

@@ -13,6 +13,9 @@ TINY = {
     "resnet26": ({"depth": 8}, 32),
     "wrn28_10": ({"depth": 10, "widen_factor": 1}, 32),
     "resnet50": ({"layers": (1, 1, 1, 1), "base_width": 4}, 64),
+    "vit_b16": ({"image_size": 32, "patch_size": 8, "embed_dim": 16, "depth": 4, "heads": 2}, 32),
+    "clip_vit_b16": ({"image_size": 32, "patch_size": 8, "embed_dim": 16, "depth": 4, "heads": 2,
+                      "output_dim": 8}, 32),
 }
 
 
@@ -34,3 +37,13 @@ def blobs(n: int, k: int = 4, side: int = 16, seed: int = 0) -> TensorImages:
 @pytest.fixture
 def toy_splits() -> tuple[TensorImages, TensorImages, TensorImages]:
     return blobs(64, seed=1), blobs(24, seed=2), blobs(24, seed=3)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test: on a busy shared CPU, two threads per tiny op cost ~30x
+    (measured with a tiny ResNet-26 forward/backward)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -201,6 +201,45 @@ def make_camelyon17(root: Path, per_class: int = 16, size: int = 24) -> Path:
     return root
 
 
+#: Country codes of the FMoW fixture: one per WILDS region, and one with no region ("Other").
+FMOW_COUNTRIES = {"NGA": "Africa", "BRA": "Americas", "IND": "Asia", "FRA": "Europe",
+                  "AUS": "Oceania"}
+
+
+def make_fmow(root: Path, size: int = 16) -> Path:
+    """``root/fmow_v1.1/{rgb_metadata.csv, country_code_mapping.csv, images/rgb_img_<i>.png}``.
+
+    Per class (62): 3 OOD-val images (2014, split val), 2 OOD-test (2017; one stamped
+    2015-12-31T23:30-05:00, i.e. 2016 in UTC), and distractors the reader must skip: a source
+    training image (2010), an ID-val image (2012, split val), a sequestered one (2017, seq), an
+    OOD-test image from a country with no region ("Other")."""
+    from realdata.data.fmow import FMOW_CATEGORIES, fmow_image_path
+
+    folder = root / "fmow_v1.1"
+    codes = list(FMOW_COUNTRIES)
+    rows: list[list[object]] = []
+    kinds = (("val", "2014-06-01T10:00:00Z"), ("val", "2015-03-02T10:00:00Z"),
+             ("val", "2013-01-01T00:00:01Z"), ("test", "2017-05-05T12:00:00Z"),
+             ("test", "2015-12-31T23:30:00-05:00"), ("train", "2010-01-01T00:00:00Z"),
+             ("val", "2012-12-31T23:00:00Z"), ("seq", "2017-01-01T00:00:00Z"),
+             ("test", "2016-08-08T08:00:00Z"))
+    for c, cat in enumerate(FMOW_CATEGORIES):
+        imgs = class_images([c] * len(kinds), size, c, k=len(FMOW_CATEGORIES))
+        for j, ((split, stamp), im) in enumerate(zip(kinds, imgs)):
+            country = "ZZZ" if j == len(kinds) - 1 else codes[(c + j) % len(codes)]
+            _save(im, fmow_image_path(folder, len(rows)))
+            rows.append([split, f"{cat}_{c}_{j}.jpg", f"train/{cat}/{cat}_{c}/{cat}_{c}_{j}.jpg",
+                         "", "EPSG:4326", cat, "True", size, size, country, 0, stamp,
+                         "POINT (0 0)"])
+    _write_csv(folder / "rgb_metadata.csv",
+               ["split", "img_filename", "img_path", "spatial_reference", "epsg", "category",
+                "visible", "img_width", "img_height", "country_code", "cloud_cover", "timestamp",
+                "lat_lon"], rows)
+    _write_csv(folder / "country_code_mapping.csv", ["name", "alpha-2", "alpha-3", "region"],
+               [[f"country {a}", a[:2], a, r] for a, r in FMOW_COUNTRIES.items()])
+    return root
+
+
 #: Tiny backbone options per backbone name (the engine tests' tiny versions).
 TINY_BACKBONE: dict[str, dict] = {name: kw for name, (kw, _side) in TINY.items()}
 
@@ -214,6 +253,7 @@ FIXTURE_PROTOCOL: dict[str, dict] = {
     "waterbirds": {"train_n": 8, "val_per_class": 2, "test_per_class": 2, "image_size": 32},
     "celeba": {"train_n": 8, "val_per_class": 2, "test_per_class": 2, "image_size": 32},
     "camelyon17": {"train_n": 8, "val_per_class": 2, "test_per_class": 3, "image_size": 32},
+    "fmow": {"train_n": 62, "val_per_class": 1, "test_per_class": 1, "image_size": 32},
 }
 
 
@@ -250,6 +290,8 @@ def build_task_fixture(task: str, root: Path) -> dict:
         make_celeba(root, per_group=(2, 5, 3))
     elif task == "camelyon17":
         make_camelyon17(root, per_class=10)
+    elif task == "fmow":
+        make_fmow(root)
     else:
         raise ValueError(f"no fixture for task {task!r}")
     return out

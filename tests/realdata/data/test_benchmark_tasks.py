@@ -20,7 +20,7 @@ from realdata.models import build_backbone
 from tests.realdata.data.fixtures import FIXTURE_PROTOCOL, TINY_BACKBONE, build_task_fixture
 
 TASKS = ["cifar10c", "cifarflip", "imagenetc", "living17", "entity30", "waterbirds", "celeba",
-         "camelyon17"]  # fmt: skip
+         "camelyon17", "fmow"]  # fmt: skip
 REPO = Path(__file__).resolve().parents[3]
 
 

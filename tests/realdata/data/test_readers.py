@@ -102,7 +102,7 @@ def test_cifar_pickle_errors(tmp_path):
 
 
 @pytest.mark.parametrize("task", ["cifar10c", "cifarflip", "imagenetc", "living17", "entity30",
-                                  "waterbirds", "celeba", "camelyon17"])  # fmt: skip
+                                  "waterbirds", "celeba", "camelyon17", "fmow"])  # fmt: skip
 def test_wrong_root_prints_layout(task, tmp_path):
     spec = get_task(task)
     assert spec.layout == layout_for(task)
