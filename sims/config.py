@@ -31,7 +31,7 @@ __all__ = ["FIELDS", "PRESETS", "TUNES", "SweepConfig", "coerce_field", "field_h
            "parse_input_shift", "preset", "resolve", "to_toml", "validate", "with_overrides"]
 
 TUNES = ("none", *TUNE_MODES)  # what a sweep may record besides the oracle: no tuning, or a mode
-PRESETS = ("quick", "full", "gpu")
+PRESETS = ("quick", "medium", "full", "gpu")
 
 
 def _f(default: Any, doc: str) -> Any:
@@ -221,10 +221,27 @@ def validate(cfg: SweepConfig) -> None:
 
 
 def preset(name: str) -> SweepConfig:
-    """The ``quick`` (CPU, minutes), ``full`` (paper scale, GPU) or ``gpu`` (the full grid up to
-    d = 256 with 20 seeds, minutes on one GPU) config; each is also a file in ``configs/``."""
+    """The ``quick`` (CPU, minutes), ``medium`` (CPU, minutes: a phase diagram at d = 64),
+    ``full`` (paper scale, GPU) or ``gpu`` (the full grid up to d = 256 with 20 seeds, minutes on
+    one GPU) config; each is also a file in ``configs/``.
+
+    ``medium`` resolves the winning tune mode over 8 x 4 (n/d, k/d) cells per (activation, shift)
+    at d = 64 with Gaussian inputs (one compiled group: k and n zero-padded), 8 seeds and 1000 GD
+    steps (early stop on convergence).
+    """
     if name == "quick":
         return SweepConfig()
+    if name == "medium":
+        return SweepConfig(
+            preset="medium",
+            dims=(64,),
+            widths=(1, 2, 4, 8),
+            n_ratios=(1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0, 3 / 2, 2.0),
+            families=("gaussian",),
+            seeds=8,
+            steps=1000,
+            n_records=10,
+        )
     if name == "full":
         return SweepConfig(
             preset="full",
@@ -241,7 +258,6 @@ def preset(name: str) -> SweepConfig:
             steps=20000,
             n_records=40,
             merge_shapes=False,
-            chunk=512,
         )
     if name == "gpu":  # the full grid's shapes up to d = 256 in minutes on one GPU
         return dataclasses.replace(preset("full"), preset="gpu", dims=(16, 64, 256), seeds=20,

@@ -35,8 +35,8 @@ from sims.records import SimsRecord, to_records
 from twolayer import bounds
 from twolayer.diagnostics import feature_rank, limit_gap, sampled_directions, unsampled_count
 
-__all__ = ["build_run", "chunk_size", "compute_group", "default_devices", "problem_key",
-           "run_group", "stream_keys"]
+__all__ = ["build_run", "chunk_size", "compute_group", "default_devices", "device_memory_budget",
+           "problem_key", "run_group", "stream_keys"]
 
 
 def problem_key(cfg: SweepConfig, run: Run) -> jax.Array:
@@ -189,12 +189,30 @@ def default_devices() -> list:
     return devs if devs[0].platform != "cpu" else devs[:1]
 
 
-def chunk_size(group: ShapeGroup, n_devices: int, memory_bytes: float = 2e9) -> int:
-    """Problems per compiled call: the config's ``chunk``, capped by a rough memory estimate,
-    rounded up to a multiple of the device count."""
+#: Working memory of one compiled call where the device does not report its memory (CPU).
+DEFAULT_MEMORY_BYTES = 2e9
+
+
+def device_memory_budget(devices: Sequence) -> float:
+    """Bytes one compiled call may use per device: half the smallest accelerator memory
+    (``memory_stats()["bytes_limit"]``), or :data:`DEFAULT_MEMORY_BYTES` where it is not reported."""
+    limits = []
+    for dev in devices:
+        try:
+            stats = dev.memory_stats() or {}
+        except Exception:  # backends without memory stats
+            stats = {}
+        if stats.get("bytes_limit"):
+            limits.append(stats["bytes_limit"])
+    return 0.5 * min(limits) if len(limits) == len(devices) and limits else DEFAULT_MEMORY_BYTES
+
+
+def chunk_size(group: ShapeGroup, n_devices: int, memory_bytes: float = DEFAULT_MEMORY_BYTES) -> int:
+    """Problems per compiled call: the config's ``chunk``, capped by a rough memory estimate of
+    ``memory_bytes`` per device, rounded up to a multiple of the device count."""
     d, n = group.d, max(group.ns)
     per_problem = 8 * (6 * n * d + 8 * d * d + 64 * max(group.ks) * d) * 4
-    cap = max(1, int(memory_bytes // per_problem))
+    cap = max(1, int(memory_bytes // per_problem)) * n_devices
     size = min(group.config.chunk, cap, len(group.runs()))
     return -(-size // n_devices) * n_devices
 
@@ -218,7 +236,7 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
     n_ns, n_seeds = len(group.ns), cfg.seeds
     build = _builder(group.d, group.ks, shifts, acts, group.family, group.pool_n,
                      cfg.nonneg_head, cfg.p1)
-    per_call = chunk_size(group, len(devices))
+    per_call = chunk_size(group, len(devices), device_memory_budget(devices))
     seed_chunk = max(1, min(n_seeds, per_call // (len(combos) * n_ns)))
     batch = -(-(len(combos) * seed_chunk * n_ns) // len(devices)) * len(devices)
     tunes = tuple(t for t in ("first", "last", "full") if t in cfg.tunes)

@@ -14,6 +14,7 @@ verdicts.json, figures/. Re-running with the same --out skips finished records.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shlex
 import subprocess
@@ -28,7 +29,7 @@ import sims.runtime  # noqa: F401  (XLA flags and float64 before anything comput
 from sims.claims import evaluate, verdict_table
 from sims.config import FIELDS, SweepConfig, field_help, field_kind, resolve
 from sims.engine import run_group
-from sims.grid import group_ids, shape_groups
+from sims.grid import ShapeGroup, group_ids, shape_groups
 from sims.infra import (
     FolderLock,
     RunStore,
@@ -38,9 +39,11 @@ from sims.infra import (
     write_json_atomic,
     write_text_atomic,
 )
+from sims.runtime import add_cache_flags, cache_from_args, compile_stats
 from sims.summary import summarize, to_csv
 
-__all__ = ["build_parser", "config_from_args", "draw_figures", "figures_command", "main", "run_sweep"]
+__all__ = ["EXIT_INCOMPLETE", "build_parser", "config_from_args", "draw_figures", "figures_command", "main",
+           "run_group_until", "run_sweep"]
 
 #: Files a sweep writes in OUT (each must be a regular file if it exists).
 OUT_FILES = ("runs.jsonl", "config.json", "summary.csv", "verdicts.json")
@@ -78,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true",
                    help="the quick preset (default): d=16, about half a minute on 2 CPU cores")
+    g.add_argument("--medium", action="store_true",
+                   help="the medium preset: phase diagrams over 8 x 4 (n/d, k/d) cells at d=64, "
+                        "minutes on 2 CPU cores")
     g.add_argument("--full", action="store_true",
                    help="the paper-scale preset (d up to 1024, 100 seeds; meant for a GPU)")
     p.add_argument("--config", type=Path, default=None,
@@ -95,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                    help="submitit parameter for --executor slurm (repeatable), e.g. "
                         "slurm_partition=gpu, timeout_min=60, cluster=local")
+    add_cache_flags(p)
+    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="start no shape group after M minutes; exit 3 if groups are left (re-run "
+                        "the same command to resume). Groups already running finish")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--strict", action="store_true", help="exit 1 if any claim fails")
     p.add_argument("--no-figures", dest="figures", action="store_false",
@@ -122,7 +132,8 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
         if value is None:
             continue
         overrides[name] = _parse_list(name, value) if field_kind(name)[0] else value
-    return resolve("full" if args.full else "quick", args.config, overrides)
+    name = "full" if args.full else "medium" if args.medium else "quick"
+    return resolve(name, args.config, overrides)
 
 
 def _slurm_params(items: list[str], out: Path) -> dict[str, Any]:
@@ -164,6 +175,16 @@ def draw_figures(out: Path) -> bool:
     return True
 
 
+def run_group_until(group: ShapeGroup, deadline: float) -> list:
+    """:func:`~sims.engine.run_group` if the wall clock (``time.time()``) is before ``deadline``,
+    else no records (top level, picklable: executors run it in workers)."""
+    return run_group(group) if time.time() < deadline else []
+
+
+#: Exit code of a sweep stopped by ``--max-minutes`` with shape groups left.
+EXIT_INCOMPLETE = 3
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     """Run the sweep described by parsed ``args``; returns the exit code.
 
@@ -171,7 +192,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     executor) before anything is written, and the folder stays locked until the end.
     """
     cfg = config_from_args(args)
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise ValueError(f"--max-minutes {args.max_minutes}: expected a positive number")
     out = check_out_dir(args.out or Path("results") / f"sweep-{cfg.preset}", files=OUT_FILES)
+    cache_from_args(args)
     with FolderLock(out):
         return _run_locked(args, cfg, out)
 
@@ -189,16 +213,25 @@ def _run_locked(args: argparse.Namespace, cfg: SweepConfig, out: Path) -> int:
         slurm=_slurm_params(args.slurm, out) if executor_name == "slurm" else None,
     )
     start = time.perf_counter()
+    fn = run_group if args.max_minutes is None else functools.partial(
+        run_group_until, deadline=time.time() + 60 * args.max_minutes)
     try:
         write_json_atomic(out / "config.json", {"config": cfg.to_dict(), "executor": executor_name,
                                                 "groups": [g.key for g in groups]})
-        report = run_units(groups, run_group, store, executor, unit_ids=group_ids,
+        report = run_units(groups, fn, store, executor, unit_ids=group_ids,
                            progress=not args.quiet, desc="shape groups")
     finally:
         executor.close()
     wanted = {i for g in groups for i in g.record_ids()}
     records = [r for r in store.load() if r["id"] in wanted]
     missing = len(wanted) - len({r["id"] for r in records})
+    if missing and args.max_minutes is not None:
+        done = store.done_ids()
+        left = sum(1 for g in groups if not set(g.record_ids()) <= done)
+        print(f"stopped after --max-minutes {args.max_minutes:g}: {len(groups) - left} of "
+              f"{len(groups)} shape groups done in {time.perf_counter() - start:.1f} s; re-run the "
+              f"same command to resume ({out})")
+        return EXIT_INCOMPLETE
     if missing:
         raise RuntimeError(f"{missing} records missing from {store.path} after the sweep")
     write_text_atomic(out / "summary.csv", to_csv(summarize(records)))
@@ -209,6 +242,10 @@ def _run_locked(args: argparse.Namespace, cfg: SweepConfig, out: Path) -> int:
     print(f"\n{len(records)} records ({report.records_written} new, {report.units_skipped} of "
           f"{report.units_total} shape groups already done) in {time.perf_counter() - start:.1f} s"
           f" with executor {executor_name}; results in {out}")
+    stats = compile_stats()
+    if stats["programs"]:
+        print(f"compilation in this process: {stats['programs']} programs "
+              f"({stats['cache_hits']} from the cache), {stats['compile_s']:.1f} s")
     if args.figures:
         draw_figures(out)
     failed = [v.claim for v in verdicts if v.verdict == "fails"]

@@ -17,6 +17,7 @@ from twolayer.closed_form import (
 from twolayer.descent import (
     GD_METHODS,
     GDResult,
+    auto_chunk_size,
     finetune,
     finetune_batch,
     finetune_core,
@@ -59,6 +60,7 @@ __all__ = [
     "Shift",
     "activate",
     "arccos_kernel",
+    "auto_chunk_size",
     "bounds",
     "check_problem",
     "diagnostics",

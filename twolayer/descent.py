@@ -429,6 +429,32 @@ def finetune(
     )
 
 
+#: Problems per chunk of :func:`finetune_batch` on CPU: keeps a chunk's state in cache.
+CPU_CHUNK = 16
+#: Bytes of working memory a batched call may use on an accelerator.
+ACCELERATOR_MEMORY_BYTES = 4e9
+
+
+def auto_chunk_size(P: int, n: int, d: int, k: int, platform: str | None = None) -> int | None:
+    """The default ``chunk_size`` of :func:`finetune_batch` for P problems of shape (n, d, k).
+
+    On CPU, :data:`CPU_CHUNK` problems per chunk (cache-sized; sequential chunks cost nothing
+    there). On an accelerator, every problem at once (``None``: one vectorized step per GD step,
+    so a step is not launch-bound) unless a rough estimate of the float64 working set exceeds
+    :data:`ACCELERATOR_MEMORY_BYTES`; then the largest chunk that fits.
+
+    >>> auto_chunk_size(256, 64, 128, 16, platform="cpu"), auto_chunk_size(256, 64, 128, 16, "gpu")
+    (16, None)
+    """
+    platform = platform or jax.default_backend()
+    if platform == "cpu":
+        return CPU_CHUNK
+    m = max(n, d)
+    per_problem = 8 * 4 * (2 * n * d + 2 * d * d + 4 * n * n + 8 * k * m)
+    fit = max(1, int(ACCELERATOR_MEMORY_BYTES // per_problem))
+    return None if fit >= P else fit
+
+
 def finetune_batch(
     problems: Problem,
     X,
@@ -442,7 +468,7 @@ def finetune_batch(
     gtol: float = 1e-8,
     n_records: int = 20,
     method: str = "auto",
-    chunk_size: int | None = 16,
+    chunk_size: int | str | None = "auto",
     n_valid=None,
 ) -> GDResult:
     """:func:`finetune` over a leading batch axis of (problems, X, y), in cache-sized chunks.
@@ -451,7 +477,8 @@ def finetune_batch(
         problems: a :class:`~twolayer.problems.Problem` whose arrays have a leading axis of size P.
         X: (P, n, d).  y: (P, n).  lr: None, a float, or (P,) step sizes (NaN entries: default 1/L).
         chunk_size: problems per vectorized chunk (``jax.lax.map`` over chunks of ``vmap``); ``None``
-            vectorizes the whole batch at once. Results do not depend on it.
+            vectorizes the whole batch at once; ``"auto"`` (default) is :func:`auto_chunk_size`.
+            Results do not depend on it.
         n_valid: None or (P,) numbers of real samples; rows past them must be zero (padding).
         Other arguments as in :func:`finetune`.
 
@@ -487,6 +514,10 @@ def finetune_batch(
     _check_padding(np.asarray(X), np.asarray(y), nv)
     lr_b = jnp.full((P,), jnp.nan, X.dtype) if lr is None else jnp.broadcast_to(
         jnp.asarray(lr, X.dtype), (P,))
+    if chunk_size == "auto":
+        chunk_size = auto_chunk_size(P, n, d, k)
+    elif chunk_size is not None and (isinstance(chunk_size, (str, bool)) or int(chunk_size) < 1):
+        raise ValueError(f"chunk_size = {chunk_size!r}: expected 'auto', None or a positive integer")
     chunk = None if chunk_size is None else max(1, min(int(chunk_size), P))
     return _finetune_batch_jit(
         problems, X, y, lr_b, gtol, jnp.asarray(nv, X.dtype), tune=tune, activation=activation, family=family,

@@ -11,6 +11,7 @@ Run: python -m pytest tests/benchmarks/test_twolayer_gd.py --benchmark-only -m "
 
 from __future__ import annotations
 
+import json
 import time
 
 import jax
@@ -23,7 +24,6 @@ from twolayer.reference import numpy_finetune
 
 P, D, N, K, STEPS = 256, 128, 64, 16, 2000
 LOOP_PROBLEMS = 8
-CHUNK = 16
 RESULTS: dict[tuple[str, str], dict[str, float]] = {}
 
 pytestmark = pytest.mark.slow
@@ -76,8 +76,9 @@ def _problems(activation: str):
 @pytest.mark.parametrize("activation", ["linear", "relu"])
 def test_batched_gd_vs_numpy_loop(benchmark, matmul_peak_gflops, activation, tune):
     ps, X, y = _problems(activation)
-    kw = dict(tune=tune, activation=activation, family="gaussian", steps=STEPS, gtol=0.0, n_records=1,
-              chunk_size=CHUNK)
+    kw = dict(tune=tune, activation=activation, family="gaussian", steps=STEPS, gtol=0.0, n_records=1)
+    # chunk_size: the library default ("auto": 16 problems per chunk on CPU, the whole batch on
+    # an accelerator unless memory requires chunks)
     out = jax.block_until_ready(tl.finetune_batch(ps, X, y, **kw))  # compile
     out = benchmark.pedantic(
         lambda: jax.block_until_ready(tl.finetune_batch(ps, X, y, **kw)), rounds=3, iterations=1
@@ -101,6 +102,9 @@ def test_batched_gd_vs_numpy_loop(benchmark, matmul_peak_gflops, activation, tun
         engine_s=engine_s, loop_s=loop_s, speedup=loop_s / engine_s, gflops=gflops,
         peak_fraction=gflops / matmul_peak_gflops, general_gflops=general,
     )
+    print(json.dumps({"activation": activation, "tune": tune, "device": str(jax.devices()[0]),
+                      "chunk": tl.auto_chunk_size(P, N, D, K), "matmul_peak_gflops":
+                      matmul_peak_gflops, **RESULTS[(activation, tune)]}))
     print(
         f"\n[twolayer GD] {activation:6s} {tune:5s} {'closed-form' if closed else 'span-iter  '} "
         f"engine {engine_s:7.3f}s  numpy loop {loop_s:8.2f}s  speedup {loop_s / engine_s:8.1f}x  "

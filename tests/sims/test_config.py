@@ -20,8 +20,11 @@ def test_presets_are_valid_and_frozen() -> None:
     assert max(full.sample_sizes(1024)) == 2048 and min(full.sample_sizes(16)) == 1
     with pytest.raises(dataclasses.FrozenInstanceError):
         quick.seeds = 3  # type: ignore[misc]
+    medium = preset("medium")
+    assert medium.dims == (64,) and len(medium.n_ratios) >= 8 and len(medium.widths) >= 4
+    assert set(medium.activations) == {"linear", "relu"} and medium.merge_shapes
     with pytest.raises(ValueError, match="unknown preset"):
-        preset("medium")
+        preset("huge")
 
 
 def test_toml_then_overrides(tmp_path: Path) -> None:

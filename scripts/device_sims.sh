@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Device checks of the sims engine, < 5 minutes on one H100/H200; JSON files under $OUT:
+#   env.json         jax devices, whether a CUDA jax had to be installed (and if that worked)
+#   bench.json       python -m sims.bench: cold / cached / warm engine times, compile_s, programs
+#   batch_curve.json seconds per GD step of twolayer.finetune_batch vs batch size (1 ... 16k)
+#   twolayer.jsonl   the 256-problem benchmark of tests/benchmarks/test_twolayer_gd.py, every
+#                    (activation, tune), on the device
+#   full_slice.json  a time-boxed slice of `python -m sims.sweep --full` (d = 256 groups) and the
+#                    projected wall time of the whole --full grid (a projection, not a measurement)
+# Without a GPU jax it tries `pip install "jax[cuda12]"` (same jax version); if that fails (e.g. no
+# network) it says so in env.json and runs everything on CPU at tiny sizes (TINY=1 forces that).
+# Usage: OUT=dir bash scripts/device_sims.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+OUT="${OUT:-device_out}"; mkdir -p "$OUT"
+W="$(mktemp -d /tmp/device_sims.XXXXXX)"
+PY="${PY:-python3}"
+T0=$(date +%s)
+platform() { timeout 120 "$PY" -c "import jax; print(jax.devices()[0].platform)" 2>/dev/null | tail -1; }
+
+P="$(platform)"; INSTALL="not needed"; [ "${TINY:-0}" = "1" ] && INSTALL="not tried (TINY=1)"
+if [ "$P" != "gpu" ] && [ "${TINY:-0}" != "1" ]; then
+  V="$("$PY" -c 'import jax; print(jax.__version__)' 2>/dev/null)"
+  if timeout 150 "$PY" -m pip install -q --timeout 15 --retries 0 "jax[cuda12]${V:+==$V}" \
+      > "$W/pip.log" 2>&1; then
+    INSTALL="installed jax[cuda12]${V:+==$V}"; P="$(platform)"
+  else
+    INSTALL="failed: $(tail -1 "$W/pip.log" | tr -d '"\\' | cut -c1-200)"
+  fi
+fi
+[ "$P" = "gpu" ] || TINY=1
+"$PY" - "$OUT/env.json" "$P" "$INSTALL" "${TINY:-0}" <<'PYEOF'
+import json, subprocess, sys
+out, platform, install, tiny = sys.argv[1:]
+try:
+    import jax
+    devices, version = [str(d) for d in jax.devices()], jax.__version__
+except Exception as exc:  # no jax at all
+    devices, version = [f"error: {exc}"], None
+smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                      "--format=csv,noheader"], capture_output=True, text=True).stdout.strip() \
+    if subprocess.run(["which", "nvidia-smi"], capture_output=True).returncode == 0 else None
+json.dump({"platform": platform or None, "jax": version, "devices": devices, "gpu_jax_install": install,
+           "cpu_fallback_tiny": tiny == "1", "nvidia_smi": smi}, open(out, "w"), indent=1)
+PYEOF
+cat "$OUT/env.json"; echo
+
+if [ "${TINY:-0}" = "1" ]; then
+  BENCH=(--seeds 2 --loop-sample 10); CURVE="1,4,16,64"; TL=(--problems 16 --steps 200)
+  SLICE=(--dims 16 --seeds 2 --steps 100 --max-minutes 0.5); PROJ=(--seeds 2 --steps 100)
+else
+  BENCH=(--loop-sample 100); CURVE="1,16,256,1024,4096,16384"; TL=(--problems 256 --steps 2000)
+  SLICE=(--dims 256 --max-minutes 1.5); PROJ=()
+fi
+
+echo "== sims.bench (cold / cached / warm)"
+timeout 130 "$PY" -m sims.bench "${BENCH[@]}" 2> "$W/bench.err" | tail -1 > "$OUT/bench.json" \
+  || tail -3 "$W/bench.err"
+cat "$OUT/bench.json"
+
+echo "== GD step time vs batch size"
+timeout 60 "$PY" -m sims.bench --batch-curve "$CURVE" 2> "$W/curve.err" | tail -1 \
+  > "$OUT/batch_curve.json" || tail -3 "$W/curve.err"
+cat "$OUT/batch_curve.json"
+
+echo "== twolayer 256-problem benchmark on the device"
+timeout 45 "$PY" scripts/device_twolayer.py "${TL[@]}" --chunks auto 2> "$W/tl.err" \
+  | tee "$OUT/twolayer.jsonl" || tail -3 "$W/tl.err"
+
+echo "== --full slice and projection"
+s=$(date +%s)
+timeout 150 "$PY" -m sims.sweep --full "${SLICE[@]}" --executor serial --quiet --no-figures \
+  --compile-cache "$W/cache" --out "$W/full" > "$W/full.txt" 2>&1; rc=$?
+tail -4 "$W/full.txt"
+timeout 30 "$PY" scripts/device_sims_project.py --results "$W/full" --preset full "${PROJ[@]}" \
+  > "$W/proj.json" 2> "$W/proj.err" || tail -3 "$W/proj.err"
+"$PY" - "$OUT/full_slice.json" "$W/proj.json" "$W/full.txt" "$rc" "$(( $(date +%s) - s ))" \
+  "${SLICE[*]}" <<'PYEOF'
+import json, sys
+out, proj, log, rc, wall, flags = sys.argv[1:]
+try:
+    projection = json.load(open(proj))
+except Exception as exc:
+    projection = {"error": str(exc)}
+json.dump({"slice_flags": flags, "sweep_rc": int(rc), "slice_wall_s": int(wall),
+           "sweep_tail": open(log).read().splitlines()[-4:], "projection": projection},
+          open(out, "w"), indent=1)
+PYEOF
+cat "$OUT/full_slice.json"
+echo "done in $(( $(date +%s) - T0 )) s"
