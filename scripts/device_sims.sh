@@ -17,12 +17,12 @@ OUT="${OUT:-device_out}"; mkdir -p "$OUT"
 W="$(mktemp -d /tmp/device_sims.XXXXXX)"
 PY="${PY:-python3}"
 T0=$(date +%s)
-platform() { timeout 120 "$PY" -c "import jax; print(jax.devices()[0].platform)" 2>/dev/null | tail -1; }
+platform() { timeout 60 "$PY" -c "import jax; print(jax.devices()[0].platform)" 2>/dev/null | tail -1; }
 
 P="$(platform)"; INSTALL="not needed"; [ "${TINY:-0}" = "1" ] && INSTALL="not tried (TINY=1)"
 if [ "$P" != "gpu" ] && [ "${TINY:-0}" != "1" ]; then
   V="$("$PY" -c 'import jax; print(jax.__version__)' 2>/dev/null)"
-  if timeout 150 "$PY" -m pip install -q --timeout 15 --retries 0 "jax[cuda12]${V:+==$V}" \
+  if timeout 90 "$PY" -m pip install -q --timeout 15 --retries 0 "jax[cuda12]${V:+==$V}" \
       > "$W/pip.log" 2>&1; then
     INSTALL="installed jax[cuda12]${V:+==$V}"; P="$(platform)"
   else
@@ -51,29 +51,29 @@ if [ "${TINY:-0}" = "1" ]; then
   SLICE=(--dims 16 --seeds 2 --steps 100 --max-minutes 0.5); PROJ=(--seeds 2 --steps 100)
 else
   BENCH=(--loop-sample 100); CURVE="1,16,256,1024,4096,16384"; TL=(--problems 256 --steps 2000)
-  SLICE=(--dims 256 --max-minutes 1.5); PROJ=()
+  SLICE=(--dims 256 --max-minutes 0.75); PROJ=()
 fi
 
 echo "== sims.bench (cold / cached / warm)"
-timeout 130 "$PY" -m sims.bench "${BENCH[@]}" 2> "$W/bench.err" | tail -1 > "$OUT/bench.json" \
+timeout 110 "$PY" -m sims.bench "${BENCH[@]}" 2> "$W/bench.err" | tail -1 > "$OUT/bench.json" \
   || tail -3 "$W/bench.err"
 cat "$OUT/bench.json"
 
 echo "== GD step time vs batch size"
-timeout 60 "$PY" -m sims.bench --batch-curve "$CURVE" 2> "$W/curve.err" | tail -1 \
+timeout 50 "$PY" -m sims.bench --batch-curve "$CURVE" 2> "$W/curve.err" | tail -1 \
   > "$OUT/batch_curve.json" || tail -3 "$W/curve.err"
 cat "$OUT/batch_curve.json"
 
 echo "== twolayer 256-problem benchmark on the device"
-timeout 45 "$PY" scripts/device_twolayer.py "${TL[@]}" --chunks auto 2> "$W/tl.err" \
+timeout 60 "$PY" scripts/device_twolayer.py "${TL[@]}" --chunks auto 2> "$W/tl.err" \
   | tee "$OUT/twolayer.jsonl" || tail -3 "$W/tl.err"
 
 echo "== --full slice and projection"
 s=$(date +%s)
-timeout 150 "$PY" -m sims.sweep --full "${SLICE[@]}" --executor serial --quiet --no-figures \
+timeout 80 "$PY" -m sims.sweep --full "${SLICE[@]}" --executor serial --quiet --no-figures \
   --compile-cache "$W/cache" --out "$W/full" > "$W/full.txt" 2>&1; rc=$?
 tail -4 "$W/full.txt"
-timeout 30 "$PY" scripts/device_sims_project.py --results "$W/full" --preset full "${PROJ[@]}" \
+timeout 20 "$PY" scripts/device_sims_project.py --results "$W/full" --preset full "${PROJ[@]}" \
   > "$W/proj.json" 2> "$W/proj.err" || tail -3 "$W/proj.err"
 "$PY" - "$OUT/full_slice.json" "$W/proj.json" "$W/full.txt" "$rc" "$(( $(date +%s) - s ))" \
   "${SLICE[*]}" <<'PYEOF'

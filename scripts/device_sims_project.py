@@ -1,7 +1,8 @@
 """Project the wall time of a whole sweep from a finished slice of it (a projection, not a measurement).
 
 Reads the records of a slice (``--results``: a ``python -m sims.sweep`` folder, e.g. the first groups
-of ``--full`` run with ``--max-minutes``) and fits, over its shape groups,
+of ``--full`` run with ``--max-minutes``) and fits, over its shape groups (at least 3 with different
+work; otherwise every group is projected at the measured mean),
 ``group seconds = overhead + GD work / rate`` (least squares), where a group's GD work is the sum of
 6·k·n_pad·d·steps_taken over its gradient-descent records (n_pad, k_pad: the group's largest n and k)
 and its seconds are the sum of its runs' ``wall_s`` (compilation included). The whole preset's work
@@ -78,10 +79,14 @@ def project(results: Path, preset: str, overrides: dict) -> dict:
         rows.append((sum(seen.values()), work))
     secs = np.array([s for s, _ in rows])
     work = np.array([w for _, w in rows])
-    A = np.stack([np.ones_like(work), work], axis=1)
-    (overhead, per_flop), *_ = np.linalg.lstsq(A, secs, rcond=None)
-    if per_flop <= 0 or overhead < 0:  # too few or too similar groups: one rate, no overhead
-        overhead, per_flop = 0.0, secs.sum() / max(work.sum(), 1.0)
+    model = "overhead + work / rate (least squares over the measured groups)"
+    overhead, per_flop = 0.0, 0.0
+    if len(rows) >= 3 and np.ptp(work) > 0:
+        A = np.stack([np.ones_like(work), work], axis=1)
+        (overhead, per_flop), *_ = np.linalg.lstsq(A, secs, rcond=None)
+    if not (per_flop > 0 and overhead >= 0):  # too few or too similar groups to separate the two
+        model = "mean seconds per measured group (work not separable from overhead)"
+        overhead, per_flop = float(secs.mean()), 0.0
     expected = sum(_group_work(g, lambda a, t: mean_frac.get((a, t), 1.0) * cfg.steps)
                    for g in groups)
     upper = sum(_group_work(g, lambda a, t: cfg.steps) for g in groups)
@@ -90,6 +95,7 @@ def project(results: Path, preset: str, overrides: dict) -> dict:
         "preset": preset, "overrides": overrides,
         "groups_total": len(groups), "groups_measured": len(done),
         "measured_s": float(secs.sum()),
+        "model": model,
         "fit_overhead_s_per_group": float(overhead),
         "fit_gflops": float(1 / per_flop / 1e9) if per_flop > 0 else None,
         "steps_fraction": {f"{a}/{t}": v for (a, t), v in mean_frac.items()},

@@ -123,7 +123,7 @@ def _child(args: argparse.Namespace, cache: str | None, passes: int, loop: bool)
     cmd = [sys.executable, "-m", "sims.bench", "--phase", "--passes", str(passes),
            "--preset", args.preset, "--loop-sample", str(args.loop_sample if loop else -1),
            "--seed", str(args.seed)]
-    if args.seeds:
+    if args.seeds is not None:
         cmd += ["--seeds", str(args.seeds)]
     cmd += ["--compile-cache", cache] if cache else ["--no-compile-cache"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ.copy())
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = batch_curve(sizes, chunk_size=chunk)
             print(json.dumps({"batch_curve": rows, "devices": [str(d) for d in jax.devices()]}))
             return 0
-        cfg = resolve(args.preset, None, {"seeds": args.seeds} if args.seeds else None)
+        cfg = resolve(args.preset, None, None if args.seeds is None else {"seeds": args.seeds})
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ import pytest
 from sims.engine import run_group
 from sims.grid import group_ids, shape_groups
 from sims.infra import RunStore, make_executor, run_units
+from sims.runtime import CACHE_ENV
 from tests.sims.tiny import TINY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,18 +62,24 @@ print(json.dumps({r["id"]: [r["target_loss"], r.get("trace")] for r in recs}))
 
 
 @pytest.mark.slow
-def test_two_cpu_devices_give_the_same_numbers_as_one() -> None:
+def test_two_cpu_devices_give_the_same_numbers_as_one(tmp_path: Path) -> None:
+    """1 device, 2 devices, 2 devices writing the compilation cache, 2 devices loading from it
+    (XLA's 2-device CPU guards stay on in every case: sims.runtime adds them)."""
     outs = []
-    for n in (1, 2):
+    cache = str(tmp_path / "cache")
+    for n, folder in ((1, "off"), (2, "off"), (2, cache), (2, cache)):
         env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
-               "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+               "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu", CACHE_ENV: folder}
         proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(n)], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    one, two = outs
-    assert one.keys() == two.keys()
-    for rid in one:
-        np.testing.assert_allclose(two[rid][0], one[rid][0], rtol=1e-12, atol=1e-300)
-        if one[rid][1] is not None:
-            np.testing.assert_allclose(two[rid][1], one[rid][1], rtol=1e-12, atol=1e-300)
+    assert any(Path(cache).iterdir())
+    one = outs[0]
+    for two in outs[1:]:
+        assert one.keys() == two.keys()
+        for rid in one:
+            np.testing.assert_allclose(two[rid][0], one[rid][0], rtol=1e-12, atol=1e-300)
+            if one[rid][1] is not None:
+                np.testing.assert_allclose(two[rid][1], one[rid][1], rtol=1e-12, atol=1e-300)
+    assert outs[2] == outs[3]  # cached == freshly compiled, bit for bit
