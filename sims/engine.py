@@ -111,6 +111,35 @@ def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str,
     return jax.jit(build)
 
 
+@functools.lru_cache(maxsize=32)
+def _preparer(build, n_ns: int, n_max: int, pad: int):
+    """Jitted ``(seeds (C, S), n_valid (B,), is_input (B,)) -> one runner input per activation``.
+
+    One compiled program per group: the PRNG keys of the seeds (:func:`problem_key`), the
+    group's ``build``, the first ``n_max`` samples, each (combo, seed) repeated over the ``n_ns``
+    sample sizes (n fastest) and ``pad`` copies of the first run appended (padding the batch to a
+    multiple of the device count; their results are dropped).
+    """
+
+    def expand(a):  # (C, S, ...) -> (C*S*n_ns, ...) with n fastest
+        a = jnp.repeat(a[:, :, None], n_ns, axis=2)
+        return a.reshape((-1, *a.shape[3:]))
+
+    def pad_batch(a):
+        return jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
+
+    def prepare(seeds, n_valid, is_input):
+        keys = jax.vmap(jax.vmap(jax.random.PRNGKey))(seeds)  # = problem_key of each run
+        problems, X, ys = build(keys)  # leading (C, S)
+        X = X[:, :, :n_max]
+        n_valid = n_valid.astype(X.dtype)
+        return tuple(jax.tree.map(pad_batch, (*jax.tree.map(expand, (problems, X, y[:, :, :n_max])),
+                                              n_valid, is_input))
+                     for y in ys)
+
+    return jax.jit(prepare)
+
+
 def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, steps, n_records,
              gtol, lr):
     """All methods and diagnostics of one (possibly padded) run; returns a dict of arrays."""
@@ -250,25 +279,12 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
         seeds = np.array([[problem_seed(cfg, Run(group.d, k, 0, group.pool_n, acts[0],
                                                  group.family, sh, s)) for s in s_pad]
                           for k, sh in combos], dtype=np.uint32)
-        keys = jax.vmap(jax.vmap(jax.random.PRNGKey))(jnp.asarray(seeds))  # = problem_key
-        problems, X, ys = build(keys)  # leading (C, S)
-        X = X[:, :, : max(group.ns)]
-
-        def expand(a):  # (C, S, ...) -> (C*S*n_ns, ...) with n fastest
-            a = jnp.repeat(a[:, :, None], n_ns, axis=2)
-            return a.reshape((-1, *a.shape[3:]))
-
-        n_valid = jnp.asarray(np.tile(ns, len(combos) * seed_chunk), dtype=X.dtype)
-        is_input = jnp.asarray(np.repeat([isinstance(sh, tl.InputShift) for _, sh in combos],
-                                         seed_chunk * n_ns))
+        n_valid = np.tile(ns, len(combos) * seed_chunk).astype(np.float64)
+        is_input = np.repeat([isinstance(sh, tl.InputShift) for _, sh in combos],
+                             seed_chunk * n_ns)
         count = n_valid.shape[0]
-
-        def pad_batch(a, pad=batch - count):
-            return jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
-
-        for a_i, (runner, y) in enumerate(zip(runners, ys)):
-            elems = jax.tree.map(expand, (problems, X, y[:, :, : max(group.ns)]))
-            args = jax.tree.map(pad_batch, (*elems, n_valid, is_input))
+        prepare = _preparer(build, n_ns, max(group.ns), batch - count)
+        for a_i, (runner, args) in enumerate(zip(runners, prepare(seeds, n_valid, is_input))):
             out = runner(*_shard(args, devices))
             out = jax.tree.map(lambda a, count=count: np.asarray(a)[:count], out)
             for c in range(len(combos)):
