@@ -25,7 +25,8 @@ MODULES = [(name, path.read_text()) for name, path in package_modules(ROOT)]
 # Readers that still register themselves in the task registry at import time; the registry is to
 # become one explicit table (realdata/tasks.py) that imports the readers, not the other way round.
 READERS_REGISTERING = {"realdata.data.breeds", "realdata.data.cifar", "realdata.data.imagenet_c",
-                       "realdata.data.synthetic", "realdata.data.wilds"}
+                       "realdata.data.synthetic", "realdata.data.wilds", "realdata.data.fmow",
+                       "realdata.data.synthetic_vit"}
 
 
 def _params():
