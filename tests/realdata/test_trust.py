@@ -385,3 +385,29 @@ def test_entry_points_register_tasks(monkeypatch):
     monkeypatch.setattr(metadata, "entry_points",
                         lambda group: [EP()] if group == tasks.ENTRY_POINT_GROUP else [])
     assert "brokenreader" in tasks.all_tasks()
+
+
+def test_selection_flags_reach_the_protocol_and_the_run_id(tmp_path):
+    argv = _argv(tmp_path / "o", _ckpt(tmp_path / "s.pt", 0), "--variants", "a")
+    cfg = bench._config_from_args(bench._parser().parse_args(argv))
+    flagged = bench._config_from_args(bench._parser().parse_args(
+        [*argv, "--select-with-start", "--min-steps", "7"]))
+    p0 = bench.plan_task(cfg, "trusttask", tmp_path / "o")
+    p1 = bench.plan_task(flagged, "trusttask", tmp_path / "o")
+    assert (p1.protocol.select_with_start, p1.protocol.min_steps) == (True, 7)
+    assert (p0.protocol.select_with_start, p0.protocol.min_steps) == (False, 0)
+    u0, u1 = bench.build_units(cfg, [p0])[0], bench.build_units(flagged, [p1])[0]
+    assert u0.id != u1.id and u0.settings != u1.settings
+
+
+def test_readers_are_pure_functions_of_the_request():
+    """No reader module imports the registry, the training code or a run store."""
+    import ast
+
+    banned = {"realdata.tasks", "realdata.train", "realdata.pretrain", "realdata.benchmark",
+              "sims.infra.store", "sims.infra"}
+    for path in sorted((ROOT / "realdata" / "data").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not mods & banned, (path.name, mods & banned)
