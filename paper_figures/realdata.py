@@ -35,15 +35,17 @@ def draw(results: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from realdata.records import load_records
     from realdata.summary import summarize
-    from sims.infra import RunStore, write_text_atomic
+    from sims.infra import write_text_atomic
 
     results = Path(results)
     if not (results / "runs.jsonl").is_file():
         raise ValueError(f"no runs.jsonl in {results}; run python -m realdata.benchmark first")
-    records = RunStore(results).load()
+    records, older = load_records(results)
     if not records:
-        raise ValueError(f"{results / 'runs.jsonl'} holds no records")
+        raise ValueError(f"{results / 'runs.jsonl'} holds no records of the current schema"
+                         + (f" ({len(older)} older ones: rerun the benchmark)" if older else ""))
     rows = summarize(records)
     blocks = {(r["task"], r["variant"] or ""): list(r["blocks"]) for r in records}
     out_dir = Path(out_dir) if out_dir else results / "figures"

@@ -42,12 +42,12 @@ def draw(results: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sims.infra import RunStore
+    from realdata.records import load_records
 
     results = Path(results)
     if not (results / "runs.jsonl").is_file():
         raise ValueError(f"no runs.jsonl in {results}; run python -m realdata.benchmark first")
-    table = rgn_weight_table(RunStore(results).load())
+    table = rgn_weight_table(load_records(results)[0])
     if not table:
         raise ValueError(f"{results / 'runs.jsonl'} has no Auto-RGN record with block weights "
                          "(run the benchmark with --methods rgn)")

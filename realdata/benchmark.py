@@ -1,12 +1,18 @@
 """``python -m realdata.benchmark``: the surgical fine-tuning benchmark grid.
 
 For each task, target variant and seed, fine-tune every tuned option (no tuning, each block,
-``all``; optionally Auto-RGN and Auto-SNR) from the task's source checkpoint with the official
-protocol, and store one record per run in ``OUT/runs.jsonl`` (resumable: finished runs are
-skipped). Then write ``OUT/summary.csv`` (see :mod:`realdata.summary`), ``OUT/verdicts.json`` and
-``OUT/config.json``.
+``all``; optionally Auto-RGN, Auto-SNR and the single-run baselines L1-regularize and gradual
+unfreezing) from the task's source checkpoint with the official protocol (or, with
+``--objective memo|tent``, adapt it online without labels: :mod:`realdata.online`), and store one
+record per run in ``OUT/runs.jsonl`` (:mod:`realdata.records`; resumable: finished runs are
+skipped). A run's id hashes the checkpoint's content (sha256), the data fingerprint (reader
+version, split contents, generated-vs-published marker), the protocol, the objective and the
+package version, so a retrained model or changed data never reuses old records; a folder holding
+records of other settings for the same task is refused unless ``--force-new-settings``. Then
+write ``OUT/summary.csv`` (see :mod:`realdata.summary`), ``OUT/verdicts.json`` (paired verdicts)
+and ``OUT/config.json``.
 
-Reproduce the README's offline demo (built-in synthetic task, about 4 minutes on 2 CPU cores)::
+Reproduce the README's offline demo (built-in synthetic task, a few minutes on 2 CPU cores)::
 
     python -m realdata.benchmark --task synthetic --quick --out results/realdata-quick
 
@@ -24,6 +30,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import os
 import sys
 import time
@@ -36,12 +43,15 @@ import torch
 
 from realdata.baselines import BASELINES, DEFAULT_L1_STRENGTHS, GRADUAL, check_l1_strengths
 from realdata.data.base import LoadRequest, TargetSplits
+from realdata.fingerprint import file_sha256, splits_fingerprint
 from realdata.models import build_backbone, load_checkpoint
 from realdata.models.base import Backbone
-from realdata.online import OBJECTIVES, OnlineConfig, adapt_online
-from realdata.summary import summarize, summary_csv, verdicts
-from realdata.tasks import Protocol, TaskSpec, all_tasks, get_task
-from realdata.train import FinetuneConfig, accelerations, finetune
+from realdata.online import OBJECTIVES, OnlineConfig, OnlineResult, adapt_online
+from realdata.pretrain import Progress
+from realdata.records import RunRecord, load_records
+from realdata.summary import edge_warning, summarize, summary_csv, verdicts
+from realdata.tasks import Protocol, TaskSpec, all_tasks, get_task, load_task_modules
+from realdata.train import FinetuneConfig, FinetuneResult, LrTrace, accelerations, finetune
 from sims.infra import (
     FolderLock,
     InputError,
@@ -56,85 +66,141 @@ from sims.infra import (
     write_text_atomic,
 )
 
-__all__ = ["BenchmarkConfig", "RunUnit", "build_units", "check_device", "check_head", "main",
+__all__ = ["BenchmarkConfig", "DataLocation", "RunUnit", "SourceCheckpoint", "TaskPlan",
+           "build_units", "check_device", "check_folder", "check_head", "main", "plan_task",
            "run_benchmark", "run_unit"]
 
 METHODS = ("rgn", "snr", *BASELINES)
+#: ``extra_id`` keys that belong to one method (not to the benchmark setting).
+_METHOD_KEYS = ("snr", "l1", "gradual_every")
 
 #: Files the benchmark writes in OUT (each must be a regular file if it exists).
 OUT_FILES = ("runs.jsonl", "config.json", "summary.csv", "verdicts.json")
 
 
 @dataclass(frozen=True)
+class DataLocation:
+    """Where a task's data are (not part of a run's identity: the data fingerprint is).
+
+    Attributes:
+        data_root: folder holding the published datasets.
+        breeds_info: folder of the BREEDS hierarchy files.
+        preset: ``"quick"`` or ``"full"`` (passed to readers and source builders).
+    """
+
+    data_root: str = "."
+    breeds_info: str | None = None
+    preset: str = "quick"
+
+    def __post_init__(self) -> None:
+        if self.preset not in ("quick", "full"):
+            raise ValueError(f"preset must be quick|full; got {self.preset!r}")
+
+
+@dataclass(frozen=True)
+class SourceCheckpoint:
+    """A source model file and the sha256 of its bytes (the content keys the runs)."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class RunUnit:
     """One fine-tuning run (a pure function of these fields).
 
-    ``checkpoint`` is the source model file; ``data_root``/``breeds_info`` only say where the data
-    are, so they are not part of the run id. ``threads`` sets torch's intra-op threads,
-    ``loader_workers`` the DataLoader workers; ``bf16``/``channels_last``/``pin_memory`` allow
-    those accelerations on a CUDA device (bf16 autocast changes the numbers, so a run that uses
-    it has ``precision`` in its id).
+    ``protocol`` and ``finetune`` are validated where they are defined; ``online`` (``None``:
+    supervised fine-tuning) makes the run an unsupervised online one (:mod:`realdata.online`;
+    its ``tuned`` is ``finetune.tuned``). ``data`` only says where
+    the data are, ``data_fingerprint`` what they are (:mod:`realdata.fingerprint`). ``threads``
+    sets torch's intra-op threads, ``progress`` the output inside the run, ``task_modules`` the
+    modules a worker imports before resolving the task; none of these three enters the id.
     """
 
     task: str
     variant: str | None
-    tuned: str
-    method: str
     seed: int
     protocol: Protocol
-    bn: str
-    checkpoint: str
-    data_root: str = "."
-    breeds_info: str | None = None
-    cache: bool = True
-    threads: int = 0
-    device: str = "cpu"
-    preset: str = "quick"
-    loader_workers: int = 0
-    bf16: bool = True
-    channels_last: bool = True
-    pin_memory: bool = True
+    finetune: FinetuneConfig
+    data: DataLocation
+    checkpoint: SourceCheckpoint
+    data_fingerprint: str
+    reader_version: str = "1"
+    task_modules: tuple[str, ...] = ()
+    threads: int = 1
+    progress: Progress = "off"
     backbone_kwargs: tuple[tuple[str, Any], ...] = ()
-    l1_strengths: tuple[float, ...] = DEFAULT_L1_STRENGTHS
-    gradual_every: int | None = None
-    objective: str = "supervised"
-    online: tuple[tuple[str, Any], ...] = ()
+    online: OnlineConfig | None = None
 
-    def online_config(self) -> OnlineConfig:
-        """The :class:`OnlineConfig` of an unsupervised run (``objective`` memo|tent)."""
-        return OnlineConfig(objective=self.objective, tuned=self.tuned,  # type: ignore[arg-type]
-                            **dict(self.online))
+    def __post_init__(self) -> None:
+        if self.online is not None and self.online.tuned != self.finetune.tuned:
+            raise ValueError(f"online.tuned ({self.online.tuned}) must equal finetune.tuned "
+                             f"({self.finetune.tuned})")
+
+    @property
+    def objective(self) -> str:
+        """``"supervised"``, or the online objective (``"memo"``, ``"tent"``)."""
+        return "supervised" if self.online is None else self.online.objective
+
+    def online_fields(self) -> dict[str, Any] | None:
+        """The online settings without objective and tuned option (``None``: supervised)."""
+        if self.online is None:
+            return None
+        return {k: v for k, v in dataclasses.asdict(self.online).items()
+                if k not in ("objective", "tuned")}
+
+    @property
+    def tuned(self) -> str:
+        return self.finetune.tuned
+
+    @property
+    def method(self) -> str:
+        return self.finetune.method
+
+    @property
+    def bn(self) -> str:
+        return self.finetune.bn
 
     def finetune_config(self) -> FinetuneConfig:
         """The :class:`FinetuneConfig` of this run."""
-        return FinetuneConfig(tuned=self.tuned, method=self.method,  # type: ignore[arg-type]
-                              l1_strengths=self.l1_strengths, gradual_every=self.gradual_every,
-                              bn=self.bn, cache=self.cache,  # type: ignore[arg-type]
-                              workers=self.loader_workers, device=self.device, bf16=self.bf16,
-                              channels_last=self.channels_last, pin_memory=self.pin_memory)
+        return self.finetune
+
+    def extra_id(self) -> dict[str, Any]:
+        """Method parameters, precision and backbone overrides that change the result."""
+        extra: dict[str, Any] = {}
+        if self.method == "snr":
+            extra["snr"] = {"threshold": self.finetune.snr_threshold,
+                            "normalization": "min-max", "batches": self.finetune.auto_batches}
+        if self.method == "l1":
+            extra["l1"] = {"strengths": list(self.finetune.l1_strengths),
+                           "penalty": "sum |w - w0|"}
+        if self.method in GRADUAL:
+            extra["gradual_every"] = self.finetune.gradual_every or "epochs // blocks"
+        if accelerations(self.finetune).bf16:
+            extra["precision"] = "bf16-autocast"
+        if self.backbone_kwargs:
+            extra["backbone_kwargs"] = dict(self.backbone_kwargs)
+        return extra
+
+    def settings_fields(self) -> dict[str, Any]:
+        """What every run of one benchmark setting of this task shares (the objective and the
+        online settings included; a method's own parameters not)."""
+        return {"task": self.task, "protocol": self.protocol, "bn": self.bn,
+                "checkpoint_sha256": self.checkpoint.sha256,
+                "reader_version": self.reader_version, "package_version": package_version(),
+                "objective": self.objective, "online": self.online_fields(),
+                "extra_id": {k: v for k, v in self.extra_id().items()
+                             if k not in _METHOD_KEYS}}
 
     def id_fields(self) -> dict[str, Any]:
         """The fields that define the run's result (and its id)."""
-        fields = {"task": self.task, "variant": self.variant, "tuned": self.tuned,
-                  "method": self.method, "seed": self.seed, "protocol": self.protocol,
-                  "bn": self.bn, "checkpoint": os.path.basename(self.checkpoint)}
-        if self.method == "snr":
-            defaults = FinetuneConfig()
-            fields["snr"] = {"threshold": defaults.snr_threshold, "normalization": "min-max",
-                             "batches": defaults.auto_batches}
-        if self.method == "l1":
-            fields["l1"] = {"strengths": list(self.l1_strengths), "penalty": "sum |w - w0|"}
-        if self.method in GRADUAL:
-            fields["gradual_every"] = self.gradual_every or "epochs // blocks"
-        if self.objective != "supervised":
-            cfg = dataclasses.asdict(self.online_config())
-            fields["objective"] = cfg.pop("objective")
-            fields["online"] = {k: v for k, v in cfg.items() if k != "tuned"}
-        if accelerations(self.finetune_config()).bf16:
-            fields["precision"] = "bf16-autocast"
-        if self.backbone_kwargs:
-            fields["backbone_kwargs"] = dict(self.backbone_kwargs)
-        return fields
+        return {**self.settings_fields(), "extra_id": self.extra_id(), "variant": self.variant,
+                "tuned": self.tuned, "method": self.method, "seed": self.seed,
+                "data_fingerprint": self.data_fingerprint}
+
+    @property
+    def settings(self) -> str:
+        return stable_id(to_jsonable(self.settings_fields()))
 
     @property
     def id(self) -> str:
@@ -155,17 +221,26 @@ class BenchmarkConfig:
             ``gradual-up``); they tune ``all``.
         l1_strengths: the L1-regularize strength grid (selected on validation with the lr).
         gradual_every: gradual unfreezing interval in epochs (``None``: epochs // blocks).
+        objective: ``"supervised"`` (fine-tuning) or ``"memo"`` / ``"tent"`` (unsupervised online
+            adaptation; no ``methods`` then).
+        online: :class:`realdata.online.OnlineConfig` fields (lrs, steps, n_augs, batch_size, bn,
+            episodic) for an online objective.
         bn: BatchNorm mode.
-        protocol_overrides: Protocol fields overriding the preset (epochs, lrs, train_n, ...).
+        protocol_overrides: Protocol fields overriding the preset (epochs, lrs, train_n,
+            select_with_start, min_steps, ...).
         checkpoints: task -> checkpoint path (``"*"`` applies to every task).
         data_root, breeds_info: data locations.
         cache: allow frozen-prefix caching.
         executor, workers, scheduler: how units run (see ``sims.infra.executors``).
+        threads: torch threads per run (``None``: cores / concurrent runs).
         device: torch device.
         loader_workers: DataLoader worker processes per run (image folders decoded lazily).
         bf16, channels_last, pin_memory: allow these accelerations on a CUDA device.
         backbone_kwargs: backbone constructor arguments overriding the task's (e.g. a tiny
             ``{"depth": 8}`` ResNet-26 for smoke tests); the checkpoint must fit the result.
+        task_modules: modules imported (here and in every worker) to register a user's tasks.
+        source_flips: horizontal flips in built-in source pretraining: ``"task"`` (the task's
+            declaration), ``"on"`` or ``"off"``.
     """
 
     tasks: tuple[str, ...]
@@ -183,12 +258,15 @@ class BenchmarkConfig:
     executor: str = "serial"
     workers: int | None = None
     scheduler: str | None = None
+    threads: int | None = None
     device: str = "cpu"
     loader_workers: int = 0
     bf16: bool = True
     channels_last: bool = True
     pin_memory: bool = True
     backbone_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    task_modules: tuple[str, ...] = ()
+    source_flips: str = "task"
     l1_strengths: tuple[float, ...] = DEFAULT_L1_STRENGTHS
     gradual_every: int | None = None
     objective: str = "supervised"
@@ -202,6 +280,9 @@ class BenchmarkConfig:
                 raise ValueError(f"--methods {' '.join(self.methods)} are supervised; with "
                                  f"--objective {self.objective} give --methods with no value")
             OnlineConfig(objective=self.objective, **dict(self.online))  # type: ignore[arg-type]
+        elif self.online:
+            raise ValueError("online settings (--online-*, --memo-augs, --episodic) need "
+                             "--objective memo|tent")
         object.__setattr__(self, "l1_strengths", check_l1_strengths(self.l1_strengths))
         if self.gradual_every is not None and self.gradual_every < 1:
             raise ValueError(f"--gradual-every must be >= 1 epoch; got {self.gradual_every}")
@@ -216,6 +297,27 @@ class BenchmarkConfig:
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
             raise ValueError(f"unknown method(s) {bad}; known: {list(METHODS)}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1; got {self.threads}")
+        if self.source_flips not in ("task", "on", "off"):
+            raise ValueError(f"--source-flips must be task|on|off; got {self.source_flips!r}")
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """One task resolved once: protocol, variants, blocks, options, source model, data.
+
+    ``fingerprints`` maps ``(variant, seed)`` to the data fingerprint of that target split.
+    """
+
+    task: str
+    protocol: Protocol
+    variants: tuple[str | None, ...]
+    blocks: tuple[str, ...]
+    options: tuple[tuple[str, str], ...]
+    checkpoint: SourceCheckpoint
+    fingerprints: Mapping[tuple[str | None, int], str]
+    reader_version: str
 
 
 def _protocol(spec: TaskSpec, cfg: BenchmarkConfig) -> tuple[Protocol, tuple[str, ...]]:
@@ -240,63 +342,88 @@ def _blocks(spec: TaskSpec, overrides: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(_build(spec, overrides).block_map())
 
 
-def build_units(cfg: BenchmarkConfig, checkpoints: Mapping[str, str]) -> list[RunUnit]:
-    """The grid: task x variant x seed x (tuned options + automatic methods)."""
-    from realdata.surgery import resolve_tuned
-
-    units = []
-    threads = _threads(cfg)
-    for name in cfg.tasks:
-        spec = get_task(name)
-        proto, variants = _protocol(spec, cfg)
-        blocks = _blocks(spec, cfg.backbone_kwargs)
-        tuned = cfg.tuned or ("none", *blocks, "all")
-        for t in tuned:
-            resolve_tuned(t, blocks)  # validate early: unknown block -> ValueError
-        opts = [(t, "fixed") for t in tuned] + [("all", m) for m in cfg.methods]
-        online = tuple(sorted(cfg.online.items()))
-        for variant in variants or (None,):
-            for seed in cfg.seeds:
-                for t, method in opts:
-                    units.append(RunUnit(
-                        task=name, variant=variant, tuned=t, method=method, seed=seed,
-                        protocol=proto, bn=cfg.bn, checkpoint=checkpoints[name],
-                        data_root=cfg.data_root, breeds_info=cfg.breeds_info, cache=cfg.cache,
-                        threads=threads, device=cfg.device, preset=cfg.preset,
-                        loader_workers=cfg.loader_workers, bf16=cfg.bf16,
-                        channels_last=cfg.channels_last, pin_memory=cfg.pin_memory,
-                        backbone_kwargs=tuple(sorted(cfg.backbone_kwargs.items())),
-                        l1_strengths=cfg.l1_strengths, gradual_every=cfg.gradual_every,
-                        objective=cfg.objective, online=online))
-    return units
+def _concurrency(cfg: BenchmarkConfig) -> int:
+    """Runs that execute at once on this machine."""
+    if cfg.executor == "serial":
+        return 1
+    if cfg.executor == "dask":
+        return cfg.workers or 2
+    return cfg.workers or os.cpu_count() or 1
 
 
 def _threads(cfg: BenchmarkConfig) -> int:
-    if cfg.executor == "serial":
-        return 0
-    workers = cfg.workers or os.cpu_count() or 1
-    return max(1, (os.cpu_count() or 1) // workers)
+    """``--threads``, else cores / concurrent runs (at least 1)."""
+    if cfg.threads is not None:
+        return cfg.threads
+    return max(1, (os.cpu_count() or 1) // _concurrency(cfg))
 
 
-def _request(unit: RunUnit) -> LoadRequest:
-    p = unit.protocol
-    extra: dict[str, Any] = {"preset": unit.preset}
-    if unit.breeds_info:
-        extra["breeds_info"] = Path(unit.breeds_info)
-    return LoadRequest(data_root=Path(unit.data_root), variant=unit.variant, severity=p.severity,
-                       train_n=p.train_n, seed=unit.seed, image_size=p.image_size,
-                       val_per_class=p.val_per_class, test_per_class=p.test_per_class,
-                       extra=extra)
+def _finetune_config(cfg: BenchmarkConfig, tuned: str, method: str) -> FinetuneConfig:
+    return FinetuneConfig(tuned=tuned, method=method,  # type: ignore[arg-type]
+                          l1_strengths=cfg.l1_strengths, gradual_every=cfg.gradual_every,
+                          bn=cfg.bn, cache=cfg.cache,  # type: ignore[arg-type]
+                          workers=cfg.loader_workers, device=cfg.device, bf16=cfg.bf16,
+                          channels_last=cfg.channels_last, pin_memory=cfg.pin_memory)
+
+
+def _online_config(cfg: BenchmarkConfig, tuned: str) -> OnlineConfig | None:
+    if cfg.objective == "supervised":
+        return None
+    return OnlineConfig(objective=cfg.objective, tuned=tuned,  # type: ignore[arg-type]
+                        **dict(cfg.online))
+
+
+def _location(cfg: BenchmarkConfig) -> DataLocation:
+    return DataLocation(data_root=cfg.data_root, breeds_info=cfg.breeds_info, preset=cfg.preset)
+
+
+def build_units(cfg: BenchmarkConfig, plans: Sequence[TaskPlan], *,
+                progress: Progress = "off") -> list[RunUnit]:
+    """The grid: task x variant x seed x (tuned options + single-run methods)."""
+    units = []
+    threads, data = _threads(cfg), _location(cfg)
+    for plan in plans:
+        for variant in plan.variants:
+            for seed in cfg.seeds:
+                for t, method in plan.options:
+                    units.append(RunUnit(
+                        task=plan.task, variant=variant, seed=seed, protocol=plan.protocol,
+                        finetune=_finetune_config(cfg, t, method), data=data,
+                        checkpoint=plan.checkpoint,
+                        data_fingerprint=plan.fingerprints[(variant, seed)],
+                        reader_version=plan.reader_version, task_modules=cfg.task_modules,
+                        threads=threads, progress=progress,
+                        backbone_kwargs=tuple(sorted(cfg.backbone_kwargs.items())),
+                        online=_online_config(cfg, t)))
+    return units
+
+
+def _request(task: str, protocol: Protocol, data: DataLocation, variant: str | None,
+             seed: int) -> LoadRequest:
+    extra: dict[str, Any] = {"preset": data.preset}
+    if data.breeds_info:
+        extra["breeds_info"] = Path(data.breeds_info)
+    return LoadRequest(data_root=Path(data.data_root), variant=variant, severity=protocol.severity,
+                       train_n=protocol.train_n, seed=seed, image_size=protocol.image_size,
+                       val_per_class=protocol.val_per_class,
+                       test_per_class=protocol.test_per_class, extra=_HashableDict(extra))
 
 
 @functools.lru_cache(maxsize=2)
 def _load(task: str, request: LoadRequest) -> TargetSplits:
-    return get_task(task).load(request)
+    return _read(get_task(task), request)
 
 
-def _freeze_request(req: LoadRequest) -> LoadRequest:
-    # LoadRequest.extra is a dict (unhashable); lru_cache needs a hashable key
-    return dataclasses.replace(req, extra=_HashableDict(req.extra))
+def _read(spec: TaskSpec, request: LoadRequest) -> TargetSplits:
+    """Call the task's reader; an error other than a ValueError becomes a one-line ValueError
+    naming the task, variant and seed (a ValueError, e.g. a layout error, passes unchanged)."""
+    try:
+        return spec.load(request)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"task {spec.name}: its reader failed on variant {request.variant}, "
+                         f"seed {request.seed}: {type(exc).__name__}: {exc}") from exc
 
 
 class _HashableDict(dict):
@@ -317,63 +444,39 @@ def check_head(spec: TaskSpec, splits: TargetSplits) -> None:
             f"{spec.num_classes}. Use a checkpoint and task whose head covers every class.")
 
 
-def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
-    """Run one unit and return its record (a list of one dict, for ``sims.infra.run_units``)."""
-    if unit.threads:
-        torch.set_num_threads(unit.threads)
-    t0 = time.perf_counter()
-    spec = get_task(unit.task)
-    splits = _load(unit.task, _freeze_request(_request(unit)))
-    check_head(spec, splits)
-    model = _build(spec, dict(unit.backbone_kwargs))
-    load_checkpoint(model, unit.checkpoint)
-    block_map = model.block_map()
-    if unit.objective != "supervised":
-        return [_online_record(unit, spec, splits, model, t0)]
-    res = finetune(model, block_map, splits.train, splits.val, splits.test,
-                   protocol=unit.protocol, seed=unit.seed, metric=spec.metric,
-                   config=unit.finetune_config())
-    rec = {
-        "id": unit.id, **to_jsonable(unit.id_fields()),
-        "level": spec.level_of(unit.variant), "backbone": spec.backbone,
-        "blocks": list(block_map), "metric": spec.metric, "status": res.status,
-        "error": res.error, "tuned_blocks": list(res.tuned_blocks), "best_lr": res.best_lr,
-        "best_epoch": res.best_epoch, "val_metric": res.val_metric,
-        "test_metric": res.test_metric, "test_accuracy": res.test_accuracy,
-        "cached": res.cached, "n_trainable": res.n_trainable,
-        "train_seconds": res.train_seconds, "wall_s": time.perf_counter() - t0,
-        "lr_errors": {f"{t.lr:g}": t.error for t in res.traces if t.error},
-        "val_curves": {f"{t.lr:g}": t.val_metric for t in res.traces},
-        "data_info": to_jsonable(dict(splits.info)),
-        "n_train": len(splits.train), "num_classes_data": splits.num_classes,
-        "head_size": spec.num_classes, "package_version": package_version(),
-        "best_l1": res.best_l1, "rgn_block_weights": _rgn_block_weights(res),
-    }
-    return [rec]
+def _record(unit: RunUnit, spec: TaskSpec, splits: TargetSplits, block_map: Mapping[str, Any],
+            res: FinetuneResult, wall_s: float, error: str | None = None) -> dict[str, Any]:
+    return RunRecord(
+        id=unit.id, settings=unit.settings, task=unit.task, variant=unit.variant,
+        tuned=unit.tuned, method=unit.method, seed=unit.seed,
+        protocol=to_jsonable(unit.protocol), bn=unit.bn,
+        checkpoint=os.path.basename(unit.checkpoint.path),
+        checkpoint_sha256=unit.checkpoint.sha256, data_fingerprint=unit.data_fingerprint,
+        package_version=package_version(), extra_id=unit.extra_id(),
+        level=spec.level_of(unit.variant), backbone=spec.backbone, blocks=list(block_map),
+        metric=spec.metric, status="failed" if error else res.status, error=error or res.error,
+        tuned_blocks=list(res.tuned_blocks), best_lr=res.best_lr, best_epoch=res.best_epoch,
+        epochs=res.epochs, val_metric=res.val_metric, test_metric=res.test_metric,
+        test_accuracy=res.test_accuracy, start_val_metric=res.start_val_metric,
+        start_test_metric=res.start_test_metric, start_test_accuracy=res.start_test_accuracy,
+        lr_at_grid_edge=res.lr_at_grid_edge, best_epoch_last=res.best_epoch_last,
+        cached=res.cached, n_trainable=res.n_trainable, train_seconds=res.train_seconds,
+        wall_s=wall_s, threads=unit.threads,
+        lr_errors={_trace_key(t): t.error for t in res.traces if t.error},
+        val_curves={_trace_key(t): t.val_metric for t in res.traces},
+        objective=unit.objective, online=unit.online_fields(), best_l1=res.best_l1,
+        rgn_block_weights=_rgn_block_weights(res),
+        data_info=to_jsonable(dict(splits.info)), n_train=len(splits.train),  # type: ignore[arg-type]
+        num_classes_data=splits.num_classes, head_size=spec.num_classes,
+    ).to_json()
 
 
-def _online_record(unit: RunUnit, spec: TaskSpec, splits: TargetSplits, model: Backbone,
-                   t0: float) -> dict[str, Any]:
-    """Record of an unsupervised online run (:mod:`realdata.online`); same core fields as a
-    supervised record, so summaries, Cross-Val and ranks read it unchanged."""
-    model.to(unit.device)
-    res = adapt_online(model, model.block_map(), splits.val, splits.test,
-                       config=unit.online_config(), seed=unit.seed, metric=spec.metric)
-    return {
-        "id": unit.id, **to_jsonable(unit.id_fields()),
-        "level": spec.level_of(unit.variant), "backbone": spec.backbone,
-        "blocks": list(model.block_map()), "metric": spec.metric, "status": res.status,
-        "error": res.error, "tuned_blocks": list(res.tuned_blocks), "best_lr": res.best_lr,
-        "best_epoch": 0, "val_metric": res.val_metric, "test_metric": res.test_metric,
-        "test_accuracy": res.test_accuracy, "cached": False, "n_trainable": res.n_trainable,
-        "train_seconds": res.seconds, "wall_s": time.perf_counter() - t0,
-        "val_by_lr": res.val_by_lr, "data_info": to_jsonable(dict(splits.info)),
-        "n_train": 0, "num_classes_data": splits.num_classes, "head_size": spec.num_classes,
-        "package_version": package_version(),
-    }
+def _trace_key(t: LrTrace) -> str:
+    """``"%g"`` of the lr; ``"<lr>,l1=<strength>"`` for an ``l1`` run's ``(lr, strength)``."""
+    return f"{t.lr:g}" if t.l1 is None else f"{t.lr:g},l1={t.l1:g}"
 
 
-def _rgn_block_weights(res: Any) -> dict[str, float] | None:
+def _rgn_block_weights(res: FinetuneResult) -> dict[str, float] | None:
     """Auto-RGN: per block, the mean over epochs of the selected lr's block multipliers."""
     trace = next((t for t in res.traces if t.lr == res.best_lr and t.rgn_blocks), None)
     if trace is None:
@@ -382,51 +485,162 @@ def _rgn_block_weights(res: Any) -> dict[str, float] | None:
             for b in trace.rgn_blocks[0]}
 
 
-def _resolve_checkpoints(cfg: BenchmarkConfig, out: Path) -> dict[str, str]:
-    """Checkpoint per task: ``--checkpoint`` (per task or ``*``), else the task's built-in
-    source model (cached under ``OUT/checkpoints``)."""
-    paths: dict[str, str] = {}
-    missing = []
-    for name in cfg.tasks:
-        spec = get_task(name)
-        given = cfg.checkpoints.get(name, cfg.checkpoints.get("*"))
-        if given:
-            if not Path(given).is_file():
-                raise ValueError(f"checkpoint file not found for task {name}: {given}")
-            paths[name] = str(Path(given).resolve())
-            # fail fast (before any run) on a checkpoint for another architecture
-            load_checkpoint(_build(spec, cfg.backbone_kwargs), paths[name])
-        elif spec.prepare_source is not None:
-            if cfg.backbone_kwargs:
-                raise ValueError(f"--backbone-kwargs needs --checkpoint for task {name} (its "
-                                 "built-in source model has the task's own backbone)")
-            proto, _ = _protocol(spec, cfg)
-            req = LoadRequest(data_root=Path(cfg.data_root), image_size=proto.image_size,
-                              extra={"preset": cfg.preset})
-            paths[name] = str(spec.prepare_source(req, out / "checkpoints"))
-        else:
-            missing.append(f"{name} ({spec.backbone})")
-    if missing:
-        raise ValueError("these tasks need --checkpoint PATH (or TASK=PATH) with a pretrained "
-                         f"source state_dict: {', '.join(missing)}")
-    return paths
+def _online_result(res: OnlineResult, lrs: Sequence[float]) -> FinetuneResult:
+    """An online run's outcome in the supervised result's terms: one validation score per lr
+    (``val_curves``), no epochs (``best_epoch`` 0), no untuned metrics (``start_*`` NaN)."""
+    tried = lrs if res.tuned_blocks else lrs[:1]
+    traces = [LrTrace(lr=lr, val_metric=[res.val_by_lr[f"{lr:g}"]]) if f"{lr:g}" in res.val_by_lr
+              else LrTrace(lr=lr, error="non-finite loss on the validation stream")
+              for lr in tried]
+    return FinetuneResult(res.status, res.tuned_blocks, res.best_lr, 0, res.val_metric,
+                          res.test_metric, res.test_accuracy, traces, False, res.n_trainable,
+                          res.seconds, error=res.error, epochs=0, lrs=tuple(lrs))
 
 
-def _preflight(cfg: BenchmarkConfig) -> None:
-    """Read each data-backed task's first target once so a wrong --data-root fails before any run
-    (the reader's error prints the expected layout)."""
-    for name in cfg.tasks:
-        spec = get_task(name)
-        if not spec.needs_data:
+def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
+    """Run one unit and return its record (a list of one dict, for ``sims.infra.run_units``).
+
+    Sets torch's threads to ``unit.threads`` and imports ``unit.task_modules`` first (so a user's
+    task resolves in any executor's worker). Data that differ from the planned fingerprint (a
+    reader that is not deterministic) give a ``failed`` record instead of a run.
+    """
+    torch.set_num_threads(unit.threads)
+    if unit.task_modules:
+        load_task_modules(unit.task_modules)
+    t0 = time.perf_counter()
+    spec = get_task(unit.task)
+    splits = _load(unit.task, _request(unit.task, unit.protocol, unit.data, unit.variant,
+                                       unit.seed))
+    check_head(spec, splits)
+    model = _build(spec, dict(unit.backbone_kwargs))
+    load_checkpoint(model, unit.checkpoint.path)
+    block_map = model.block_map()
+    found = splits_fingerprint(splits, spec.reader_version)
+    if found != unit.data_fingerprint:
+        res = FinetuneResult("failed", (), None, 0, math.nan, math.nan, math.nan, [], False, 0,
+                             0.0)
+        return [_record(unit, spec, splits, block_map, res, time.perf_counter() - t0, error=(
+            f"the reader returned other data ({found}) than when the run was planned "
+            f"({unit.data_fingerprint}); readers must be deterministic in the request"))]
+    if unit.online is not None:
+        model.to(unit.finetune.device)
+        online = adapt_online(model, block_map, splits.val, splits.test, config=unit.online,
+                              seed=unit.seed, metric=spec.metric)
+        return [_record(unit, spec, splits, block_map, _online_result(online, unit.online.lrs),
+                        time.perf_counter() - t0)]
+    desc = f"{unit.task}/{unit.variant or '-'} {unit.tuned}/{unit.method} seed {unit.seed}"
+    res = finetune(model, block_map, splits.train, splits.val, splits.test,
+                   protocol=unit.protocol, seed=unit.seed, metric=spec.metric,
+                   config=unit.finetune, progress=unit.progress, desc=desc)
+    return [_record(unit, spec, splits, block_map, res, time.perf_counter() - t0)]
+
+
+def _checkpoint(cfg: BenchmarkConfig, spec: TaskSpec, proto: Protocol, out: Path,
+                progress: Progress) -> SourceCheckpoint:
+    """The task's source model: ``--checkpoint`` (per task or ``*``), else the task's built-in
+    source model (cached under ``OUT/checkpoints``); hashed by content."""
+    given = cfg.checkpoints.get(spec.name, cfg.checkpoints.get("*"))
+    if given:
+        if not Path(given).is_file():
+            raise ValueError(f"checkpoint file not found for task {spec.name}: {given}")
+        path = Path(given).resolve()
+        # fail fast (before any run) on a checkpoint for another architecture
+        load_checkpoint(_build(spec, cfg.backbone_kwargs), path)
+    elif spec.prepare_source is not None:
+        if cfg.backbone_kwargs:
+            raise ValueError(f"--backbone-kwargs needs --checkpoint for task {spec.name} (its "
+                             "built-in source model has the task's own backbone)")
+        flips = spec.source_flips if cfg.source_flips == "task" else cfg.source_flips == "on"
+        req = LoadRequest(data_root=Path(cfg.data_root), image_size=proto.image_size,
+                          extra={"preset": cfg.preset, "source_flips": flips,
+                                 "progress": progress})
+        path = Path(spec.prepare_source(req, out / "checkpoints")).resolve()
+    else:
+        raise ValueError(f"task {spec.name} ({spec.backbone}) needs --checkpoint PATH (or "
+                         "TASK=PATH) with a pretrained source state_dict")
+    return SourceCheckpoint(str(path), file_sha256(path, out / "checkpoints" / ".sha256.json"))
+
+
+def plan_task(cfg: BenchmarkConfig, name: str, out: Path, *, progress: Progress = "off"
+              ) -> TaskPlan:
+    """Resolve task ``name`` once: protocol and variants, validated options, every target split
+    read once (head size checked, data fingerprinted), then the source model.
+
+    Raises:
+        ValueError: unknown block/variant, a wrong data root, a reader that fails, a missing or
+            mismatched checkpoint.
+    """
+    from realdata.surgery import resolve_tuned
+
+    spec = get_task(name)
+    proto, variants = _protocol(spec, cfg)
+    blocks = _blocks(spec, cfg.backbone_kwargs)
+    tuned = cfg.tuned or ("none", *blocks, "all")
+    for t in tuned:
+        resolve_tuned(t, blocks)  # validate early: unknown block -> ValueError
+    options = tuple((t, "fixed") for t in tuned) + tuple(("all", m) for m in cfg.methods)
+    if spec.needs_data and not Path(cfg.data_root).is_dir():
+        raise ValueError(f"--data-root {cfg.data_root} is not a folder; task {name} expects:"
+                         f"\n{spec.layout}")
+    data = _location(cfg)
+    fingerprints = {}
+    vs: tuple[str | None, ...] = tuple(variants) or (None,)
+    for variant in vs:
+        for seed in cfg.seeds:
+            splits = _read(spec, _request(name, proto, data, variant, seed))
+            check_head(spec, splits)
+            fingerprints[(variant, seed)] = splits_fingerprint(splits, spec.reader_version)
+    ckpt = _checkpoint(cfg, spec, proto, out, progress)
+    return TaskPlan(task=name, protocol=proto, variants=vs, blocks=blocks, options=options,
+                    checkpoint=ckpt, fingerprints=fingerprints,
+                    reader_version=spec.reader_version)
+
+
+_WHAT = {"checkpoint_sha256": "checkpoint content", "protocol": "protocol", "bn": "--bn",
+         "package_version": "package version", "data_fingerprint": "data",
+         "extra_id": "method/precision/backbone options", "objective": "--objective",
+         "online": "online settings"}
+
+
+def check_folder(out: Path, units: Sequence[RunUnit], *, force: bool = False) -> None:
+    """Refuse a folder holding records of the same tasks made with other settings.
+
+    Other settings: another record schema, or for a task of this invocation another checkpoint
+    content, protocol, BN mode, package version, reader version, or other data for a run of the
+    same coordinates. ``force`` (``--force-new-settings``) accepts them: old records stay and the
+    summaries use this invocation's settings only.
+
+    Raises:
+        ValueError: one line naming what differs, ``--out`` and ``--force-new-settings``.
+    """
+    if force or not (out / "runs.jsonl").exists():
+        return
+    current, other = load_records(out)
+    tasks = {u.task for u in units}
+    if any(r.get("task") in tasks for r in other):
+        raise ValueError(f"{out} holds records of an older record schema for task(s) "
+                         f"{sorted(tasks & {r.get('task') for r in other})}; use a new --out or "
+                         "pass --force-new-settings to add new runs next to them")
+    settings = {u.task: u for u in units}
+    slots = {(u.task, u.variant, u.tuned, u.method, u.seed): u for u in units}
+    differs: set[str] = set()
+    for r in current:
+        unit = settings.get(r["task"])
+        if unit is None:
             continue
-        if not Path(cfg.data_root).is_dir():
-            raise ValueError(f"--data-root {cfg.data_root} is not a folder; task {name} expects:"
-                             f"\n{spec.layout}")
-        proto, variants = _protocol(spec, cfg)
-        unit = RunUnit(task=name, variant=(variants or (None,))[0], tuned="none",
-                       method="fixed", seed=cfg.seeds[0], protocol=proto, bn=cfg.bn,
-                       checkpoint="", data_root=cfg.data_root, breeds_info=cfg.breeds_info)
-        check_head(spec, _load(name, _freeze_request(_request(unit))))
+        same_slot = slots.get((r["task"], r["variant"], r["tuned"], r["method"], r["seed"]))
+        if r["settings"] == unit.settings and (same_slot is None or same_slot.id == r["id"]):
+            continue
+        ref = same_slot or unit
+        now = {**to_jsonable(ref.id_fields()), "package_version": package_version()}
+        changed = [label for k, label in _WHAT.items()
+                   if k in r and to_jsonable(r[k]) != now.get(k)]
+        differs.update(changed or ["reader version"])
+    if differs:
+        raise ValueError(f"{out} already holds runs of {sorted(tasks)} made with other settings "
+                         f"({', '.join(sorted(differs))} changed); use a new --out or pass "
+                         "--force-new-settings to add new runs next to them (summaries then use "
+                         "the new settings only)")
 
 
 def check_device(device: str) -> None:
@@ -451,47 +665,58 @@ def check_device(device: str) -> None:
         raise InputError(f"--device {device}: MPS is not available; use --device cpu")
 
 
-def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = True
-                  ) -> dict[str, Any]:
+def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = True,
+                  force_new_settings: bool = False) -> dict[str, Any]:
     """Run (or resume) the grid into ``out``; write summary files; return the report.
 
     Everything is validated (device, ``out``, the folder lock, data, checkpoints, the stored
-    records, the executor) before ``config.json`` is written; ``out`` stays locked until the end.
+    records and their settings, the executor) before ``config.json`` is written; ``out`` stays
+    locked until the end. The report's ``verdicts`` and ``edge_warning`` cover this invocation's
+    targets only; ``OUT/verdicts.json`` covers every target in the folder.
     """
     check_device(cfg.device)
     out = check_out_dir(out, files=OUT_FILES)
     with FolderLock(out):
-        return _run_locked(cfg, out, progress)
+        return _run_locked(cfg, out, progress, force_new_settings)
 
 
-def _run_locked(cfg: BenchmarkConfig, out: Path, progress: bool) -> dict[str, Any]:
+def _run_locked(cfg: BenchmarkConfig, out: Path, progress: bool, force_new_settings: bool
+                ) -> dict[str, Any]:
     t0 = time.perf_counter()
-    _preflight(cfg)
-    checkpoints = _resolve_checkpoints(cfg, out)
-    units = build_units(cfg, checkpoints)
+    inner: Progress = "bar" if progress else "lines"
+    plans = [plan_task(cfg, name, out, progress=inner) for name in cfg.tasks]
+    units = build_units(cfg, plans, progress=inner)
     store = RunStore(out)
     store.load()  # an unreadable runs.jsonl fails here, before config.json is written
+    check_folder(out, units, force=force_new_settings)
     executor = make_executor(cfg.executor, workers=cfg.workers, scheduler=cfg.scheduler)
     try:
-        write_json_atomic(out / "config.json", {"config": to_jsonable(cfg),
-                                                "checkpoints": checkpoints,
-                                                "package_version": package_version(),
-                                                "n_units": len(units)})
+        write_json_atomic(out / "config.json", {
+            "config": to_jsonable(cfg), "package_version": package_version(),
+            "checkpoints": {p.task: to_jsonable(p.checkpoint) for p in plans},
+            "protocols": {p.task: to_jsonable(p.protocol) for p in plans},
+            "threads": _threads(cfg), "n_units": len(units),
+            "settings": {u.task: u.settings for u in units}})
         report = run_units(units, run_unit, store, executor, unit_ids=lambda u: [u.id],
                            progress=progress, desc="realdata")
     finally:
         executor.close()
-    # summarize every record in the folder (several tasks may share one OUT, one call each)
-    records = store.load()
-    rows = summarize(records)
+    # summarize every record in the folder (several tasks may share one OUT, one call each);
+    # this invocation's tasks with this invocation's settings
+    records, _ = load_records(out)
+    settings = {u.task: u.settings for u in units}
+    rows = summarize(records, settings)
     write_text_atomic(out / "summary.csv", summary_csv(rows))
-    blocks_of = {(r["task"], r["variant"] or ""): r["blocks"] for r in records}
-    v = verdicts(rows, blocks_of)
+    v = verdicts(records, settings)
     write_json_atomic(out / "verdicts.json", v)
     wanted = {u.id for u in units}
-    failed = [r for r in records if r["id"] in wanted and r["status"] != "ok"]
+    mine = [r for r in records if r["id"] in wanted]
+    targets = {(u.task, u.variant or "") for u in units}
     return {"units": len(units), "run": report.units_run, "skipped": report.units_skipped,
-            "failed": len(failed), "wall_s": time.perf_counter() - t0, "verdicts": v}
+            "failed": sum(r["status"] != "ok" for r in mine),
+            "wall_s": time.perf_counter() - t0,
+            "verdicts": [x for x in v if (x["task"], x["shift"]) in targets],
+            "edge_warning": edge_warning(mine)}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -573,6 +798,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="serial",
                    choices=("serial", "processes", "dask", "slurm"), help="how units run")
     p.add_argument("--workers", type=int, default=None, help="worker processes / dask workers")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per run, set in every executor (default: cores / "
+                        "concurrent runs; recorded)")
+    p.add_argument("--task-module", action="append", default=[], metavar="MODULE",
+                   help="import MODULE (here and in every worker) to register your own tasks; "
+                        "repeatable (see README, 'Your own dataset')")
+    p.add_argument("--force-new-settings", action="store_true",
+                   help="add runs to an --out that holds runs of other settings (default: "
+                        "refuse); summaries use the new settings only")
+    p.add_argument("--select-with-start", action="store_true",
+                   help="the untuned network (epoch 0) is a model-selection candidate too "
+                        "(default: the official protocol, tuned snapshots only)")
+    p.add_argument("--min-steps", type=int, default=None, metavar="N",
+                   help="at least N optimizer steps per lr, adding epochs on small target sets "
+                        "(default 0: the protocol's epochs)")
+    p.add_argument("--source-flips", choices=("task", "on", "off"), default="task",
+                   help="horizontal flips in built-in source pretraining (default: as the task "
+                        "declares; recorded with the checkpoint)")
     p.add_argument("--scheduler", default=None, help="dask scheduler address (tcp://HOST:8786)")
     p.add_argument("--backbone-kwargs", default=None, metavar="JSON",
                    help="backbone constructor arguments overriding the task's, as a JSON object, "
@@ -588,11 +831,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="no channels_last memory format (default: on for CUDA)")
     p.add_argument("--no-pin-memory", action="store_true",
                    help="no pinned host memory for batches (default: on for CUDA)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars: one line per (lr, epoch) and source epoch instead")
     return p
 
 
 def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
+    task_modules = tuple(a.task_module)
+    load_task_modules(task_modules)  # before any task name is resolved
     tasks = tuple(all_tasks()) if a.task == "all" else (get_task(a.task).name,)
     if a.seeds is not None and a.seed is not None:
         raise ValueError("give --seed or --seeds, not both")
@@ -615,7 +861,8 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
     overrides = {"epochs": a.epochs, "train_n": a.train_n, "batch_size": a.batch_size,
                  "lrs": tuple(a.lrs) if a.lrs else None, "val_per_class": a.val_per_class,
                  "test_per_class": a.test_per_class, "image_size": a.image_size,
-                 "severity": a.severity}
+                 "severity": a.severity, "min_steps": a.min_steps,
+                 "select_with_start": True if a.select_with_start else None}
     backbone_kwargs: dict[str, Any] = {}
     if a.backbone_kwargs:
         try:
@@ -642,9 +889,30 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
         cache=not a.no_cache, executor=a.executor, workers=a.workers, scheduler=a.scheduler,
         device=a.device, loader_workers=a.loader_workers, bf16=not a.no_bf16,
         channels_last=not a.no_channels_last, pin_memory=not a.no_pin_memory,
-        backbone_kwargs=backbone_kwargs,
+        backbone_kwargs=backbone_kwargs, threads=a.threads, task_modules=task_modules,
+        source_flips=a.source_flips,
         l1_strengths=tuple(a.l1_strengths) if a.l1_strengths else DEFAULT_L1_STRENGTHS,
         gradual_every=a.gradual_every, objective=a.objective, online=online)
+
+
+def _verdict_line(v: Mapping[str, Any]) -> str:
+    """One printed line per target: the verdict, the paired differences, the diagnostics."""
+    def pct(x: float) -> str:
+        return "nan" if x is None or math.isnan(x) else f"{100 * x:+.1f}"
+
+    head = f"  {v['task']}/{v['shift'] or '-'} ({v['level']}): {v['verdict']}"
+    if v["verdict"] == "not judged":
+        head += f" ({v['reason']})"
+    else:
+        comps = ", ".join(f"{v['expected_block']} - {o} = {pct(c['diff'])} ± {100 * c['se']:.1f}"
+                          for o, c in v["comparisons"].items())
+        head += f" [{comps} points, paired over seeds]"
+    if v["best_block"] is not None:
+        head += (f"; best block {v['best_block']} {100 * v['best_acc']:.1f}, all "
+                 f"{100 * v['all_acc']:.1f}, best - all {pct(v['best_minus_all'])} ± "
+                 f"{100 * v['best_minus_all_se']:.1f}")
+    (e, ne), (la, nl) = v["lr_edge_runs"], v["epoch_last_runs"]
+    return head + f"; lr at grid edge {e}/{ne} runs, best epoch last {la}/{nl}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -652,18 +920,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = _config_from_args(args)
-        report = run_benchmark(cfg, args.out, progress=not args.no_progress)
+        report = run_benchmark(cfg, args.out, progress=not args.no_progress,
+                               force_new_settings=args.force_new_settings)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{report['units']} runs ({report['run']} new, {report['skipped']} resumed, "
           f"{report['failed']} failed) in {report['wall_s']:.1f} s -> {args.out}")
     for v in report["verdicts"]:
-        accs = " ".join(f"{b}={x:.3f}" for b, x in v["accs"].items())
-        print(f"  {v['task']}/{v['shift'] or '-'} ({v['level']}): best {v['best_block']} "
-              f"{v['best_acc']:.3f} vs all {v['all_acc']:.3f}; paper ordering "
-              f"{'n/a' if v['holds'] is None else ('holds' if v['holds'] else 'does NOT hold')}"
-              f" [{accs}]")
+        print(_verdict_line(v))
+    if report["edge_warning"]:
+        print(report["edge_warning"])
     return 0
 
 

@@ -39,6 +39,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from realdata.augmix import memo_views
+from realdata.metrics import metric_value
 from realdata.models.blocks import BlockMap
 from realdata.surgery import configure_surgery, resolve_tuned
 
@@ -144,9 +145,7 @@ def _bn_batch_stats(model: nn.Module) -> list[tuple[nn.Module, float | None, boo
 
 
 def _metric(pred: torch.Tensor, y: torch.Tensor, g: torch.Tensor, metric: str) -> float:
-    from realdata.train import _metric as metric_of
-
-    return metric_of(pred, y, g, metric)  # type: ignore[arg-type]
+    return metric_value(pred, y, g, metric)  # type: ignore[arg-type]
 
 
 def run_stream(model: nn.Module, params: Sequence[nn.Parameter], stream: Dataset,

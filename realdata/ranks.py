@@ -100,15 +100,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", default=list(SINGLE_RUN),
                    help=f"row labels to rank (default: {' '.join(SINGLE_RUN)})")
     a = p.parse_args(argv)
+    from realdata.records import load_records
     from realdata.summary import summarize
-    from sims.infra import RunStore, write_text_atomic
+    from sims.infra import write_text_atomic
 
     out = Path(a.results)
     if not (out / "runs.jsonl").is_file():
         print(f"error: no runs.jsonl in {out}; run python -m realdata.benchmark with --methods "
               "first", file=sys.stderr)
         return 2
-    rows = summarize(RunStore(out).load())
+    rows = summarize(load_records(out)[0])
     per_task = task_ranks(rows, a.methods)
     table = rank_rows(rows, a.methods)
     if not table:

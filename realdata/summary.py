@@ -1,4 +1,5 @@
-"""Summaries of benchmark records: per-block means, relative accuracy vs ``all``, Cross-Val.
+"""Summaries of benchmark records: per-option means, relative accuracy vs ``all``, Cross-Val,
+protocol diagnostics and paired verdicts.
 
 Pure functions of the stored records (``OUT/runs.jsonl``); used by the benchmark and by
 ``python -m paper_figures realdata`` (which never recomputes runs).
@@ -11,11 +12,21 @@ Definitions (over the seeds of one ``(task, variant)``):
 * Cross-Val: per seed, the single block (``block1 .. head``) with the best validation metric; its
   test metric.
 * best block: the single block with the highest mean test metric.
+* ``lr_edge_frac``: fraction of the option's runs whose selected lr is the grid's largest or
+  smallest; ``epoch_last_frac``: fraction whose selected epoch is the last one run.
 
-A folder may hold records of several runs of the benchmark; for each ``(task, variant)`` only the
-records sharing the *latest* record's settings (protocol, BN mode, checkpoint) are summarized, so
-a rerun with other settings (or another ``--objective``) into the same folder never mixes into
-the means.
+Which records count: with ``settings`` (task -> settings id, see :mod:`realdata.records`) only the
+records of those settings; otherwise, per ``(task, variant)``, those sharing the latest record's
+settings. Records of other settings (another ``--objective`` included) never mix into the means.
+
+Verdicts (:func:`verdicts`): the paper predicts the first block for input shifts, a middle block
+for feature shifts and the head for output shifts. The expected block is the best (highest mean)
+of the predicted level; it is compared, paired by seed, with every option of the other levels
+(the other single blocks and ``all``). ``holds``: it beats each of them by more than two paired
+standard errors; ``fails``: one of them beats it by more than two paired standard errors;
+``inconclusive``: otherwise (also with fewer than two paired seeds); ``not judged``: the level
+makes no prediction (natural shifts), or the predicted level's blocks or every other option are
+missing (named in ``missing``).
 """
 
 from __future__ import annotations
@@ -29,10 +40,18 @@ from typing import Any
 
 from sims.infra.stats import mean_se
 
-__all__ = ["SUMMARY_COLUMNS", "label_of", "summarize", "summary_csv", "verdicts"]
+__all__ = ["SUMMARY_COLUMNS", "Z", "edge_warning", "label_of", "summarize", "summary_csv",
+           "verdicts"]
 
 SUMMARY_COLUMNS = ("task", "shift", "level", "tuned", "n_seeds", "mean_acc", "se",
-                   "rel_vs_all", "rel_se", "failed")
+                   "rel_vs_all", "rel_se", "failed", "lr_edge_frac", "epoch_last_frac")
+
+#: Paired standard errors a difference must exceed for a verdict to be ``holds`` or ``fails``.
+Z = 2.0
+
+_EXPECTED = {"input": "first", "feature": "middle", "output": "last"}
+
+Groups = dict[tuple[str, str], dict[str, dict[int, Mapping[str, Any]]]]
 
 
 def label_of(rec: Mapping[str, Any]) -> str:
@@ -43,36 +62,60 @@ def label_of(rec: Mapping[str, Any]) -> str:
     return rec["tuned"] if rec["method"] == "fixed" else rec["method"]
 
 
-
-
 def _settings(rec: Mapping[str, Any]) -> str:
+    if "settings" in rec:
+        return str(rec["settings"])
     return repr((rec.get("protocol"), rec.get("bn"), rec.get("checkpoint"),
                  rec.get("objective", "supervised"), rec.get("online")))
 
 
-def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per ``(task, variant, option)`` (columns :data:`SUMMARY_COLUMNS`), in a stable
-    order: tasks and variants sorted, options in depth order then ``all``, ``none``, automatic
-    methods, ``cross-val``."""
-    groups: dict[tuple[str, str], dict[str, dict[int, Mapping[str, Any]]]] = defaultdict(
-        lambda: defaultdict(dict))
+def _group(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] | None
+           ) -> tuple[Groups, dict[tuple[str, str], str], dict[tuple[str, str], list[str]]]:
+    groups: Groups = defaultdict(lambda: defaultdict(dict))
     levels: dict[tuple[str, str], str] = {}
     order: dict[tuple[str, str], list[str]] = {}
     records = list(records)
     latest = {(r["task"], r["variant"] or ""): _settings(r) for r in records}
     for r in records:
-        if _settings(r) != latest[(r["task"], r["variant"] or "")]:
-            continue
         key = (r["task"], r["variant"] or "")
+        want = settings.get(r["task"]) if settings else None
+        if _settings(r) != (want if want is not None else latest[key]):
+            continue
         groups[key][label_of(r)][int(r["seed"])] = r
         levels[key] = r["level"]
         order[key] = list(r["blocks"])
+    return groups, levels, order
+
+
+def _ok(d: Mapping[int, Mapping[str, Any]]) -> dict[int, float]:
+    return {s: r["test_metric"] for s, r in d.items() if r["status"] == "ok"}
+
+
+def _frac(d: Mapping[int, Mapping[str, Any]], key: str) -> float:
+    flags = [r.get(key) for r in d.values() if r["status"] == "ok" and r.get(key) is not None]
+    return sum(bool(f) for f in flags) / len(flags) if flags else math.nan
+
+
+def _paired(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[float, float, int]:
+    """Mean and s.e. over common seeds of ``a - b``, and the number of pairs."""
+    diffs = [a[s] - b[s] for s in sorted(a) if s in b]
+    if not diffs:
+        return math.nan, math.nan, 0
+    m, se = mean_se(diffs)
+    return m, se, len(diffs)
+
+
+def summarize(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] | None = None
+              ) -> list[dict[str, Any]]:
+    """One row per ``(task, variant, option)`` (columns :data:`SUMMARY_COLUMNS`), in a stable
+    order: tasks and variants sorted, options in depth order then ``all``, ``none``, automatic
+    methods, ``cross-val``."""
+    groups, levels, order = _group(records, settings)
     rows = []
     for key in sorted(groups):
         by = groups[key]
         blocks = order[key]
-        ok = {lab: {s: r["test_metric"] for s, r in d.items() if r["status"] == "ok"}
-              for lab, d in by.items()}
+        ok = {lab: _ok(d) for lab, d in by.items()}
         labels = [b for b in blocks if b in by] + [x for x in ("all", "none") if x in by]
         labels += sorted(x for x in by if x.startswith("auto-"))
         labels += [x for x in by if x not in labels]
@@ -93,13 +136,16 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for lab in labels:
             vals = series[lab]
             m, se = mean_se(list(vals.values()))
-            diffs = [v - base[s] for s, v in vals.items() if s in base]
-            rm, rse = mean_se(diffs) if lab != "all" else (0.0, 0.0)
+            rm, rse, _ = _paired(vals, base) if lab != "all" else (0.0, 0.0, 0)
             failed = len(by[lab]) - len(vals) if lab in by else 0
             rows.append({"task": key[0], "shift": key[1], "level": levels[key], "tuned": lab,
                          "n_seeds": len(vals), "mean_acc": m, "se": se,
                          "rel_vs_all": rm if base else math.nan,
-                         "rel_se": rse if base else math.nan, "failed": failed})
+                         "rel_se": rse if base else math.nan, "failed": failed,
+                         "lr_edge_frac": _frac(by[lab], "lr_at_grid_edge") if lab in by
+                         else math.nan,
+                         "epoch_last_frac": _frac(by[lab], "best_epoch_last") if lab in by
+                         else math.nan})
     return rows
 
 
@@ -113,34 +159,101 @@ def summary_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-_EXPECTED = {"input": "first", "feature": "middle", "output": "last"}
+def _expected_blocks(exp: str, blocks: Sequence[str]) -> list[str]:
+    if exp == "first":
+        return list(blocks[:1])
+    if exp == "last":
+        return list(blocks[-1:])
+    return list(blocks[1:-1])
 
 
-def verdicts(rows: Sequence[Mapping[str, Any]], blocks_of: Mapping[tuple[str, str], Sequence[str]]
-             ) -> list[dict[str, Any]]:
-    """Per ``(task, shift)``: the best single block, its accuracy, ``all``'s, and whether the
-    paper's ordering holds (input: first block best; output: head best; feature: a middle block
-    best). ``holds`` is ``None`` for the ``natural`` level (no prediction)."""
+def _fraction(recs: Iterable[Mapping[str, Any]], key: str) -> tuple[int, int]:
+    flags = [r.get(key) for r in recs if r["status"] == "ok" and r.get(key) is not None]
+    return sum(bool(f) for f in flags), len(flags)
+
+
+def verdicts(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] | None = None,
+             *, z: float = Z) -> list[dict[str, Any]]:
+    """Per ``(task, shift)``: the paired verdict on the paper's ordering (see the module doc).
+
+    Each entry: ``task, shift, level, paper_ordering, verdict, reason, missing, expected_block,
+    comparisons`` (other option -> ``{"diff", "se", "n"}`` of expected minus other, fractions in
+    [0, 1]), ``best_block, best_acc, all_acc, best_minus_all, best_minus_all_se, accs,
+    lr_edge_runs, epoch_last_runs, runs`` and ``holds`` (``True``/``False`` for holds/fails,
+    ``None`` otherwise).
+    """
+    groups, levels, order = _group(records, settings)
     out = []
-    keys = sorted({(r["task"], r["shift"]) for r in rows})
-    for key in keys:
-        blocks = list(blocks_of[key])
-        sub = {r["tuned"]: r for r in rows if (r["task"], r["shift"]) == key}
-        cand = [(sub[b]["mean_acc"], -i, b) for i, b in enumerate(blocks) if b in sub
-                and not math.isnan(sub[b]["mean_acc"])]
-        if not cand:
-            continue
-        acc, _, best = max(cand)  # ties: the earliest block
-        level = next(iter(sub.values()))["level"]
+    for key in sorted(groups):
+        by, blocks, level = groups[key], order[key], levels[key]
+        ok = {lab: _ok(d) for lab, d in by.items()}
+        present = {lab for lab, v in ok.items() if v}
+        means = {lab: mean_se(list(v.values()))[0] for lab, v in ok.items() if v}
+        single = [b for b in blocks if b in present]
+        best = max(single, key=lambda b: (means[b], -blocks.index(b))) if single else None
+        all_acc = means.get("all", math.nan)
+        bd, bse, _ = _paired(ok[best], ok["all"]) if best and "all" in present else (
+            math.nan, math.nan, 0)
+        runs = [r for d in by.values() for r in d.values()]
+        edge, n_edge = _fraction(runs, "lr_at_grid_edge")
+        last, n_last = _fraction(runs, "best_epoch_last")
+        entry: dict[str, Any] = {
+            "task": key[0], "shift": key[1], "level": level,
+            "paper_ordering": _EXPECTED.get(level), "best_block": best,
+            "best_acc": means.get(best, math.nan) if best else math.nan, "all_acc": all_acc,
+            "best_minus_all": bd, "best_minus_all_se": bse,
+            "accs": {b: means[b] for b in [*blocks, "all", "none"] if b in means},
+            "lr_edge_runs": [edge, n_edge], "epoch_last_runs": [last, n_last],
+            "missing": [], "comparisons": {}, "expected_block": None}
         exp = _EXPECTED.get(level)
-        pos = blocks.index(best)
-        holds = None if exp is None else (
-            (exp == "first" and pos == 0) or (exp == "last" and pos == len(blocks) - 1)
-            or (exp == "middle" and 0 < pos < len(blocks) - 1))
-        all_acc = sub["all"]["mean_acc"] if "all" in sub else math.nan
-        out.append({"task": key[0], "shift": key[1], "level": level, "best_block": best,
-                    "best_acc": acc, "all_acc": all_acc,
-                    "best_beats_all": bool(acc > all_acc) if not math.isnan(all_acc) else None,
-                    "paper_ordering": exp, "holds": holds,
-                    "accs": {b: sub[b]["mean_acc"] for b in blocks if b in sub}})
+        if exp is None:
+            entry.update(verdict="not judged", holds=None,
+                         reason=f"the paper makes no prediction for {level} shifts")
+            out.append(entry)
+            continue
+        expected = _expected_blocks(exp, blocks)
+        others = [b for b in blocks if b not in expected] + ["all"]
+        have_exp = [b for b in expected if b in present]
+        have_oth = [o for o in others if o in present]
+        entry["missing"] = [b for b in [*expected, *others] if b not in present]
+        if not have_exp or not have_oth:
+            what = "the predicted level's block(s)" if not have_exp else "every other option"
+            entry.update(verdict="not judged", holds=None,
+                         reason=f"nothing to compare: {what} missing "
+                                f"({', '.join(entry['missing'])})")
+            out.append(entry)
+            continue
+        eb = max(have_exp, key=lambda b: (means[b], -blocks.index(b)))
+        comps = {}
+        for o in have_oth:
+            d, se, n = _paired(ok[eb], ok[o])
+            comps[o] = {"diff": d, "se": se, "n": n}
+        entry["expected_block"], entry["comparisons"] = eb, comps
+        sig = [c for c in comps.values() if c["n"] >= 2 and math.isfinite(c["se"])]
+        if len(sig) == len(comps) and all(c["diff"] > z * c["se"] for c in sig):
+            verdict, reason = "holds", f"{eb} beats every other level's option by > {z:g} s.e."
+        elif any(c["diff"] < -z * c["se"] for c in sig):
+            worse = [o for o, c in comps.items() if c in sig and c["diff"] < -z * c["se"]]
+            verdict, reason = "fails", f"{', '.join(worse)} beat(s) {eb} by > {z:g} s.e."
+        else:
+            verdict, reason = "inconclusive", f"{eb} is not separated from every other level's " \
+                                              f"option by > {z:g} paired s.e."
+        entry.update(verdict=verdict, reason=reason,
+                     holds=True if verdict == "holds" else (False if verdict == "fails" else None))
+        out.append(entry)
     return out
+
+
+def edge_warning(records: Iterable[Mapping[str, Any]]) -> str | None:
+    """A warning line when selected lrs sit at an edge of the grid (``None`` if none do)."""
+    by: dict[str, list[bool]] = defaultdict(list)
+    for r in records:
+        if r["status"] == "ok" and r.get("lr_at_grid_edge") is not None:
+            by[label_of(r)].append(bool(r["lr_at_grid_edge"]))
+    hit = {lab: (sum(v), len(v)) for lab, v in by.items() if any(v)}
+    if not hit:
+        return None
+    total = sum(k for k, _ in hit.values()), sum(len(v) for v in by.values())
+    detail = ", ".join(f"{lab} {k}/{n}" for lab, (k, n) in sorted(hit.items()))
+    return (f"warning: the selected lr is at an edge of the grid in {total[0]} of {total[1]} runs "
+            f"({detail}); widen the grid (--lrs) before trusting these comparisons")

@@ -1,26 +1,32 @@
 """Task registry: what each benchmark task reads, which backbone it tunes, and its protocol.
 
-A task is a :class:`TaskSpec`; dataset modules register theirs with :func:`register_task` at import
-time and the benchmark looks them up with :func:`get_task`. The benchmark only ever calls
-``spec.load(LoadRequest(...))`` (see :mod:`realdata.data.base`), so a new dataset plugs in by
-registration only::
+A task is a :class:`TaskSpec`. The built-in tasks live in one explicit table,
+:mod:`realdata.task_table`, imported on first use (an error inside a reader module surfaces as that
+error). A user's tasks come from
+
+* ``--task-module my_pkg.tasks`` (:func:`load_task_modules`): the module is imported in the parent
+  and in every executor worker before tasks are resolved; it calls :func:`register_task` at import
+  time or defines ``TASKS``, an iterable of :class:`TaskSpec`;
+* the entry-point group ``surgical_finetuning.tasks`` of installed packages: each entry point names
+  such a module (or a callable returning :class:`TaskSpec` objects)::
+
+      [project.entry-points."surgical_finetuning.tasks"]
+      digits = "my_pkg.tasks"
+
+The benchmark only ever calls ``spec.load(LoadRequest(...))`` (see :mod:`realdata.data.base`)::
 
     from realdata.tasks import Protocol, TaskSpec, register_task
 
     register_task(TaskSpec(
-        name="cifar10c", shift_level="input", backbone="resnet26", num_classes=10,
-        load=load_cifar10c, variants=CORRUPTIONS, protocol=Protocol(epochs=15),
-        layout="CIFAR-10-C/<corruption>.npy ...",
+        name="digits", shift_level="feature", backbone="resnet26", num_classes=10,
+        load=load_digits, protocol=Protocol(epochs=15), needs_data=False,
     ))
-
-Modules that register tasks are listed in :data:`TASK_MODULES`; :func:`all_tasks` and
-:func:`get_task` import them on first use (a module that is absent or fails to import is skipped
-and reported by :func:`import_errors`).
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,12 +36,12 @@ from realdata.data.base import LoadRequest, TargetSplits
 
 __all__ = [
     "DEFAULT_LRS",
-    "TASK_MODULES",
+    "ENTRY_POINT_GROUP",
     "Protocol",
     "TaskSpec",
     "all_tasks",
     "get_task",
-    "import_errors",
+    "load_task_modules",
     "register_task",
 ]
 
@@ -45,16 +51,8 @@ Metric = Literal["accuracy", "worst_group"]
 #: The official learning-rate grid (Adam).
 DEFAULT_LRS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 
-#: Modules imported (once) to populate the registry; each calls :func:`register_task`.
-TASK_MODULES: tuple[str, ...] = (
-    "realdata.data.synthetic",
-    "realdata.data.synthetic_vit",
-    "realdata.data.cifar",
-    "realdata.data.imagenet_c",
-    "realdata.data.breeds",
-    "realdata.data.wilds",
-    "realdata.data.fmow",
-)
+#: Entry-point group of installed packages that provide tasks.
+ENTRY_POINT_GROUP = "surgical_finetuning.tasks"
 
 
 @dataclass(frozen=True)
@@ -72,6 +70,11 @@ class Protocol:
         severity: corruption severity for corruption tasks.
         image_size: image side in pixels.
         eval_batch_size: batch size for evaluation and for computing cached features.
+        select_with_start: the untuned network (epoch 0) is a selection candidate too (default
+            ``False``: the official protocol selects among tuned snapshots only).
+        min_steps: run at least this many optimizer steps per learning rate, adding epochs when
+            ``epochs`` passes over a small target set give fewer (default 0: the official
+            protocol's epochs, whatever the set size).
     """
 
     epochs: int = 15
@@ -84,6 +87,8 @@ class Protocol:
     severity: int = 5
     image_size: int = 32
     eval_batch_size: int = 256
+    select_with_start: bool = False
+    min_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -94,7 +99,15 @@ class Protocol:
             raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}")
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("batch sizes must be >= 1")
+        if self.min_steps < 0:
+            raise ValueError(f"min_steps must be >= 0; got {self.min_steps}")
         object.__setattr__(self, "lrs", tuple(float(x) for x in self.lrs))
+
+    def epochs_for(self, n_train: int) -> int:
+        """Epochs each lr runs on ``n_train`` examples: ``epochs``, or more when ``min_steps``
+        needs them (``ceil(min_steps / steps per epoch)``)."""
+        steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
+        return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
 
     def override(self, **changes: Any) -> Protocol:
         """A copy with the given fields replaced (``None`` values are ignored)."""
@@ -124,7 +137,13 @@ class TaskSpec:
             variants not listed have ``shift_level``.
         prepare_source: for built-in tasks, ``(request, folder) -> checkpoint path``: builds the
             source model once (cached in ``folder``) when no ``--checkpoint`` is given. Tasks
-            without it require ``--checkpoint``.
+            without it require ``--checkpoint``. ``request.extra`` carries ``preset``,
+            ``source_flips`` and ``progress``.
+        source_flips: whether random horizontal flips suit this task's source pretraining
+            (``False`` for digits, text, orientation-coded images); the default of
+            ``--source-flips``.
+        reader_version: bump when the reader's output changes; it enters every run id, so a
+            changed reader never resumes old records.
     """
 
     name: str
@@ -143,6 +162,8 @@ class TaskSpec:
     description: str = ""
     variant_levels: Mapping[str, ShiftLevel] = field(default_factory=dict)
     prepare_source: Callable[[LoadRequest, Path], Path] | None = None
+    source_flips: bool = True
+    reader_version: str = "1"
 
     def level_of(self, variant: str | None) -> ShiftLevel:
         """The shift level of ``variant`` (``shift_level`` unless ``variant_levels`` says)."""
@@ -176,8 +197,8 @@ class TaskSpec:
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
-_IMPORT_ERRORS: dict[str, str] = {}
 _loaded = False
+_MODULE_TASKS: dict[str, tuple[str, ...]] = {}
 
 
 def register_task(spec: TaskSpec, *, replace_existing: bool = False) -> TaskSpec:
@@ -187,6 +208,8 @@ def register_task(spec: TaskSpec, *, replace_existing: bool = False) -> TaskSpec
         ValueError: if a different task with the same name is already registered (re-registering
             the identical spec, as happens on module reload, is allowed).
     """
+    if not isinstance(spec, TaskSpec):
+        raise ValueError(f"register_task needs a TaskSpec; got {type(spec).__name__}")
     old = _REGISTRY.get(spec.name)
     if old is not None and not replace_existing and old != spec:
         same_origin = (
@@ -199,25 +222,62 @@ def register_task(spec: TaskSpec, *, replace_existing: bool = False) -> TaskSpec
     return spec
 
 
-def _load_task_modules() -> None:
+def _load_builtin() -> None:
+    """Register the built-in table and the installed entry points (once)."""
     global _loaded
     if _loaded:
         return
+    from realdata.task_table import BUILTIN_TASKS  # errors inside a reader propagate as they are
+
+    for spec in BUILTIN_TASKS:
+        register_task(spec)
     _loaded = True
-    for mod in TASK_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name == mod:  # the module itself is absent (not yet written): skip quietly
-                continue
-            _IMPORT_ERRORS[mod] = f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # a broken reader must not take the other tasks down
-            _IMPORT_ERRORS[mod] = f"{type(exc).__name__}: {exc}"
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _register_from(ep.value, ep.load, f"entry point {ep.name} ({ep.value})")
+
+
+def _register_from(name: str, load: Callable[[], Any], what: str) -> tuple[str, ...]:
+    """Import/call ``load`` and register what it provides; the task names it added."""
+    before = dict(_REGISTRY)
+    try:
+        obj = load()
+    except Exception as exc:
+        raise ValueError(f"{what} failed to import: {type(exc).__name__}: {exc}") from exc
+    provided = getattr(obj, "TASKS", None) if not callable(obj) else obj()
+    for spec in provided or ():
+        register_task(spec)
+    return tuple(k for k, spec in _REGISTRY.items() if before.get(k) is not spec
+                 or getattr(spec.load, "__module__", None) == name)
+
+
+def load_task_modules(modules: tuple[str, ...] | list[str]) -> dict[str, tuple[str, ...]]:
+    """Import each task module (``--task-module``) once; module -> the tasks it registered.
+
+    A module registers tasks at import time (:func:`register_task`) or defines ``TASKS``.
+
+    Raises:
+        ValueError: the module cannot be imported (the message carries the original error, e.g.
+            a reader's own import failing) or it registers no task.
+    """
+    _load_builtin()
+    for mod in modules:
+        if mod in _MODULE_TASKS:
+            continue
+        added = _register_from(mod, lambda m=mod: importlib.import_module(m),
+                               f"--task-module {mod}")
+        if not added:
+            raise ValueError(f"--task-module {mod} registered no task: call "
+                             "realdata.tasks.register_task(TaskSpec(...)) when it is imported, "
+                             "or define TASKS = [TaskSpec(...)]")
+        _MODULE_TASKS[mod] = added
+    return {m: _MODULE_TASKS[m] for m in modules}
 
 
 def all_tasks() -> dict[str, TaskSpec]:
     """All registered tasks, by name (sorted)."""
-    _load_task_modules()
+    _load_builtin()
     return {k: _REGISTRY[k] for k in sorted(_REGISTRY)}
 
 
@@ -230,12 +290,6 @@ def get_task(name: str) -> TaskSpec:
     tasks = all_tasks()
     if name not in tasks:
         known = ", ".join(tasks) or "(none)"
-        hint = "".join(f"\n  {m} failed to import: {e}" for m, e in _IMPORT_ERRORS.items())
-        raise ValueError(f"unknown task {name!r}; known tasks: {known}{hint}")
+        raise ValueError(f"unknown task {name!r}; known tasks: {known} (a task of your own: "
+                         "--task-module MODULE)")
     return tasks[name]
-
-
-def import_errors() -> dict[str, str]:
-    """Task modules that failed to import, with the error (module -> message)."""
-    _load_task_modules()
-    return dict(_IMPORT_ERRORS)

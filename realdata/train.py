@@ -1,35 +1,42 @@
-"""Fine-tuning with the official protocol, frozen-prefix caching, Auto-RGN/Auto-SNR; pretraining.
+"""Fine-tuning with the official protocol: the learning-rate loop and model selection.
 
 :func:`finetune` trains the tuned blocks of a pretrained model on a target's train split for every
 learning rate of the protocol's grid (each lr starts again from the pretrained weights), selects the
 (lr, epoch) with the best validation metric, and reports the test metric of that snapshot.
 
-Frozen-prefix caching: when the first tuned block is block ``j >= 2`` of a :class:`Backbone`, the
-stages before it are frozen and in eval mode (see :mod:`realdata.surgery`), and there is no
-augmentation, their output is computed once per split and reused across epochs and learning rates.
-The data order, optimizer and every number downstream are the same as without caching (tested);
-the cache is skipped when it would exceed ``cache_limit_bytes``.
+Selection rules:
 
-On a CUDA device, bf16 autocast (when ``torch.cuda.is_bf16_supported()``), channels_last memory
-format and pinned host memory are used by default; :class:`FinetuneConfig` switches each off
-(``bf16``, ``channels_last``, ``pin_memory``), and :func:`accelerations` says which are in effect.
-On CPU none is used.
+* A learning rate whose training loss becomes non-finite at ANY epoch is excluded from selection
+  (its earlier epochs included); its per-epoch validation scores up to the divergence are kept in
+  its :class:`LrTrace`, with the error.
+* The untuned network's validation and test metrics are always measured (``start_*`` fields).
+  With ``Protocol.select_with_start`` the untuned network (epoch 0) is a candidate too; by default
+  (the official protocol) only tuned snapshots are.
+* Ties keep the first candidate in grid order (epoch 0 first, then the grid's order and epochs).
+* The ``l1`` baseline (:mod:`realdata.baselines`) trains every ``(lr, strength)`` pair of the lr
+  grid and its L1 strength grid; the pairs are candidates like the lrs above (a diverging pair is
+  excluded), so the strength is selected with the lr and the epoch on validation.
+
+The pieces live in small modules: batches and frozen-prefix caching in :mod:`realdata.feeding`,
+metrics in :mod:`realdata.metrics`, source pretraining in :mod:`realdata.pretrain` (re-exported
+here for existing imports).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
+import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from realdata.baselines import (
     DEFAULT_L1_STRENGTHS,
@@ -39,9 +46,21 @@ from realdata.baselines import (
     gradual_frozen,
     l1_penalty,
 )
-from realdata.data.base import check_split_nonempty
+from realdata.feeding import (
+    Accelerations,
+    NonFiniteLossError,
+    _autocast,
+    _cache_prefix,
+    _flip,
+    _forward,
+    _Split,
+    accelerations,
+)
+from realdata.metrics import MetricName, _predict, evaluate
+from realdata.metrics import metric_value as _metric
 from realdata.models.base import Backbone
 from realdata.models.blocks import BlockMap, assign_parameters
+from realdata.pretrain import Progress, pretrain
 from realdata.surgery import (
     BnMode,
     configure_surgery,
@@ -55,10 +74,12 @@ from realdata.tasks import Protocol
 
 __all__ = [
     "Accelerations",
+    "Best",
     "FinetuneConfig",
     "FinetuneResult",
     "LrTrace",
     "NonFiniteLossError",
+    "Progress",
     "accelerations",
     "evaluate",
     "finetune",
@@ -66,11 +87,9 @@ __all__ = [
 ]
 
 Method = Literal["fixed", "rgn", "snr", "l1", "gradual-down", "gradual-up"]
-MetricName = Literal["accuracy", "worst_group"]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN/inf (the message names the lr, epoch and batch)."""
+# names other modules import from here (kept for them): _Split, _cache_prefix, _forward, _metric,
+# _predict, _autocast, MetricName
+_REEXPORTED = (_Split, _cache_prefix, _forward, _metric, _predict, _autocast, MetricName)
 
 
 @dataclass(frozen=True)
@@ -88,7 +107,7 @@ class FinetuneConfig:
         augment: random horizontal flips of training images (disables caching).
         auto_batches: training batches used for the RGN/SNR statistics at each epoch's start.
         snr_threshold: Auto-SNR freezes tensors whose min-max-normalized score is below this.
-        l1_strengths: L1-regularize strengths, selected on validation with the lr.
+        l1_strengths: L1-regularize strengths, selected on validation with the lr (``l1`` only).
         gradual_every: gradual unfreezing interval in epochs (``None``: epochs // blocks).
         cache_limit_bytes: do not cache prefix outputs larger than this (all splits together).
         workers: DataLoader workers for datasets read from disk (0: in the main process).
@@ -130,41 +149,15 @@ class FinetuneConfig:
             raise ValueError(f"snr_threshold must be in [0, 1]; got {self.snr_threshold}")
 
 
-@dataclass(frozen=True)
-class Accelerations:
-    """Which device accelerations a fine-tuning run uses (all ``False`` on CPU)."""
-
-    bf16: bool = False
-    channels_last: bool = False
-    pin_memory: bool = False
-
-
-def accelerations(config: FinetuneConfig) -> Accelerations:
-    """The accelerations in effect for ``config``: each allowed by its flag and supported by the
-    device (bf16 needs ``torch.cuda.is_bf16_supported()``; all three need a CUDA device)."""
-    if torch.device(config.device).type != "cuda" or not torch.cuda.is_available():
-        return Accelerations()
-    return Accelerations(bf16=config.bf16 and torch.cuda.is_bf16_supported(),
-                         channels_last=config.channels_last, pin_memory=config.pin_memory)
-
-
-def _autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device`` when ``enabled`` (else a no-op context).
-
-    The context spans a whole fine-tuning run, so autocast's cache of down-cast weights is off:
-    with it, the optimizer's updates would never reach the cached bf16 copies.
-    """
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, cache_enabled=False)
-
-
 @dataclass
 class LrTrace:
-    """Per-epoch history of one learning rate (``error`` set if it diverged).
+    """Per-epoch history of one learning rate.
 
-    ``l1`` is the L1 strength of an ``l1`` run; ``rgn_blocks`` holds, per epoch of an Auto-RGN
-    run, the mean lr multiplier of each block's tensors."""
+    ``val_metric[e]`` is the validation metric after epoch ``e + 1``; when the lr diverged,
+    ``error`` says where and the lists stop at the last finished epoch. ``l1`` is the L1 strength
+    of an ``l1`` run (one trace per ``(lr, strength)``); ``rgn_blocks`` holds, per epoch of an
+    Auto-RGN run, the mean lr multiplier of each block's tensors.
+    """
 
     lr: float
     train_loss: list[float] = field(default_factory=list)
@@ -175,11 +168,41 @@ class LrTrace:
 
 
 @dataclass
+class Best:
+    """The best candidate so far: validation metric, lr (``None``: untuned), epoch (0: untuned),
+    L1 strength (``l1`` runs; else ``None``) and the snapshot of the state keys a run can change
+    (``None``: the pretrained state)."""
+
+    val: float = -math.inf
+    lr: float | None = None
+    epoch: int = 0
+    state: dict[str, torch.Tensor] | None = None
+    l1: float | None = None
+
+    def offer(self, val: float, lr: float | None, epoch: int,
+              snapshot: Callable[[], dict[str, torch.Tensor]] | None,
+              l1: float | None = None) -> bool:
+        """Take the candidate if strictly better (ties keep the earlier one); True if taken."""
+        if not val > self.val:
+            return False
+        self.val, self.lr, self.epoch, self.l1 = val, lr, epoch, l1
+        self.state = snapshot() if snapshot is not None else None
+        return True
+
+    @property
+    def found(self) -> bool:
+        return self.val > -math.inf
+
+
+@dataclass
 class FinetuneResult:
     """Outcome of :func:`finetune` (metrics are fractions in ``[0, 1]``).
 
-    ``best_epoch`` is 1-based (0 with ``tuned="none"``). ``status`` is ``"failed"`` when every
-    learning rate diverged; ``error`` then says why.
+    ``best_epoch`` is 1-based; 0 means the untuned network was selected (``tuned="none"``, or
+    ``select_with_start``). ``epochs`` is the number of epochs each lr ran (the protocol's, more
+    with ``min_steps``). ``status`` is ``"failed"`` when no candidate was left (every learning
+    rate diverged); ``error`` then says why. ``start_*`` are the untuned network's metrics.
+    ``best_l1`` is the selected L1 strength of an ``l1`` run (else ``None``).
     """
 
     status: Literal["ok", "failed"]
@@ -194,126 +217,28 @@ class FinetuneResult:
     n_trainable: int
     train_seconds: float
     error: str | None = None
+    start_val_metric: float = math.nan
+    start_test_metric: float = math.nan
+    start_test_accuracy: float = math.nan
+    epochs: int = 0
+    lrs: tuple[float, ...] = ()
     best_l1: float | None = None
 
+    @property
+    def lr_at_grid_edge(self) -> bool | None:
+        """Whether the selected lr is the grid's largest or smallest (``None``: no lr selected).
+        A one-point grid is all edge (``True``)."""
+        if self.best_lr is None or not self.lrs:
+            return None
+        return self.best_lr in (max(self.lrs), min(self.lrs))
 
-# ----------------------------------------------------------------------------- data access
+    @property
+    def best_epoch_last(self) -> bool | None:
+        """Whether the selected epoch is the last one run (``None``: no tuned epoch selected)."""
+        if self.best_lr is None or self.best_epoch == 0:
+            return None
+        return self.best_epoch == self.epochs
 
-
-class _Split:
-    """A split as either cached prefix outputs or the dataset itself."""
-
-    def __init__(self, dataset: Dataset, name: str, workers: int,
-                 device: torch.device | str = "cpu",
-                 accel: Accelerations | None = None) -> None:
-        check_split_nonempty(dataset, name)
-        self.dataset, self.name, self.workers = dataset, name, workers
-        self.device = torch.device(device)
-        self.accel = accel or Accelerations()
-        self.n = len(dataset)  # type: ignore[arg-type]
-        self.feats: torch.Tensor | None = None
-        self.labels: torch.Tensor | None = None
-        self.groups: torch.Tensor | None = None
-
-    def batches(
-        self, index_batches: Sequence[torch.Tensor]
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        pin, fmt = self.accel.pin_memory, self.accel.channels_last
-        for x, y, g in self._batches(index_batches):
-            if pin and x.device.type == "cpu" and not x.is_pinned():
-                x = x.pin_memory()
-            x = x.to(self.device, non_blocking=pin)
-            if fmt and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, y.to(self.device), g.to(self.device)
-
-    def _batches(
-        self, index_batches: Sequence[torch.Tensor]
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        if self.feats is not None:
-            for idx in index_batches:
-                yield self.feats[idx], self.labels[idx], self.groups[idx]  # type: ignore[index]
-            return
-        ds = self.dataset
-        if hasattr(ds, "batch"):
-            for idx in index_batches:
-                yield ds.batch(idx)  # type: ignore[attr-defined]
-            return
-        loader = DataLoader(ds, batch_sampler=[b.tolist() for b in index_batches],
-                            num_workers=self.workers, pin_memory=self.accel.pin_memory)
-        for x, y, g in loader:
-            yield x, y.long(), g.long()
-
-    def in_order(self, bs: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        return self.batches(list(torch.arange(self.n).split(bs)))
-
-
-def _forward(model: nn.Module, x: torch.Tensor, start: int) -> torch.Tensor:
-    return model(x, start=start) if start else model(x)
-
-
-@torch.no_grad()
-def _cache_prefix(splits: Sequence[_Split], model: Backbone, start: int, bs: int,
-                  limit: int) -> bool:
-    """Replace each split's data by the output of stages ``< start``; False if over ``limit``."""
-    out: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    total = sum(s.n for s in splits)
-    for s in splits:
-        feats, ys, gs = [], [], []
-        for x, y, g in s.in_order(bs):
-            h = model(x, start=0, stop=start)
-            if not feats and h[0].numel() * h.element_size() * total > limit:
-                return False
-            feats.append(h)
-            ys.append(y)
-            gs.append(g)
-        out.append((torch.cat(feats), torch.cat(ys), torch.cat(gs)))
-    for s, (h, y, g) in zip(splits, out):
-        s.feats, s.labels, s.groups = h, y, g
-    return True
-
-
-# ----------------------------------------------------------------------------- metrics
-
-
-def _metric(pred: torch.Tensor, y: torch.Tensor, g: torch.Tensor, metric: MetricName) -> float:
-    correct = (pred == y).double()
-    if metric == "accuracy":
-        return float(correct.mean())
-    if metric != "worst_group":
-        raise ValueError(f"metric must be accuracy|worst_group; got {metric!r}")
-    if bool((g < 0).any()):
-        raise ValueError("worst_group metric needs a group for every example (got group -1)")
-    return min(float(correct[g == k].mean()) for k in torch.unique(g))
-
-
-@torch.no_grad()
-def _predict(model: nn.Module, split: _Split, start: int, bs: int
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Predictions in eval mode (BN layers tuned with ``--bn train`` included); modes restored."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    preds, ys, gs = [], [], []
-    for x, y, g in split.in_order(bs):
-        preds.append(_forward(model, x, start).argmax(1))
-        ys.append(y)
-        gs.append(g)
-    for m, was in modes.items():
-        m.train(was)
-    return torch.cat(preds), torch.cat(ys), torch.cat(gs)
-
-
-def evaluate(model: nn.Module, dataset: Dataset, *, metric: MetricName = "accuracy",
-             batch_size: int = 256) -> tuple[float, float]:
-    """``(metric, accuracy)`` of ``model`` (in its current mode) on ``dataset``."""
-    was = model.training
-    model.eval()
-    pred, y, g = _predict(model, _Split(dataset, "eval", 0), 0, batch_size)
-    model.train(was)
-    return _metric(pred, y, g, metric), _metric(pred, y, g, "accuracy")
-
-
-# ----------------------------------------------------------------------------- fine-tuning
 
 
 def _changing_state_keys(model: nn.Module, trainable: Sequence[str]) -> list[str]:
@@ -324,12 +249,6 @@ def _changing_state_keys(model: nn.Module, trainable: Sequence[str]) -> list[str
             keys.update(f"{mname}.{b}" for b, _ in m.named_buffers())
     return [k for k in model.state_dict() if k in keys]
 
-
-def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    mask = torch.rand(x.shape[0], generator=gen) < 0.5
-    x = x.clone()
-    x[mask] = x[mask].flip(-1)
-    return x
 
 
 def _auto_statistics(
@@ -364,22 +283,51 @@ def _auto_statistics(
     return dict.fromkeys(names, 1.0), snr_freeze(scores, cfg.snr_threshold)
 
 
+class _Reporter:
+    """Progress inside one run: a tqdm bar over (lr, epoch), or one stderr line per (lr, epoch)."""
+
+    def __init__(self, mode: Progress, total: int, desc: str) -> None:
+        self.mode = mode
+        self.bar = tqdm(total=total, desc=desc, leave=False, file=sys.stderr,
+                        disable=mode != "bar")
+        self.desc = desc
+
+    def epoch(self, lr: float, epoch: int, epochs: int, loss: float, val: float) -> None:
+        self.bar.update(1)
+        if self.mode == "lines":
+            print(f"{self.desc}: lr={lr:g} epoch {epoch}/{epochs} loss {loss:.4f} val {val:.4f}",
+                  file=sys.stderr, flush=True)
+
+    def skip(self, n: int) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _train_one_lr(
     model: nn.Module, block_map: BlockMap, tuned: Sequence[str], lr: float, cfg: FinetuneConfig,
     protocol: Protocol, train: _Split, val: _Split, start: int, seed: int, metric: MetricName,
-    on_better: Callable[[float, float, int], None], l1: float | None = None,
+    on_better: Callable[[float, float, int], None], *, epochs: int | None = None,
+    on_epoch: Callable[[float, int, float, float], None] | None = None, l1: float | None = None,
 ) -> LrTrace:
+    """Train one lr (with L1 strength ``l1`` for the ``l1`` baseline) for ``epochs`` (default
+    ``protocol.epochs``) epochs; call ``on_better(val, lr, epoch)`` after every epoch (the caller
+    keeps the best). A non-finite loss stops the lr: the returned trace has ``error`` set and the
+    scores of the epochs finished before it."""
+    epochs = protocol.epochs if epochs is None else epochs
     trace = LrTrace(lr=lr, l1=l1)
     names = configure_surgery(model, block_map, tuned, cfg.bn)
     params = dict(model.named_parameters())
-    owned = {b: [n for n in ns if n in set(names)]
+    trainable = set(names)
+    owned = {b: [n for n in ns if n in trainable]
              for b, ns in assign_parameters(model, block_map).items() if b in tuned}
-    ref = {n: params[n].detach().clone() for n in names} if cfg.method == "l1" else {}
-    every = gradual_every(protocol.epochs, len(tuned), cfg.gradual_every)
+    ref = {n: params[n].detach().clone() for n in names} if l1 is not None else {}
+    every = gradual_every(epochs, len(tuned), cfg.gradual_every)
     opt = torch.optim.Adam([{"params": [params[n]], "name": n} for n in names], lr=lr,
                            weight_decay=protocol.weight_decay)
     gen = torch.Generator().manual_seed(seed)  # the same data order for every lr
-    for epoch in range(1, protocol.epochs + 1):
+    for epoch in range(1, epochs + 1):
         batches = list(torch.randperm(train.n, generator=gen).split(protocol.batch_size))
         if cfg.method in ("rgn", "snr"):
             mult, frozen = _auto_statistics(model, cfg, names, params, train, batches, start)
@@ -402,8 +350,11 @@ def _train_one_lr(
             if l1 is not None:
                 loss = loss + l1_penalty(params, ref, l1)
             if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"non-finite loss ({float(loss.detach())}) at lr={lr:g}, epoch {epoch}, batch {i}")
+                for n in names:
+                    params[n].requires_grad_(True)
+                trace.error = (f"non-finite loss ({float(loss.detach())}) at lr={lr:g}, epoch "
+                               f"{epoch}, batch {i}")
+                return trace
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -415,6 +366,8 @@ def _train_one_lr(
         pred, y, g = _predict(model, val, start, protocol.eval_batch_size)
         trace.val_metric.append(_metric(pred, y, g, metric))
         on_better(trace.val_metric[-1], lr, epoch)
+        if on_epoch is not None:
+            on_epoch(lr, epoch, trace.train_loss[-1], trace.val_metric[-1])
     return trace
 
 
@@ -429,6 +382,8 @@ def finetune(
     config: FinetuneConfig,
     seed: int,
     metric: MetricName = "accuracy",
+    progress: Progress = "off",
+    desc: str = "finetune",
 ) -> FinetuneResult:
     """Fine-tune ``model`` (in place; it ends at the selected snapshot) and evaluate.
 
@@ -436,14 +391,16 @@ def finetune(
         model: pretrained network; a :class:`Backbone` enables prefix caching.
         block_map: ordered block map of ``model`` (its order is the stage order for backbones).
         train, val, test: target splits (items ``(image, label, group)``).
-        protocol: epochs, lr grid, weight decay, batch sizes.
+        protocol: epochs (``min_steps``), lr grid, weight decay, batch sizes, selection rule.
         config: tuned blocks, method, BN mode, caching.
         seed: data order (and flips); the same seed gives the same numbers.
         metric: ``"accuracy"`` or ``"worst_group"`` for model selection and the test report.
+        progress: a bar over (lr, epoch), one line per (lr, epoch), or nothing.
+        desc: label of the progress output.
 
     Returns:
         :class:`FinetuneResult`. Learning rates whose loss became non-finite are recorded in
-        ``traces[i].error`` and skipped; if all diverge, ``status == "failed"``.
+        ``traces[i].error`` and excluded; if no candidate is left, ``status == "failed"``.
 
     Raises:
         ValueError: empty split, unknown block, bad block map.
@@ -456,48 +413,56 @@ def finetune(
     model.to(config.device)
     if accel.channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    with _autocast(config.device, accel.bf16):
-        return _finetune(model, block_map, blocks, tuned, splits, protocol, config, seed, metric)
+    epochs = protocol.epochs_for(splits[0].n) if tuned else 0
+    runs = len(protocol.lrs) * (len(config.l1_strengths) if config.method == "l1" else 1)
+    reporter = _Reporter(progress, runs * epochs if tuned else 0, desc)
+    try:
+        with _autocast(config.device, accel.bf16):
+            return _finetune(model, block_map, blocks, tuned, splits, protocol, config, seed,
+                             metric, epochs, reporter)
+    finally:
+        reporter.close()
+
+
+def _evaluate_split(model: nn.Module, split: _Split, start: int, bs: int, metric: MetricName
+                    ) -> tuple[float, float]:
+    pred, y, g = _predict(model, split, start, bs)
+    return _metric(pred, y, g, metric), _metric(pred, y, g, "accuracy")
 
 
 def _finetune(
     model: nn.Module, block_map: BlockMap, blocks: tuple[str, ...], tuned: tuple[str, ...],
     splits: Sequence[_Split], protocol: Protocol, config: FinetuneConfig, seed: int,
-    metric: MetricName,
+    metric: MetricName, epochs: int, reporter: _Reporter,
 ) -> FinetuneResult:
     """The body of :func:`finetune` (splits built, model on its device, autocast set)."""
     init_state = copy.deepcopy(model.state_dict())
     t0 = time.perf_counter()
-    if not tuned:
-        configure_surgery(model, block_map, (), config.bn)
-        pv, tv, ta = (_metric(*_predict(model, s, 0, protocol.eval_batch_size), m)
-                      for s, m in ((splits[1], metric), (splits[2], metric),
-                                   (splits[2], "accuracy")))
-        return FinetuneResult("ok", (), None, 0, pv, tv, ta, [], False, 0,
-                              time.perf_counter() - t0)
+    bs = protocol.eval_batch_size
 
     start = 0
-    if isinstance(model, Backbone) and [s for s, _ in model.stages()] == list(blocks):
+    if tuned and isinstance(model, Backbone) and [s for s, _ in model.stages()] == list(blocks):
         start = blocks.index(tuned[0])
     cached = False
     if start > 0 and config.cache and not config.augment:
         model.eval()
-        cached = _cache_prefix(splits, model, start, protocol.eval_batch_size,
-                               config.cache_limit_bytes)
+        cached = _cache_prefix(splits, model, start, bs, config.cache_limit_bytes)
     if not cached:
         start = 0
 
-    best: dict[str, object] = {"val": -math.inf}
-    snap_keys: list[str] = []
+    # the untuned network (always measured; a candidate with --select-with-start or tuned=none)
+    configure_surgery(model, block_map, (), config.bn)
+    start_val, _ = _evaluate_split(model, splits[1], start, bs, metric)
+    start_test, start_acc = _evaluate_split(model, splits[2], start, bs, metric)
+    starts = {"start_val_metric": start_val, "start_test_metric": start_test,
+              "start_test_accuracy": start_acc}
+    if not tuned:
+        return FinetuneResult("ok", (), None, 0, start_val, start_test, start_acc, [], cached, 0,
+                              time.perf_counter() - t0, **starts, epochs=0, lrs=protocol.lrs)
 
-    strength: float | None = None
-
-    def on_better(val_metric: float, lr: float, epoch: int) -> None:
-        if val_metric > best["val"]:  # type: ignore[operator]
-            sd = model.state_dict()
-            best.update(val=val_metric, lr=lr, epoch=epoch, l1=strength,
-                        state={k: sd[k].detach().clone() for k in snap_keys})
-
+    best = Best()
+    if protocol.select_with_start:
+        best.offer(start_val, None, 0, None)
     traces: list[LrTrace] = []
     n_trainable = 0
     strengths = config.l1_strengths if config.method == "l1" else (None,)
@@ -506,65 +471,43 @@ def _finetune(
         names = configure_surgery(model, block_map, tuned, config.bn)
         snap_keys = _changing_state_keys(model, names)
         n_trainable = sum(p.numel() for n, p in model.named_parameters() if n in set(names))
-        try:
-            traces.append(_train_one_lr(model, block_map, tuned, lr, config, protocol,
-                                        splits[0], splits[1], start, seed, metric, on_better,
-                                        strength))
-        except NonFiniteLossError as exc:
-            traces.append(LrTrace(lr=lr, error=str(exc), l1=strength))
+        local = Best()  # this run's best; it competes only if the run never diverges
+
+        def snapshot(keys: list[str] = snap_keys) -> dict[str, torch.Tensor]:
+            sd = model.state_dict()
+            return {k: sd[k].detach().clone() for k in keys}
+
+        def on_better(val: float, lr_: float, epoch: int, best_: Best = local,
+                      l1: float | None = strength) -> None:
+            best_.offer(val, lr_, epoch, snapshot, l1)
+
+        def on_epoch(lr_: float, epoch: int, loss: float, val: float) -> None:
+            reporter.epoch(lr_, epoch, epochs, loss, val)
+
+        trace = _train_one_lr(model, block_map, tuned, lr, config, protocol, splits[0],
+                              splits[1], start, seed, metric, on_better, epochs=epochs,
+                              on_epoch=on_epoch, l1=strength)
+        traces.append(trace)
+        if trace.error is not None:
+            reporter.skip(epochs - len(trace.val_metric))
+            continue
+        if local.found:
+            best.offer(local.val, local.lr, local.epoch, lambda s=local.state: s,  # type: ignore[misc]
+                       local.l1)
     model.load_state_dict(init_state)
     configure_surgery(model, block_map, tuned, config.bn)
     model.eval()
-    if "state" not in best:
+    common = {"traces": traces, "cached": cached, "n_trainable": n_trainable, **starts,
+              "epochs": epochs, "lrs": protocol.lrs}
+    if not best.found:
         errors = "; ".join(t.error or "" for t in traces)
-        return FinetuneResult("failed", tuned, None, 0, math.nan, math.nan, math.nan, traces,
-                              cached, n_trainable, time.perf_counter() - t0,
-                              error=f"every learning rate diverged: {errors}")
-    model.load_state_dict(best["state"], strict=False)  # type: ignore[arg-type]
-    pred, y, g = _predict(model, splits[2], start, protocol.eval_batch_size)
-    return FinetuneResult(
-        "ok", tuned, float(best["lr"]), int(best["epoch"]), float(best["val"]),  # type: ignore[arg-type]
-        _metric(pred, y, g, metric), _metric(pred, y, g, "accuracy"), traces, cached,
-        n_trainable, time.perf_counter() - t0, best_l1=best.get("l1"),  # type: ignore[arg-type]
-    )
-
-
-# ----------------------------------------------------------------------------- pretraining
-
-
-def pretrain(
-    model: nn.Module, dataset: Dataset, *, epochs: int, lr: float, batch_size: int, seed: int,
-    weight_decay: float = 5e-4,
-) -> list[float]:
-    """Train every parameter on the source (BN in train mode; SGD, momentum 0.9, cosine lr).
-
-    Returns:
-        Mean training loss per epoch.
-    """
-    split = _Split(dataset, "source train", 0)
-    model.train()
-    for p in model.parameters():
-        p.requires_grad_(True)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay,
-                          nesterov=True)
-    steps = epochs * math.ceil(split.n / batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    gen = torch.Generator().manual_seed(seed)
-    losses = []
-    for epoch in range(epochs):
-        total = 0.0
-        for x, y, _ in split.batches(list(torch.randperm(split.n, generator=gen)
-                                          .split(batch_size))):
-            x = _flip(x, gen)
-            loss = F.cross_entropy(model(x), y)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"non-finite pretraining loss at epoch {epoch + 1}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(y)
-        losses.append(total / split.n)
-    model.eval()
-    return losses
+        return FinetuneResult("failed", tuned, None, 0, math.nan, math.nan, math.nan,
+                              train_seconds=time.perf_counter() - t0,
+                              error=f"every learning rate diverged: {errors}", **common)
+    if best.state is None:  # the untuned network won
+        return FinetuneResult("ok", tuned, None, 0, best.val, start_test, start_acc,
+                              train_seconds=time.perf_counter() - t0, **common)
+    model.load_state_dict(best.state, strict=False)
+    test_metric, test_acc = _evaluate_split(model, splits[2], start, bs, metric)
+    return FinetuneResult("ok", tuned, best.lr, best.epoch, best.val, test_metric, test_acc,
+                          train_seconds=time.perf_counter() - t0, best_l1=best.l1, **common)

@@ -83,12 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for r in recs:
             p_ = r["protocol"]
-            seen = r["n_train"] * p_["epochs"] * len(p_["lrs"])
+            seen = r["n_train"] * r["epochs"] * len(p_["lrs"])
             runs.append({"corruption": r["variant"], "tuned": r["tuned"], "status": r["status"],
                          "train_seconds": r["train_seconds"],
                          "images_per_s": seen / r["train_seconds"], "cached_prefix": r["cached"],
                          "test_accuracy": r["test_accuracy"], "source": r["data_info"]["source"],
-                         "precision": r.get("precision", "fp32")})  # fmt: skip
+                         "precision": r["extra_id"].get("precision", "fp32")})  # fmt: skip
             print(json.dumps(runs[-1]), flush=True)
         return 0, seconds, runs
 

@@ -22,32 +22,18 @@ from tests.import_graph import (
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = [(name, path.read_text()) for name, path in package_modules(ROOT)]
-# Readers that still register themselves in the task registry at import time; the registry is to
-# become one explicit table (realdata/tasks.py) that imports the readers, not the other way round.
-READERS_REGISTERING = {"realdata.data.breeds", "realdata.data.cifar", "realdata.data.imagenet_c",
-                       "realdata.data.synthetic", "realdata.data.wilds", "realdata.data.fmow",
-                       "realdata.data.synthetic_vit"}
 
 
-def _params():
-    for name, source in MODULES:
-        marks = ()
-        if name in READERS_REGISTERING and check_module(name, source):
-            marks = pytest.mark.xfail(reason="reader imports the task registry (see comment above)",
-                                      strict=False)
-        yield pytest.param(name, source, id=name, marks=marks)
+@pytest.mark.parametrize(("name", "source"), [pytest.param(n, s, id=n) for n, s in MODULES])
+def test_module_obeys_layer_rules(name, source):
+    bad = check_module(name, source)
+    assert not bad, "layer rules broken:\n" + "\n".join(map(str, bad))
 
 
 def test_every_package_module_is_scanned():
     layers = {layer_of(name) for name, _ in MODULES}
     assert layers == {"twolayer", "sims.infra", "sims", "realdata", "paper_figures"}
     assert len(MODULES) > 40
-
-
-@pytest.mark.parametrize(("name", "source"), list(_params()))
-def test_module_obeys_layer_rules(name, source):
-    bad = check_module(name, source)
-    assert not bad, "layer rules broken:\n" + "\n".join(map(str, bad))
 
 
 def test_no_import_cycle_between_packages():

@@ -35,7 +35,6 @@ import numpy as np
 from realdata.data.base import LoadRequest, TargetSplits, missing_layout_error, per_class_split
 from realdata.data.image_files import ImageFiles, ResizeCenterCrop, list_images
 from realdata.data.layout import LAYOUTS, require_dir, require_file
-from realdata.tasks import Protocol, TaskSpec, register_task
 
 __all__ = [
     "BREEDS_DATASETS",
@@ -359,24 +358,3 @@ def load_living17(request: LoadRequest) -> TargetSplits:
 def load_entity30(request: LoadRequest) -> TargetSplits:
     """BREEDS Entity-30 target splits."""
     return load_breeds(request, "entity30")
-
-
-_IMAGENET_PROTOCOL = Protocol(epochs=10, train_n=1000, val_per_class=10, test_per_class=None,
-                              image_size=224)  # fmt: skip
-_IMAGENET_QUICK = Protocol(epochs=2, lrs=(1e-2, 1e-3), train_n=170, val_per_class=5,
-                           test_per_class=10, image_size=224)  # fmt: skip
-
-for _name, _load, _k in (("living17", load_living17, 17), ("entity30", load_entity30, 30)):
-    register_task(
-        TaskSpec(
-            name=_name,
-            shift_level="feature",
-            backbone="resnet50",
-            num_classes=_k,
-            load=_load,
-            protocol=_IMAGENET_PROTOCOL,
-            quick_protocol=_IMAGENET_QUICK,
-            layout=LAYOUTS[_name],
-            description=f"BREEDS {_name}: source -> target subpopulations; feature-level shift",
-        )
-    )

@@ -28,10 +28,9 @@ from realdata.data.base import (
     TensorImages,
     per_class_split,
 )
-from realdata.data.corruptions import ALL_CORRUPTIONS, require_corruption
+from realdata.data.corruptions import require_corruption
 from realdata.data.image_files import resize_batch
 from realdata.data.layout import LAYOUTS, require_dir, require_file
-from realdata.tasks import Protocol, TaskSpec, register_task
 
 __all__ = [
     "CIFAR10C_DIR",
@@ -147,38 +146,3 @@ def load_cifarflip(request: LoadRequest) -> TargetSplits:
     train, val, test = _split_tensors(images, flipped, request, None)
     info = {"source": "CIFAR-10 test_batch", "label_map": "y' = 9 - y"}
     return TargetSplits(train, val, test, num_classes=NUM_CLASSES, info=info)
-
-
-_CIFAR_PROTOCOL = Protocol(epochs=15, train_n=1000, val_per_class=10, test_per_class=90,
-                           severity=5, image_size=32)  # fmt: skip
-_CIFAR_QUICK = Protocol(epochs=3, lrs=(1e-2, 1e-3), train_n=100, val_per_class=10,
-                        test_per_class=20, severity=5, image_size=32)  # fmt: skip
-
-register_task(
-    TaskSpec(
-        name="cifar10c",
-        shift_level="input",
-        backbone="resnet26",
-        num_classes=NUM_CLASSES,
-        load=load_cifar10c,
-        variants=ALL_CORRUPTIONS,
-        protocol=_CIFAR_PROTOCOL,
-        quick_protocol=_CIFAR_QUICK,
-        quick_variants=("gaussian_noise", "defocus_blur", "contrast"),
-        layout=LAYOUTS["cifar10c"],
-        description="CIFAR-10 -> CIFAR-10-C (15 + 4 corruptions, severity 5); input-level shift",
-    )
-)
-register_task(
-    TaskSpec(
-        name="cifarflip",
-        shift_level="output",
-        backbone="resnet26",
-        num_classes=NUM_CLASSES,
-        load=load_cifarflip,
-        protocol=_CIFAR_PROTOCOL,
-        quick_protocol=_CIFAR_QUICK,
-        layout=LAYOUTS["cifarflip"],
-        description="CIFAR-10 -> CIFAR-10 with labels 9 - y; output-level shift",
-    )
-)

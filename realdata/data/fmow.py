@@ -26,7 +26,6 @@ from realdata.data.base import DatasetLayoutError, LoadRequest, TargetSplits, pe
 from realdata.data.image_files import ImageFiles, ResizeCenterCrop
 from realdata.data.layout import LAYOUTS, require_columns, require_dir
 from realdata.data.wilds import _check_images_exist, read_csv_columns
-from realdata.tasks import Protocol, TaskSpec, register_task
 
 __all__ = ["FMOW_CATEGORIES", "FMOW_DIR", "FMOW_REGIONS", "OOD_TEST_YEAR", "OOD_VAL_YEAR",
            "fmow_image_path", "load_fmow"]
@@ -117,13 +116,3 @@ def load_fmow(request: LoadRequest) -> TargetSplits:
                         pool.subset(ood_test), num_classes=k, num_groups=len(FMOW_REGIONS),
                         info=info)
 
-
-register_task(TaskSpec(
-    name="fmow", shift_level="natural", backbone="clip_vit_b16", num_classes=62, load=load_fmow,
-    protocol=Protocol(epochs=10, train_n=620, val_per_class=5, test_per_class=None,
-                      image_size=224),
-    quick_protocol=Protocol(epochs=2, lrs=(1e-4, 1e-5), train_n=124, val_per_class=2,
-                            test_per_class=5, image_size=224),
-    metric="worst_group", layout=LAYOUTS["fmow"],
-    description="FMoW: satellite images before 2013 -> OOD years (WILDS), worst-region accuracy",
-))

@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from realdata.data.base import LoadRequest, TargetSplits, missing_layout_error, per_class_split
-from realdata.data.corruptions import ALL_CORRUPTIONS, require_corruption
+from realdata.data.corruptions import require_corruption
 from realdata.data.image_files import ImageFiles, ResizeCenterCrop, list_images
 from realdata.data.layout import LAYOUTS, require_dir, require_nonempty_dir
-from realdata.tasks import Protocol, TaskSpec, register_task
 
 __all__ = ["IMAGENETC_DIR", "load_imagenetc"]
 
@@ -47,30 +46,3 @@ def load_imagenetc(request: LoadRequest) -> TargetSplits:
             "num_classes_found": k}  # fmt: skip
     return TargetSplits(pool.subset(sp.train), pool.subset(sp.val), pool.subset(sp.test),
                         num_classes=k, info=info)  # fmt: skip
-
-
-register_task(
-    TaskSpec(
-        name="imagenetc",
-        shift_level="input",
-        backbone="resnet50",
-        num_classes=1000,
-        load=load_imagenetc,
-        variants=ALL_CORRUPTIONS,
-        protocol=Protocol(
-            epochs=10, train_n=1000, val_per_class=10, test_per_class=10, severity=5, image_size=224
-        ),
-        quick_protocol=Protocol(
-            epochs=2,
-            lrs=(1e-2, 1e-3),
-            train_n=1000,
-            val_per_class=2,
-            test_per_class=2,
-            severity=5,
-            image_size=224,
-        ),
-        quick_variants=("gaussian_noise", "defocus_blur", "contrast"),
-        layout=LAYOUTS["imagenetc"],
-        description="ImageNet -> ImageNet-C (15 + 4 corruptions, severity 5); input-level shift",
-    )
-)

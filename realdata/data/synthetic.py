@@ -27,12 +27,8 @@ solutions (the CNN analogues of claims C1 and C3).
 
 from __future__ import annotations
 
-import io
 import math
-import time
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -246,87 +242,3 @@ def undo_label_permutation(model: torch.nn.Module) -> None:
     inverse = np.argsort(label_permutation())
     fc.weight.copy_(fc.weight[list(inverse)].clone())
     fc.bias.copy_(fc.bias[list(inverse)].clone())
-
-
-#: Source pretraining per preset: source training images, epochs, SGD lr, batch size.
-SOURCE_PRESETS: Mapping[str, Mapping[str, float]] = {
-    "quick": {"train_n": 3000, "epochs": 6, "lr": 0.05, "batch_size": 128},
-    "full": {"train_n": 8000, "epochs": 12, "lr": 0.05, "batch_size": 128},
-}
-SOURCE_SEED = 0
-
-
-def prepare_source(request: LoadRequest, folder: Path, *, backbone: str = "resnet26",
-                   backbone_kwargs: Mapping[str, Any] | None = None) -> Path:
-    """Pretrain the synthetic source model once and cache it in ``folder``.
-
-    The file name carries a hash of everything that defines it (preset, backbone, package
-    version), so a changed definition never reuses a stale checkpoint. ``request.extra["preset"]``
-    picks :data:`SOURCE_PRESETS` (default ``"quick"``). Next to the ``.pt`` file a ``.json`` holds
-    the source validation/test accuracy and the training losses. ``backbone``/``backbone_kwargs``
-    pick another source architecture (default: the task's small ResNet-26).
-    """
-    from realdata.models import build_backbone
-    from realdata.train import evaluate, pretrain
-    from sims.infra import stable_id, write_bytes_atomic, write_json_atomic
-
-    preset = str(request.extra.get("preset", "quick"))
-    if preset not in SOURCE_PRESETS:
-        raise ValueError(f"unknown source preset {preset!r}; known: {sorted(SOURCE_PRESETS)}")
-    cfg = dict(SOURCE_PRESETS[preset])
-    kwargs = dict(BACKBONE_KWARGS if backbone_kwargs is None else backbone_kwargs)
-    fields = {"task": "synthetic-source", "preset": preset, "source": cfg, "backbone": kwargs,
-              "seed": SOURCE_SEED, "image_size": request.image_size}
-    if backbone != "resnet26":
-        fields["backbone_name"] = backbone
-    ident = stable_id(fields)
-    folder = Path(folder)
-    path = folder / f"synthetic-source-{ident}.pt"
-    if path.is_file():
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
-    src = load_synthetic(LoadRequest(
-        data_root=request.data_root, variant="source", seed=SOURCE_SEED,
-        train_n=int(cfg["train_n"]), image_size=request.image_size, test_per_class=100))
-    with torch.random.fork_rng():
-        torch.manual_seed(SOURCE_SEED)
-        model = build_backbone(backbone, NUM_CLASSES, **kwargs)
-
-    t0 = time.perf_counter()
-    losses = pretrain(model, src.train, epochs=int(cfg["epochs"]), lr=float(cfg["lr"]),
-                      batch_size=int(cfg["batch_size"]), seed=SOURCE_SEED)
-    seconds = time.perf_counter() - t0
-    info = {"preset": preset, **cfg, "losses": losses, "seconds": seconds,
-            "val_accuracy": evaluate(model, src.val)[1],
-            "test_accuracy": evaluate(model, src.test)[1]}
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    write_json_atomic(path.with_suffix(".json"), info)
-    write_bytes_atomic(path, buf.getvalue())  # last: its presence marks the model complete
-    return path
-
-
-def _register() -> None:
-    from realdata.tasks import Protocol, TaskSpec, register_task
-
-    register_task(TaskSpec(
-        name="synthetic",
-        shift_level="input",
-        backbone="resnet26",
-        num_classes=NUM_CLASSES,
-        load=load_synthetic,
-        variants=VARIANTS,
-        protocol=Protocol(epochs=15, train_n=500, val_per_class=10, test_per_class=100),
-        quick_protocol=Protocol(epochs=5, lrs=(1e-1, 1e-2, 1e-3), train_n=100,
-                                val_per_class=10, test_per_class=50),
-        quick_variants=("input-noise", "input-channels", "feature", "output"),
-        layout="(none: images are generated; no --data-root needed)",
-        backbone_kwargs=BACKBONE_KWARGS,
-        needs_data=False,
-        description="built-in procedural images: input / feature / output shifts, offline",
-        variant_levels=LEVELS,  # type: ignore[arg-type]
-        prepare_source=prepare_source,
-    ))
-
-
-_register()

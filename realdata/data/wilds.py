@@ -24,7 +24,6 @@ import numpy as np
 from realdata.data.base import DatasetLayoutError, LoadRequest, TargetSplits, per_class_split
 from realdata.data.image_files import ImageFiles, ResizeCenterCrop
 from realdata.data.layout import LAYOUTS, require_columns, require_dir, require_file
-from realdata.tasks import Protocol, TaskSpec, register_task
 
 __all__ = [
     "CAMELYON_DIR",
@@ -179,28 +178,3 @@ def load_camelyon17(request: LoadRequest) -> TargetSplits:
     info = {"source": f"WILDS Camelyon17; target = hospital {CAMELYON_TARGET_CENTER}"}
     return TargetSplits(pool.subset(sp.train), pool.subset(sp.val), pool.subset(sp.test),
                         num_classes=2, info=info)  # fmt: skip
-
-
-_SPURIOUS = Protocol(epochs=10, train_n=400, val_per_class=10, test_per_class=None, image_size=224)
-_SPURIOUS_QUICK = Protocol(epochs=2, lrs=(1e-2, 1e-3), train_n=40, val_per_class=5,
-                           test_per_class=20, image_size=224)  # fmt: skip
-
-for _name, _load, _what in (
-    ("waterbirds", load_waterbirds, "Waterbirds: spurious training distribution"),
-    ("celeba", load_celeba, "CelebA (Blond_Hair, groups by Male): spurious training distribution"),
-):
-    register_task(TaskSpec(
-        name=_name, shift_level="output", backbone="resnet50", num_classes=2, load=_load,
-        protocol=_SPURIOUS, quick_protocol=_SPURIOUS_QUICK, metric="worst_group",
-        layout=LAYOUTS[_name], description=f"{_what} -> group-balanced target",
-    ))  # fmt: skip
-register_task(TaskSpec(
-    name="camelyon17", shift_level="natural", backbone="resnet50", num_classes=2,
-    load=load_camelyon17,
-    protocol=Protocol(epochs=10, train_n=1000, val_per_class=10, test_per_class=500,
-                      image_size=96),
-    quick_protocol=Protocol(epochs=2, lrs=(1e-2, 1e-3), train_n=100, val_per_class=10,
-                            test_per_class=50, image_size=96),
-    layout=LAYOUTS["camelyon17"],
-    description="Camelyon17: training hospitals -> held-out hospital (center 2)",
-))  # fmt: skip

@@ -91,6 +91,20 @@ def test_l1_grid_selection_and_strength_pulls_to_source(toy_splits):
     assert res.val_metric == best[0] and res.best_l1 in (1e-4, 1e-2)
 
 
+def test_l1_diverging_strength_is_excluded_not_its_lr(toy_splits):
+    """A strength whose loss overflows is recorded as diverged (its pair excluded); the other
+    strength at the same lr stays a candidate and is selected."""
+    model = tiny("resnet26")
+    res = finetune(model, model.block_map(), *toy_splits,
+                   protocol=Protocol(epochs=2, lrs=(1e-2,), batch_size=16),
+                   config=FinetuneConfig(method="l1", l1_strengths=(1e-4, 1e38)), seed=0)
+    by = {t.l1: t for t in res.traces}
+    assert by[1e38].error is not None and "non-finite" in by[1e38].error
+    assert by[1e-4].error is None and len(by[1e-4].val_metric) == 2
+    assert res.status == "ok" and res.best_l1 == 1e-4
+    assert res.val_metric == max(by[1e-4].val_metric)
+
+
 @pytest.mark.parametrize("bad", [(0.0,), (-1e-3,), (float("nan"),)])
 def test_nonpositive_l1_strength_refused(bad):
     with pytest.raises(ValueError, match="positive finite"):
@@ -116,8 +130,15 @@ def test_baselines_through_cli_ranks_and_rgn_figure(tmp_path, capsys):
                                                    "rgn"]
     assert all(r["status"] == "ok" for r in recs)
     l1 = [r for r in recs if r["method"] == "l1"]
-    assert all(r["l1"]["strengths"] == [1e-4, 1e-2] and r["best_l1"] in (1e-4, 1e-2) for r in l1)
-    assert all(r["gradual_every"] == "epochs // blocks" for r in recs if "gradual" in r["method"])
+    assert all(r["extra_id"]["l1"]["strengths"] == [1e-4, 1e-2] and r["best_l1"] in (1e-4, 1e-2)
+               for r in l1)
+    # every (lr, strength) pair is a selection candidate with its own validation curve
+    assert all(len(r["val_curves"]) == 2 * len(r["protocol"]["lrs"]) for r in l1)
+    assert all(r["extra_id"]["gradual_every"] == "epochs // blocks" for r in recs
+               if "gradual" in r["method"])
+    assert all(r["best_l1"] is None for r in recs if r["method"] != "l1")
+    # a method's own parameters are not part of the benchmark setting: one setting per folder
+    assert len({r["settings"] for r in recs}) == 1 and len({r["id"] for r in recs}) == len(recs)
     rgn = [r for r in recs if r["method"] == "rgn"]
     for r in rgn:  # the largest multiplier is exactly 1, so some block mean is > 0 and <= 1
         w = r["rgn_block_weights"]

@@ -53,7 +53,8 @@ def test_grid_runs_and_summarizes(tmp_path, capsys):
         assert key in r
     assert {x["level"] for x in recs} == {"input", "output"}
     csv = (tmp_path / "summary.csv").read_text().splitlines()
-    assert csv[0] == "task,shift,level,tuned,n_seeds,mean_acc,se,rel_vs_all,rel_se,failed"
+    assert csv[0] == ("task,shift,level,tuned,n_seeds,mean_acc,se,rel_vs_all,rel_se,failed,"
+                      "lr_edge_frac,epoch_last_frac")
     assert any(",cross-val," in line for line in csv) and any(",auto-rgn," in line for line in csv)
     assert json.loads((tmp_path / "config.json").read_text())["config"]["tasks"] == ["tinytask"]
     assert "best" in capsys.readouterr().out
@@ -113,7 +114,7 @@ def test_task_without_checkpoint_or_data_says_what_is_needed(tmp_path, capsys):
                            num_classes=4, load=_load_tiny, needs_data=False,
                            backbone_kwargs={"depth": 8}))
     assert bench.main(["--task", "needsckpt", "--out", str(tmp_path)]) == 2
-    assert "need --checkpoint" in capsys.readouterr().err
+    assert "needs --checkpoint" in capsys.readouterr().err
     wrong = tmp_path / "wrn.pt"
     torch.save(tiny("wrn28_10").state_dict(), wrong)
     out = tmp_path / "o"
@@ -138,8 +139,11 @@ def test_summary_relative_accuracy_and_cross_val():
     assert rows["block1"]["rel_vs_all"] == pytest.approx(((0.8 - 0.5) + (0.6 - 0.7)) / 2)
     assert rows["block1"]["rel_se"] == pytest.approx(0.2)  # sd 0.2828 / sqrt(2)
     assert rows["cross-val"]["mean_acc"] == pytest.approx((0.7 + 0.6) / 2)  # best val per seed
-    v = verdicts(list(rows.values()), {("t", "v"): ["block1", "block2", "head"]})
-    assert v[0]["best_block"] == "block1" and v[0]["holds"] is True  # tie 0.7: first in order
+    v = verdicts(recs)
+    assert v[0]["best_block"] == "block1"  # tie 0.7: first in order
+    # block1 - block2 = +0.1, -0.1 (s.e. 0.1); block1 - all = +0.3, -0.1: not separated
+    assert v[0]["verdict"] == "inconclusive" and v[0]["holds"] is None
+    assert v[0]["comparisons"]["head"]["diff"] == pytest.approx(0.6)
 
 
 # ----------------------------------------------------------------------------- head size, flags
@@ -198,7 +202,8 @@ def test_protocol_and_loader_flags_reach_the_reader_and_the_runs(tmp_path, monke
     cfg = bench._config_from_args(bench._parser().parse_args([*argv, *extra]))
     assert (cfg.loader_workers, cfg.bf16, cfg.channels_last, cfg.pin_memory) == (1, False, False,
                                                                                  False)
-    unit = bench.build_units(cfg, {"sized4": "x.pt"})[0]
+    plan = bench.plan_task(cfg, "sized4", tmp_path / "out")
+    unit = bench.build_units(cfg, [plan])[0]
     fc = unit.finetune_config()
     assert (fc.workers, fc.bf16, fc.channels_last, fc.pin_memory) == (1, False, False, False)
     assert bench.main([*argv, *extra]) == 0
@@ -207,18 +212,19 @@ def test_protocol_and_loader_flags_reach_the_reader_and_the_runs(tmp_path, monke
     assert (p["train_n"], p["val_per_class"], p["test_per_class"], p["image_size"],
             p["severity"]) == (8, 3, 5, 12, 2)
     assert rec["n_train"] == 8 and rec["data_info"]["severity"] == 2
-    assert "precision" not in rec  # no bf16 on CPU, so the id is the fp32 one
+    assert "precision" not in rec["extra_id"]  # no bf16 on CPU, so the id is the fp32 one
 
 
-def test_default_flags_allow_gpu_accelerations_and_bf16_changes_the_id(monkeypatch):
+def test_default_flags_allow_gpu_accelerations_and_bf16_changes_the_id(tmp_path, monkeypatch):
     cfg = bench._config_from_args(bench._parser().parse_args(["--task", "tinytask", "--out", "o"]))
     assert (cfg.loader_workers, cfg.bf16, cfg.channels_last, cfg.pin_memory) == (0, True, True, True)
-    unit = bench.build_units(cfg, {"tinytask": "x.pt"})[0]
-    cuda = dataclasses.replace(unit, device="cuda")
+    unit = bench.build_units(cfg, [bench.plan_task(cfg, "tinytask", tmp_path)])[0]
+    cuda = dataclasses.replace(unit, finetune=dataclasses.replace(unit.finetune, device="cuda"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert cuda.id_fields()["precision"] == "bf16-autocast" and cuda.id != unit.id
-    assert dataclasses.replace(cuda, bf16=False).id == unit.id
+    assert cuda.id_fields()["extra_id"]["precision"] == "bf16-autocast" and cuda.id != unit.id
+    no_bf16 = dataclasses.replace(cuda, finetune=dataclasses.replace(cuda.finetune, bf16=False))
+    assert no_bf16.id == unit.id
 
 
 @pytest.mark.parametrize(("argv", "msg"), [

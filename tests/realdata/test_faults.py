@@ -19,7 +19,7 @@ import torch
 
 import realdata.benchmark as bench
 import sims.infra.executors as executors
-from realdata.data import synthetic
+from realdata import pretrain
 from realdata.data.base import LoadRequest
 from realdata.make_corrupted import make_corrupted
 from tests.infra.test_folder import unwritable_dir
@@ -55,13 +55,13 @@ def test_results_respect_the_umask(finished: Path) -> None:
 def test_generated_cifar10c_and_synthetic_source_respect_the_umask(tmp_path: Path,
                                                                    monkeypatch) -> None:
     root = make_cifar10(tmp_path, per_class=1)
-    monkeypatch.setitem(synthetic.SOURCE_PRESETS, "quick",
+    monkeypatch.setitem(pretrain.SOURCE_PRESETS, "quick",
                         {"train_n": 40, "epochs": 1, "lr": 0.05, "batch_size": 20})
     old = os.umask(0o022)
     try:
         make_corrupted(root, corruptions=["contrast"], chunk=5, progress=False)
-        model = synthetic.prepare_source(LoadRequest(data_root=tmp_path, image_size=32),
-                                         tmp_path / "src")
+        model = pretrain.prepare_synthetic_source(LoadRequest(data_root=tmp_path, image_size=32),
+                                                  tmp_path / "src")
     finally:
         os.umask(old)
     modes = _modes(root / "CIFAR-10-C")

@@ -208,6 +208,26 @@ def test_objective_through_cli(objective, tmp_path, capsys):
     assert ",block1," in csv and ",cross-val," in csv
 
 
+def test_other_objective_is_another_setting(tmp_path, capsys):
+    """A folder of tent runs refuses memo runs (the objective is part of the settings); forced,
+    the summary holds the memo runs only and the run ids differ."""
+    out = tmp_path / "out"
+    base = ["--task", "tinyonline", "--seeds", "0", "--no-progress", "--tuned", "block1",
+            "--online-lrs", "1e-3", "--memo-augs", "2", "--online-batch-size", "8", "--out",
+            str(out)]
+    assert bench.main([*base, "--objective", "tent"]) == 0
+    capsys.readouterr()
+    assert bench.main([*base, "--objective", "memo"]) == 2
+    err = capsys.readouterr().err
+    assert "--objective" in err and "--force-new-settings" in err and err.count("\n") == 1
+    assert bench.main([*base, "--objective", "memo", "--force-new-settings"]) == 0
+    recs = [json.loads(x) for x in (out / "runs.jsonl").read_text().splitlines()]
+    assert [r["objective"] for r in recs] == ["tent", "memo"]
+    assert len({r["id"] for r in recs}) == 2 and len({r["settings"] for r in recs}) == 2
+    rows = bench.summarize(recs, {"tinyonline": recs[1]["settings"]})
+    assert [r["mean_acc"] for r in rows if r["tuned"] == "block1"] == [recs[1]["test_metric"]]
+
+
 def test_objective_without_test_stream_is_one_line_error(tmp_path, capsys):
     rc = bench.main(["--task", "tinyonline", "--variants", "empty", "--objective", "memo",
                      "--out", str(tmp_path), "--no-progress"])

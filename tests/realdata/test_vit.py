@@ -175,3 +175,25 @@ def test_synthetic_vit_task_end_to_end(tmp_path, capsys):
     by = {r["tuned"]: r for r in recs}
     assert by["block3-block5"]["cached"]  # the frozen prefix (embed, block0-2) computed once
     assert by["embed"]["n_trainable"] < by["all"]["n_trainable"]
+
+
+def test_synthetic_vit_source_is_pretrained_through_realdata_pretrain(tmp_path, monkeypatch):
+    """The task's built-in source model: a tiny ViT from realdata.pretrain's synthetic source
+    preparation, cached under a name of its own (not the ResNet's) that loads into the task."""
+    import json
+
+    from realdata import pretrain
+    from realdata.data.base import LoadRequest
+    from realdata.data.synthetic_vit import TINY_VIT
+    from realdata.tasks import get_task
+
+    monkeypatch.setitem(pretrain.SOURCE_PRESETS, "quick",
+                        {"train_n": 20, "epochs": 1, "lr": 0.05, "batch_size": 10})
+    spec = get_task("synthetic-vit")
+    req = LoadRequest(data_root=tmp_path, image_size=32)
+    path = spec.prepare_source(req, tmp_path / "src")
+    resnet = pretrain.prepare_synthetic_source(req, tmp_path / "src")
+    assert path != resnet and path.is_file()
+    assert json.loads(path.with_suffix(".json").read_text())["backbone_name"] == "vit_b16"
+    load_checkpoint(build_backbone("vit_b16", spec.num_classes, **TINY_VIT), path)
+    assert spec.prepare_source(req, tmp_path / "src") == path  # cached

@@ -1,0 +1,3 @@
+"""A task module that registers nothing (bad input for ``--task-module``)."""
+
+VALUE = 1
