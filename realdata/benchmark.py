@@ -99,6 +99,7 @@ class RunUnit:
     gradual_every: int | None = None
     objective: str = "supervised"
     online: tuple[tuple[str, Any], ...] = ()
+    grid_batch: bool = True
 
     def online_config(self) -> OnlineConfig:
         """The :class:`OnlineConfig` of an unsupervised run (``objective`` memo|tent)."""
@@ -111,7 +112,8 @@ class RunUnit:
                               l1_strengths=self.l1_strengths, gradual_every=self.gradual_every,
                               bn=self.bn, cache=self.cache,  # type: ignore[arg-type]
                               workers=self.loader_workers, device=self.device, bf16=self.bf16,
-                              channels_last=self.channels_last, pin_memory=self.pin_memory)
+                              channels_last=self.channels_last, pin_memory=self.pin_memory,
+                              grid_batch=self.grid_batch)
 
     def id_fields(self) -> dict[str, Any]:
         """The fields that define the run's result (and its id)."""
@@ -166,6 +168,8 @@ class BenchmarkConfig:
         bf16, channels_last, pin_memory: allow these accelerations on a CUDA device.
         backbone_kwargs: backbone constructor arguments overriding the task's (e.g. a tiny
             ``{"depth": 8}`` ResNet-26 for smoke tests); the checkpoint must fit the result.
+        grid_batch: train each run's lr grid as one batched model (``--no-grid-batch``: the
+            per-lr loop; see :mod:`realdata.grid_batch`).
     """
 
     tasks: tuple[str, ...]
@@ -193,6 +197,7 @@ class BenchmarkConfig:
     gradual_every: int | None = None
     objective: str = "supervised"
     online: Mapping[str, Any] = field(default_factory=dict)
+    grid_batch: bool = True
 
     def __post_init__(self) -> None:
         if self.objective not in ("supervised", *OBJECTIVES):
@@ -267,7 +272,8 @@ def build_units(cfg: BenchmarkConfig, checkpoints: Mapping[str, str]) -> list[Ru
                         channels_last=cfg.channels_last, pin_memory=cfg.pin_memory,
                         backbone_kwargs=tuple(sorted(cfg.backbone_kwargs.items())),
                         l1_strengths=cfg.l1_strengths, gradual_every=cfg.gradual_every,
-                        objective=cfg.objective, online=online))
+                        objective=cfg.objective, online=online,
+                        grid_batch=cfg.grid_batch))
     return units
 
 
@@ -340,7 +346,7 @@ def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
         "error": res.error, "tuned_blocks": list(res.tuned_blocks), "best_lr": res.best_lr,
         "best_epoch": res.best_epoch, "val_metric": res.val_metric,
         "test_metric": res.test_metric, "test_accuracy": res.test_accuracy,
-        "cached": res.cached, "n_trainable": res.n_trainable,
+        "cached": res.cached, "n_trainable": res.n_trainable, "grid": res.grid,
         "train_seconds": res.train_seconds, "wall_s": time.perf_counter() - t0,
         "lr_errors": {f"{t.lr:g}": t.error for t in res.traces if t.error},
         "val_curves": {f"{t.lr:g}": t.val_metric for t in res.traces},
@@ -588,6 +594,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="no channels_last memory format (default: on for CUDA)")
     p.add_argument("--no-pin-memory", action="store_true",
                    help="no pinned host memory for batches (default: on for CUDA)")
+    p.add_argument("--no-grid-batch", action="store_true",
+                   help="train the lr grid one lr at a time (the reference loop) instead of as "
+                        "one batched model")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -644,7 +653,8 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
         channels_last=not a.no_channels_last, pin_memory=not a.no_pin_memory,
         backbone_kwargs=backbone_kwargs,
         l1_strengths=tuple(a.l1_strengths) if a.l1_strengths else DEFAULT_L1_STRENGTHS,
-        gradual_every=a.gradual_every, objective=a.objective, online=online)
+        gradual_every=a.gradual_every, objective=a.objective, online=online,
+        grid_batch=not a.no_grid_batch)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

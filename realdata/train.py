@@ -57,12 +57,16 @@ __all__ = [
     "Accelerations",
     "FinetuneConfig",
     "FinetuneResult",
+    "GridRun",
     "LrTrace",
     "NonFiniteLossError",
     "accelerations",
     "evaluate",
     "finetune",
+    "lr_loop",
     "pretrain",
+    "row_best",
+    "select_best",
 ]
 
 Method = Literal["fixed", "rgn", "snr", "l1", "gradual-down", "gradual-up"]
@@ -96,6 +100,10 @@ class FinetuneConfig:
         bf16: allow bf16 autocast (used on CUDA devices that support bf16).
         channels_last: allow the channels_last memory format (used on CUDA).
         pin_memory: allow pinned host memory for batches copied to the device (used on CUDA).
+        grid_batch: train the learning-rate grid as one batched model
+            (:mod:`realdata.grid_batch`; method ``"fixed"`` only) instead of one lr at a time.
+        grid_group: at most this many learning rates per batched group (0: the whole grid);
+            groups are halved further when the device runs out of memory.
     """
 
     tuned: str = "all"
@@ -113,8 +121,12 @@ class FinetuneConfig:
     bf16: bool = True
     channels_last: bool = True
     pin_memory: bool = True
+    grid_batch: bool = True
+    grid_group: int = 0
 
     def __post_init__(self) -> None:
+        if self.grid_group < 0:
+            raise ValueError(f"grid_group must be >= 0 (0: whole grid); got {self.grid_group}")
         if self.workers < 0:
             raise ValueError(f"workers (DataLoader workers) must be >= 0; got {self.workers}")
         if self.method not in ("fixed", "rgn", "snr", "l1", *GRADUAL):
@@ -195,6 +207,7 @@ class FinetuneResult:
     train_seconds: float
     error: str | None = None
     best_l1: float | None = None
+    grid: dict[str, object] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- data access
@@ -365,11 +378,14 @@ def _auto_statistics(
 
 
 def _train_one_lr(
-    model: nn.Module, block_map: BlockMap, tuned: Sequence[str], lr: float, cfg: FinetuneConfig,
-    protocol: Protocol, train: _Split, val: _Split, start: int, seed: int, metric: MetricName,
-    on_better: Callable[[float, float, int], None], l1: float | None = None,
-) -> LrTrace:
-    trace = LrTrace(lr=lr, l1=l1)
+    model: nn.Module, block_map: BlockMap, tuned: Sequence[str], trace: LrTrace,
+    cfg: FinetuneConfig, protocol: Protocol, train: _Split, val: _Split, start: int, seed: int,
+    metric: MetricName, on_epoch: Callable[[LrTrace], None],
+) -> None:
+    """Train ``trace.lr`` (L1 strength ``trace.l1``) from the model's current state, appending to
+    ``trace`` each epoch and calling ``on_epoch(trace)`` after it (raises
+    :class:`NonFiniteLossError` on divergence)."""
+    lr, l1 = trace.lr, trace.l1
     names = configure_surgery(model, block_map, tuned, cfg.bn)
     params = dict(model.named_parameters())
     owned = {b: [n for n in ns if n in set(names)]
@@ -414,8 +430,88 @@ def _train_one_lr(
         trace.train_loss.append(total / count)
         pred, y, g = _predict(model, val, start, protocol.eval_batch_size)
         trace.val_metric.append(_metric(pred, y, g, metric))
-        on_better(trace.val_metric[-1], lr, epoch)
-    return trace
+        on_epoch(trace)
+
+
+# ----------------------------------------------------------------------------- model selection
+
+
+def row_best(scores: Sequence[float]) -> int | None:
+    """1-based epoch of one lr's best validation score (the first maximum); ``None`` if empty."""
+    if not scores:
+        return None
+    top = max(scores)
+    return next(e for e, v in enumerate(scores, start=1) if v == top)
+
+
+def select_best(traces: Sequence[LrTrace]) -> tuple[int, int] | None:
+    """The selected ``(index into traces, 1-based epoch)``, or ``None`` if no epoch was scored.
+
+    The best validation score over every recorded (lr, epoch) (an lr that diverged keeps the
+    epochs it finished); ties go to the earlier lr of the grid, then the earlier epoch. The choice
+    is always some lr's own :func:`row_best` epoch, so a trainer keeps one snapshot per lr, taken
+    whenever ``row_best`` moves to the newest epoch. Both the per-lr loop and the batched grid
+    (:mod:`realdata.grid_batch`) select with this function.
+    """
+    best: tuple[float, int, int] | None = None
+    for i, t in enumerate(traces):
+        e = row_best(t.val_metric)
+        if e is not None and (best is None or t.val_metric[e - 1] > best[0]):
+            best = (t.val_metric[e - 1], i, e)
+    return None if best is None else (best[1], best[2])
+
+
+@dataclass
+class GridRun:
+    """What training the lr grid gives :func:`finetune` (by the loop or the batched grid).
+
+    Attributes:
+        traces: one per lr of the protocol, in grid order.
+        states: per lr, the changing state (tuned parameters, BN statistics of tuned BN layers
+            in train mode) at its :func:`row_best` epoch; ``None`` if it scored no epoch.
+        n_trainable: trainable parameters of one model.
+        info: how the grid was trained (``batched``, group sizes, fallbacks), recorded in the run.
+    """
+
+    traces: list[LrTrace]
+    states: list[dict[str, torch.Tensor] | None]
+    n_trainable: int
+    info: dict[str, object]
+
+
+def lr_loop(
+    model: nn.Module, block_map: BlockMap, tuned: Sequence[str], lrs: Sequence[float],
+    splits: Sequence[_Split], protocol: Protocol, config: FinetuneConfig, start: int, seed: int,
+    metric: MetricName, init_state: dict[str, torch.Tensor],
+) -> GridRun:
+    """The reference path: each lr in turn from ``init_state`` (the model ends there too)."""
+    traces: list[LrTrace] = []
+    states: list[dict[str, torch.Tensor] | None] = []
+    n_trainable = 0
+    strengths = config.l1_strengths if config.method == "l1" else (None,)
+    for lr, strength in ((a, b) for a in lrs for b in strengths):
+        model.load_state_dict(init_state)
+        names = configure_surgery(model, block_map, tuned, config.bn)
+        keys = _changing_state_keys(model, names)
+        n_trainable = sum(p.numel() for n, p in model.named_parameters() if n in set(names))
+        snap: dict[str, dict[str, torch.Tensor]] = {}
+
+        def on_epoch(trace: LrTrace, keys: list[str] = keys,
+                     snap: dict[str, dict[str, torch.Tensor]] = snap) -> None:
+            if row_best(trace.val_metric) == len(trace.val_metric):
+                sd = model.state_dict()
+                snap["state"] = {k: sd[k].detach().clone() for k in keys}
+
+        trace = LrTrace(lr=lr, l1=strength)
+        try:
+            _train_one_lr(model, block_map, tuned, trace, config, protocol, splits[0],
+                          splits[1], start, seed, metric, on_epoch)
+        except NonFiniteLossError as exc:
+            trace.error = str(exc)
+        traces.append(trace)
+        states.append(snap.get("state"))
+    model.load_state_dict(init_state)
+    return GridRun(traces, states, n_trainable, {"batched": False})
 
 
 def finetune(
@@ -487,45 +583,28 @@ def _finetune(
     if not cached:
         start = 0
 
-    best: dict[str, object] = {"val": -math.inf}
-    snap_keys: list[str] = []
-
-    strength: float | None = None
-
-    def on_better(val_metric: float, lr: float, epoch: int) -> None:
-        if val_metric > best["val"]:  # type: ignore[operator]
-            sd = model.state_dict()
-            best.update(val=val_metric, lr=lr, epoch=epoch, l1=strength,
-                        state={k: sd[k].detach().clone() for k in snap_keys})
-
-    traces: list[LrTrace] = []
-    n_trainable = 0
-    strengths = config.l1_strengths if config.method == "l1" else (None,)
-    for lr, strength in ((a, b) for a in protocol.lrs for b in strengths):
-        model.load_state_dict(init_state)
-        names = configure_surgery(model, block_map, tuned, config.bn)
-        snap_keys = _changing_state_keys(model, names)
-        n_trainable = sum(p.numel() for n, p in model.named_parameters() if n in set(names))
-        try:
-            traces.append(_train_one_lr(model, block_map, tuned, lr, config, protocol,
-                                        splits[0], splits[1], start, seed, metric, on_better,
-                                        strength))
-        except NonFiniteLossError as exc:
-            traces.append(LrTrace(lr=lr, error=str(exc), l1=strength))
-    model.load_state_dict(init_state)
+    if config.grid_batch:
+        from realdata.grid_batch import train_grid as run_grid
+    else:
+        run_grid = lr_loop
+    run = run_grid(model, block_map, tuned, protocol.lrs, splits, protocol, config, start, seed,
+                   metric, init_state)
+    traces = run.traces
     configure_surgery(model, block_map, tuned, config.bn)
     model.eval()
-    if "state" not in best:
+    chosen = select_best(traces)
+    if chosen is None:
         errors = "; ".join(t.error or "" for t in traces)
         return FinetuneResult("failed", tuned, None, 0, math.nan, math.nan, math.nan, traces,
-                              cached, n_trainable, time.perf_counter() - t0,
-                              error=f"every learning rate diverged: {errors}")
-    model.load_state_dict(best["state"], strict=False)  # type: ignore[arg-type]
+                              cached, run.n_trainable, time.perf_counter() - t0,
+                              error=f"every learning rate diverged: {errors}", grid=run.info)
+    i, epoch = chosen
+    model.load_state_dict(run.states[i], strict=False)  # type: ignore[arg-type]
     pred, y, g = _predict(model, splits[2], start, protocol.eval_batch_size)
     return FinetuneResult(
-        "ok", tuned, float(best["lr"]), int(best["epoch"]), float(best["val"]),  # type: ignore[arg-type]
+        "ok", tuned, traces[i].lr, epoch, traces[i].val_metric[epoch - 1],
         _metric(pred, y, g, metric), _metric(pred, y, g, "accuracy"), traces, cached,
-        n_trainable, time.perf_counter() - t0, best_l1=best.get("l1"),  # type: ignore[arg-type]
+        run.n_trainable, time.perf_counter() - t0, best_l1=traces[i].l1, grid=run.info,
     )
 
 
