@@ -25,14 +25,17 @@ per-lr loop, also recorded.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.overrides import TorchFunctionMode
 
 from realdata.models.base import Backbone
 from realdata.models.blocks import BlockMap
@@ -95,6 +98,44 @@ class StackedAdam:
         self.lrs = [self.lrs[i] for i in idx.tolist()]
         self.exp_avg = [m[idx.to(m.device)] for m in self.exp_avg]
         self.exp_avg_sq = [v[idx.to(v.device)] for v in self.exp_avg_sq]
+
+
+class _AutocastUnderVmap(TorchFunctionMode):
+    """Autocast's casts for the ops of the built-in backbones, applied by hand under ``vmap``.
+
+    ``vmap``'s batching rules run before autocast and call ops autocast does not list (a
+    convolution of stacked weights becomes ``aten::convolution``), so inside the batched model
+    nothing would be cast. This mode does what autocast does for the eager ops: convolutions and
+    ``linear`` in the autocast dtype, ``cross_entropy`` in fp32, and ``batch_norm`` (which the
+    eager kernels run on a low-precision input with fp32 parameters, computing in fp32) on the
+    input upcast to fp32, its output cast back.
+    """
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.dtype = dtype
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+                           ) -> Any:
+        kwargs = kwargs or {}
+        if func in _LOW:
+            args = tuple(a.to(self.dtype) if isinstance(a, torch.Tensor)
+                         and a.is_floating_point() else a for a in args)
+        elif func is F.cross_entropy:
+            args = (args[0].float(), *args[1:])
+        elif func is F.batch_norm and args[0].dtype != torch.float32:
+            return func(args[0].float(), *args[1:], **kwargs).to(args[0].dtype)
+        return func(*args, **kwargs)
+
+
+_LOW = (F.conv1d, F.conv2d, F.conv3d, F.linear)
+
+
+def _autocast_under_vmap(device: torch.device) -> contextlib.AbstractContextManager:
+    """:class:`_AutocastUnderVmap` while autocast is on for ``device`` (else a no-op)."""
+    if not torch.is_autocast_enabled(device.type):
+        return contextlib.nullcontext()
+    return _AutocastUnderVmap(torch.get_autocast_dtype(device.type))
 
 
 def unsupported_reason(config: FinetuneConfig, lrs: Sequence[float]) -> str | None:
@@ -221,7 +262,8 @@ def _train_group(
                 x = _flip(x, gen)
             if not alive:
                 continue  # keep drawing flips as the loop would; nothing left to train
-            losses = losses_of(params, bufs, prefix(x), y)
+            with _autocast_under_vmap(train.device):
+                losses = losses_of(params, bufs, prefix(x), y)
             values = losses.detach().float().tolist()
             finite = [math.isfinite(v) for v in values]
             plist = list(params.values())
@@ -272,7 +314,8 @@ def _predict_members(
     model.eval()
     preds, ys, gs = [], [], []
     for x, y, g in split.in_order(bs):
-        preds.append(logits_of(params, bufs, prefix(x)).argmax(-1))
+        with _autocast_under_vmap(split.device):
+            preds.append(logits_of(params, bufs, prefix(x)).argmax(-1))
         ys.append(y)
         gs.append(g)
     for m, was in modes.items():

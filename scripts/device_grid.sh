@@ -16,7 +16,7 @@ PY="${PY:-.venv/bin/python}"
 test -x "$PY" || PY=python
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/gpu.txt" 2>&1 || true
 if [ "${QUICK:-0}" = 1 ]; then
-  timeout 200 "$PY" -m realdata.bench grid --device "$DEVICE" --quick --out "$OUT/grid.json" \
+  timeout 550 "$PY" -m realdata.bench grid --device "$DEVICE" --quick --out "$OUT/grid.json" \
     > "$OUT/grid.txt" 2>&1
 else
   # warm-up (CUDA context, cuDNN kernel choice) outside the timed runs; result discarded

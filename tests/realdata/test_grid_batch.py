@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import realdata.benchmark as bench
-from realdata import grid_batch
+from realdata import grid_batch, train
 from realdata.grid_batch import StackedAdam, is_out_of_memory
 from realdata.tasks import Protocol
 from realdata.train import FinetuneConfig, LrTrace, finetune, row_best, select_best
@@ -192,3 +192,14 @@ def test_no_grid_batch_flag_reaches_the_run():
         assert cfg.grid_batch is want and unit.finetune_config().grid_batch is want
         assert "grid_batch" not in unit.id_fields()  # how the grid runs is not the result
 
+
+
+def test_bf16_autocast_and_channels_last_follow_the_loop(toy_splits, monkeypatch):
+    """The GPU paths on CPU: under vmap the autocast casts are applied by hand
+    (``_AutocastUnderVmap``); the batched run follows the loop's bf16 losses."""
+    monkeypatch.setattr(train, "accelerations",
+                        lambda cfg: train.Accelerations(bf16=True, channels_last=True))
+    loop, _, grid, _ = _pair(toy_splits, tuned="block2", bn="train")
+    assert grid.grid["batched"] and grid.status == loop.status == "ok"
+    for a, b in zip(loop.traces, grid.traces, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, abs=1e-2)
