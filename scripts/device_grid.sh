@@ -22,7 +22,7 @@ else
   # warm-up (CUDA context, cuDNN kernel choice) outside the timed runs; result discarded
   timeout 40 "$PY" -m realdata.bench grid --device "$DEVICE" --quick --out "$OUT/warmup.json" \
     > /dev/null 2>&1 || true
-  timeout 190 "$PY" -m realdata.bench grid --device "$DEVICE" --epochs 3 --reps 2 \
+  timeout "${GRID_TIMEOUT:-190}" "$PY" -m realdata.bench grid --device "$DEVICE" --epochs "${EPOCHS:-3}" --reps "${REPS:-2}" \
     --out "$OUT/grid.json" > "$OUT/grid.txt" 2>&1
 fi
 "$PY" - "$OUT/grid.json" <<'PYEOF'
