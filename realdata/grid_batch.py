@@ -173,6 +173,13 @@ def train_grid(
                       metric, init_state)
         run.info["reason"] = reason
         return run
+    # vmap cannot query channels_last strides inside batch norm ("NYI: querying is_contiguous
+    # inside of vmap"), so the batched path runs in the default memory format.
+    channels_last = any(p.dim() == 4 and not p.is_contiguous()
+                        and p.is_contiguous(memory_format=torch.channels_last)
+                        for p in model.parameters())
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     traces: list[LrTrace | None] = [None] * len(lrs)
     states: list[Tensors | None] = [None] * len(lrs)
     size = min(config.grid_group or len(lrs), len(lrs))
@@ -201,6 +208,8 @@ def train_grid(
         done += len(idx)
     model.load_state_dict(init_state)
     info: dict[str, object] = {"batched": True, "groups": groups, "fallbacks": fallbacks}
+    if channels_last:
+        info["channels_last_dropped"] = True
     return GridRun([t for t in traces if t is not None], states, n_trainable, info)
 
 
@@ -263,7 +272,7 @@ def _train_group(
             if not alive:
                 continue  # keep drawing flips as the loop would; nothing left to train
             with _autocast_under_vmap(train.device):
-                losses = losses_of(params, bufs, prefix(x), y)
+                losses = losses_of(params, bufs, prefix(x.contiguous()), y)
             values = losses.detach().float().tolist()
             finite = [math.isfinite(v) for v in values]
             plist = list(params.values())
@@ -315,7 +324,7 @@ def _predict_members(
     preds, ys, gs = [], [], []
     for x, y, g in split.in_order(bs):
         with _autocast_under_vmap(split.device):
-            preds.append(logits_of(params, bufs, prefix(x)).argmax(-1))
+            preds.append(logits_of(params, bufs, prefix(x.contiguous())).argmax(-1))
         ys.append(y)
         gs.append(g)
     for m, was in modes.items():

@@ -203,3 +203,15 @@ def test_bf16_autocast_and_channels_last_follow_the_loop(toy_splits, monkeypatch
     assert grid.grid["batched"] and grid.status == loop.status == "ok"
     for a, b in zip(loop.traces, grid.traces, strict=True):
         assert a.train_loss == pytest.approx(b.train_loss, abs=1e-2)
+
+
+def test_channels_last_model_runs_batched(toy_splits):
+    """A model in channels_last (as finetune leaves it on CUDA) trains batched: vmap cannot
+    query channels_last strides inside batch norm, so the grid drops to the default format,
+    says so in its record, and still matches the loop."""
+    def model_fn():
+        return tiny("resnet26").to(memory_format=torch.channels_last)
+
+    loop, loop_sd, grid, grid_sd = _pair(toy_splits, tuned="block1", model_fn=model_fn)
+    assert grid.grid.get("channels_last_dropped") is True
+    assert _same(loop, loop_sd, grid, grid_sd)
