@@ -8,6 +8,16 @@ once, amortized over the epochs and learning rates of the run).
 ``python -m realdata.bench throughput --device cuda`` measures training images/s when tuning
 ``block1``, ``head`` and ``all`` of a ResNet-26, with and without bf16 autocast + channels_last
 (``scripts/device_realdata.sh`` runs it on a GPU and writes JSON under ``$OUT``).
+
+``python -m realdata.bench grid`` times whole fine-tuning runs (every lr of the grid) per tuned
+option, the per-lr loop against the batched grid (:mod:`realdata.grid_batch`), interleaved in one
+process, and prints JSON: images/s of each (training images of all lrs / wall seconds of the
+run, validation and test passes included), their ratio, the training FLOPs per image counted
+with ``torch.utils.flop_counter.FlopCounterMode``, the fraction of the device's peak FLOP rate
+reached (``images_per_s * flops_per_image / peak_flops``; the peak is known for H100/H200), and
+the projected wall time of the full CIFAR-10-C protocol (19 corruptions x 6 options x 5 lrs x
+15 epochs x 3 seeds on 1,000 training images) from the measured throughput
+(``scripts/device_grid.sh`` runs it on a GPU).
 """
 
 from __future__ import annotations
@@ -24,11 +34,13 @@ import torch.nn.functional as F
 
 from realdata.data.base import TensorImages
 from realdata.models import build_backbone
-from realdata.surgery import configure_surgery
+from realdata.surgery import configure_surgery, resolve_tuned
 from realdata.tasks import Protocol
-from realdata.train import FinetuneConfig, finetune
+from realdata.train import FinetuneConfig, accelerations, finetune
+from sims.infra import write_json_atomic
 
-__all__ = ["cache_speedup", "main", "throughput"]
+__all__ = ["PEAK_FLOPS", "cache_speedup", "flops_per_image", "grid_speed", "main",
+           "throughput"]
 
 
 def _random_splits(n: int, k: int = 10, seed: int = 0) -> tuple[TensorImages, ...]:
@@ -114,6 +126,154 @@ def throughput(device: str = "cuda", batch_size: int = 128, steps: int = 20,
     return rows
 
 
+#: Dense peak FLOP/s by device-name fragment (NVIDIA datasheets, no sparsity):
+#: ``(bf16 tensor core, fp32 non-tensor)``. H200 has the H100 SXM's compute.
+PEAK_FLOPS: dict[str, tuple[float, float]] = {
+    "H100 PCIe": (756e12, 51e12),
+    "H100": (989e12, 67e12),
+    "H200": (989e12, 67e12),
+}
+
+#: The full CIFAR-10-C protocol: corruptions, tuned options (none, 4 blocks, all), lrs, epochs,
+#: seeds, training images.
+CIFAR10C_PROTOCOL = {"corruptions": 19, "options": 6, "lrs": 5, "epochs": 15, "seeds": 3,
+                     "train_n": 1000}
+
+
+def flops_per_image(tuned: str, depth: int = 26, batch_size: int = 64, device: str = "cpu",
+                    start: int | None = None) -> float:
+    """FLOPs of one training step (forward + backward) per image, tuning ``tuned`` of a
+    ResNet-26 with BN in eval mode, counted by ``FlopCounterMode``.
+
+    The forward starts at stage ``start`` (default: the first tuned block when it is not the
+    first, as with the prefix cache; the cached prefix is computed once per run and not counted).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = build_backbone("resnet26", 10, depth=depth).to(device)
+    blocks = tuple(model.block_map())
+    tb = resolve_tuned(tuned, blocks)
+    configure_surgery(model, model.block_map(), tb, "eval")
+    s = blocks.index(tb[0]) if start is None else start
+    x = torch.rand(batch_size, 3, 32, 32, device=device)
+    with torch.no_grad():
+        h = model(x, start=0, stop=s)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        F.cross_entropy(model(h, start=s), y).backward()
+    return counter.get_total_flops() / batch_size
+
+
+def _peak(device: str, bf16: bool) -> tuple[str, float | None]:
+    if torch.device(device).type != "cuda":
+        return "cpu", None
+    name = torch.cuda.get_device_name(torch.device(device))
+    for key, (pb, pf) in PEAK_FLOPS.items():
+        if key in name:
+            return name, pb if bf16 else pf
+    return name, None
+
+
+def _protocol_splits(n: int, val: int, test: int, k: int = 10, seed: int = 0
+                     ) -> tuple[TensorImages, ...]:
+    g = torch.Generator().manual_seed(seed)
+    return tuple(TensorImages(torch.rand(m, 3, 32, 32, generator=g),
+                              torch.randint(0, k, (m,), generator=g)) for m in (n, val, test))
+
+
+def grid_speed(options: Sequence[str] = ("block1", "block2", "block3", "head", "all"),
+               n: int = 1000, val: int = 100, test: int = 900, epochs: int = 1,
+               lrs: Sequence[float] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5), batch_size: int = 64,
+               depth: int = 26, reps: int = 1, device: str = "cpu", seed: int = 0,
+               grid_group: int = 0) -> dict[str, Any]:
+    """Per-lr loop vs batched grid, interleaved (loop, batched, loop, ...) in this process.
+
+    Each timing is a whole :func:`realdata.train.finetune` run (all of ``lrs`` for ``epochs``
+    epochs on ``n`` random 32x32 images, batch ``batch_size``; validation ``val`` and test
+    ``test`` images), so images/s = ``n * epochs * len(lrs) / wall``. Ratios are paired within
+    a repetition (loop seconds / batched seconds); their median is reported. The projection
+    uses each option's median images/s for the 5 trained options (``none`` trains nothing).
+
+    Returns:
+        JSON-able dict: ``rows`` (one per option), ``projection``, settings and the formulas.
+    """
+    proto = Protocol(epochs=epochs, lrs=tuple(lrs), batch_size=batch_size)
+    splits = _protocol_splits(n, val, test, seed=seed)
+    cfg0 = FinetuneConfig(device=device)
+    bf16 = accelerations(cfg0).bf16
+    dev_name, peak = _peak(device, bf16)
+    cuda = torch.device(device).type == "cuda"
+    rows = []
+    for opt in options:
+        times: dict[bool, list[float]] = {False: [], True: []}
+        same = True
+        info: dict[str, Any] = {}
+        for _ in range(reps):
+            res = {}
+            for batched in (False, True):
+                torch.manual_seed(seed)
+                model = build_backbone("resnet26", 10, depth=depth)
+                cfg = FinetuneConfig(tuned=opt, device=device, grid_batch=batched,
+                                     grid_group=grid_group)
+                if cuda:
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                res[batched] = finetune(model, model.block_map(), *splits, protocol=proto,
+                                        config=cfg, seed=seed)
+                if cuda:
+                    torch.cuda.synchronize()
+                times[batched].append(time.perf_counter() - t0)
+            same &= (res[True].best_lr, res[True].best_epoch) == (res[False].best_lr,
+                                                                  res[False].best_epoch)
+            info = {"grid": res[True].grid, "cached": res[True].cached,
+                    "lr_errors_loop": sum(t.error is not None for t in res[False].traces),
+                    "lr_errors_batched": sum(t.error is not None for t in res[True].traces)}
+        imgs = n * epochs * len(lrs)
+        ratios = sorted(a / b for a, b in zip(times[False], times[True]))
+        fpi = flops_per_image(opt, depth=depth, batch_size=batch_size, device=device)
+        row = {"tuned": opt, "loop_s": times[False], "batched_s": times[True],
+               "loop_images_per_s": imgs / _median(times[False]),
+               "batched_images_per_s": imgs / _median(times[True]),
+               "ratio_batched_over_loop": ratios[len(ratios) // 2], "ratios": ratios,
+               "same_selection": same, "flops_per_image": fpi, **info}
+        for key in ("loop", "batched"):
+            row[f"{key}_peak_fraction"] = (row[f"{key}_images_per_s"] * fpi / peak
+                                           if peak else None)
+        rows.append(row)
+    p = CIFAR10C_PROTOCOL
+    per_run_images = p["train_n"] * p["epochs"] * p["lrs"]
+    runs = p["corruptions"] * p["seeds"]
+    projection = {
+        key: runs * sum(per_run_images / r[f"{key}_images_per_s"] for r in rows)
+        for key in ("loop", "batched")}
+    return {
+        "what": "per-lr loop vs batched lr grid, whole fine-tuning runs (random images)",
+        "device": device, "device_name": dev_name, "bf16_autocast": bf16,
+        "threads": torch.get_num_threads(), "depth": depth, "n": n, "val": val, "test": test,
+        "epochs": epochs, "lrs": list(lrs), "batch_size": batch_size, "reps": reps,
+        "grid_group": grid_group, "peak_flops": peak,
+        "peak_fraction_formula": "images_per_s * flops_per_image / peak_flops",
+        "flops_per_image_counts": "one training step (forward from the first tuned stage + "
+                                  "backward) per image, FlopCounterMode (matmul/conv only)",
+        "rows": rows,
+        "projection": {
+            "protocol": p,
+            "formula": "corruptions * seeds * sum over the trained options of "
+                       "train_n * epochs * lrs / images_per_s(option) (none: no training)",
+            "options_measured": [r["tuned"] for r in rows],
+            "loop_s": projection["loop"], "batched_s": projection["batched"],
+            "loop_min": projection["loop"] / 60, "batched_min": projection["batched"] / 60,
+        },
+    }
+
+
+def _median(xs: Sequence[float]) -> float:
+    s = sorted(xs)
+    return s[len(s) // 2] if len(s) % 2 else 0.5 * (s[len(s) // 2 - 1] + s[len(s) // 2])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m realdata.bench", description=__doc__)
     sub = p.add_subparsers(dest="what", required=True)
@@ -126,8 +286,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--steps", type=int, default=20)
     t.add_argument("--out", default=None, help="write the result JSON here")
+    gr = sub.add_parser("grid", help="per-lr loop vs batched lr grid, images/s per option (JSON)")
+    gr.add_argument("--device", default="cpu")
+    gr.add_argument("--options", nargs="+", default=["block1", "block2", "block3", "head", "all"])
+    gr.add_argument("--n", type=int, default=1000, help="training images (protocol: 1000)")
+    gr.add_argument("--val", type=int, default=100)
+    gr.add_argument("--test", type=int, default=900)
+    gr.add_argument("--epochs", type=int, default=1)
+    gr.add_argument("--depth", type=int, default=26)
+    gr.add_argument("--reps", type=int, default=1)
+    gr.add_argument("--grid-group", type=int, default=0)
+    gr.add_argument("--quick", action="store_true",
+                    help="tiny smoke settings (depth 8, 128 images, block1 head all)")
+    gr.add_argument("--out", default=None, help="write the result JSON here")
     a = p.parse_args(argv)
-    if a.what == "cache":
+    if a.what == "grid":
+        kw: dict[str, Any] = {"options": a.options, "n": a.n, "val": a.val, "test": a.test,
+                              "epochs": a.epochs, "depth": a.depth, "reps": a.reps,
+                              "device": a.device, "grid_group": a.grid_group}
+        if a.quick:
+            kw.update(options=["block1", "head", "all"], n=128, val=40, test=40, depth=8)
+        if min(kw["n"], kw["val"], kw["test"], kw["epochs"], kw["reps"]) < 1:
+            p.error("--n, --val, --test, --epochs and --reps must be >= 1")
+        res = grid_speed(**kw)
+        print(json.dumps(res, indent=2))
+    elif a.what == "cache":
         res: Any = cache_speedup(n=a.n, epochs=a.epochs)
         print(f"head tuning, ResNet-26, n={a.n}: uncached {res['uncached_s_per_epoch']:.3f} "
               f"s/epoch, cached {res['cached_s_per_epoch']:.3f} s/epoch, speedup "
@@ -139,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{r['images_per_s']:.0f} images/s")
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=2))
+        write_json_atomic(Path(a.out), res)
     return 0
 
 

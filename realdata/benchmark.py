@@ -241,6 +241,9 @@ class BenchmarkConfig:
         task_modules: modules imported (here and in every worker) to register a user's tasks.
         source_flips: horizontal flips in built-in source pretraining: ``"task"`` (the task's
             declaration), ``"on"`` or ``"off"``.
+        grid_batch: train each run's lr grid as one batched model (``--no-grid-batch``: the
+            per-lr loop; see :mod:`realdata.grid_batch`). Not part of a run's id: both paths
+            give the same numbers.
     """
 
     tasks: tuple[str, ...]
@@ -271,6 +274,7 @@ class BenchmarkConfig:
     gradual_every: int | None = None
     objective: str = "supervised"
     online: Mapping[str, Any] = field(default_factory=dict)
+    grid_batch: bool = True
 
     def __post_init__(self) -> None:
         if self.objective not in ("supervised", *OBJECTIVES):
@@ -363,7 +367,8 @@ def _finetune_config(cfg: BenchmarkConfig, tuned: str, method: str) -> FinetuneC
                           l1_strengths=cfg.l1_strengths, gradual_every=cfg.gradual_every,
                           bn=cfg.bn, cache=cfg.cache,  # type: ignore[arg-type]
                           workers=cfg.loader_workers, device=cfg.device, bf16=cfg.bf16,
-                          channels_last=cfg.channels_last, pin_memory=cfg.pin_memory)
+                          channels_last=cfg.channels_last, pin_memory=cfg.pin_memory,
+                          grid_batch=cfg.grid_batch)
 
 
 def _online_config(cfg: BenchmarkConfig, tuned: str) -> OnlineConfig | None:
@@ -460,7 +465,8 @@ def _record(unit: RunUnit, spec: TaskSpec, splits: TargetSplits, block_map: Mapp
         test_accuracy=res.test_accuracy, start_val_metric=res.start_val_metric,
         start_test_metric=res.start_test_metric, start_test_accuracy=res.start_test_accuracy,
         lr_at_grid_edge=res.lr_at_grid_edge, best_epoch_last=res.best_epoch_last,
-        cached=res.cached, n_trainable=res.n_trainable, train_seconds=res.train_seconds,
+        cached=res.cached, n_trainable=res.n_trainable, grid=to_jsonable(res.grid),
+        train_seconds=res.train_seconds,
         wall_s=wall_s, threads=unit.threads,
         lr_errors={_trace_key(t): t.error for t in res.traces if t.error},
         val_curves={_trace_key(t): t.val_metric for t in res.traces},
@@ -831,6 +837,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="no channels_last memory format (default: on for CUDA)")
     p.add_argument("--no-pin-memory", action="store_true",
                    help="no pinned host memory for batches (default: on for CUDA)")
+    p.add_argument("--no-grid-batch", action="store_true",
+                   help="train the lr grid one lr at a time (the reference loop) instead of as "
+                        "one batched model")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars: one line per (lr, epoch) and source epoch instead")
     return p
@@ -892,7 +901,8 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
         backbone_kwargs=backbone_kwargs, threads=a.threads, task_modules=task_modules,
         source_flips=a.source_flips,
         l1_strengths=tuple(a.l1_strengths) if a.l1_strengths else DEFAULT_L1_STRENGTHS,
-        gradual_every=a.gradual_every, objective=a.objective, online=online)
+        gradual_every=a.gradual_every, objective=a.objective, online=online,
+        grid_batch=not a.no_grid_batch)
 
 
 def _verdict_line(v: Mapping[str, Any]) -> str:

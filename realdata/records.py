@@ -12,7 +12,8 @@ selected; ``val_curves`` maps every lr of the grid (``"%g"``) to its per-epoch v
 run's keys are ``"<lr>,l1=<strength>"`` (one per pair of its grids), an online run's curves hold
 one score per lr (its validation stream's).
 
-Schema 3 added ``objective``, ``online``, ``best_l1`` and ``rgn_block_weights``.
+Schema 3 added ``objective``, ``online``, ``best_l1``, ``rgn_block_weights`` and ``grid`` (how
+the lr grid was trained: batched or the per-lr loop, group sizes, out-of-memory fallbacks).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class RunRecord:
     online: Mapping[str, Any] | None
     best_l1: float | None
     rgn_block_weights: Mapping[str, float] | None
+    grid: Mapping[str, Any]
     extra_id: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

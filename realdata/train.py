@@ -77,13 +77,17 @@ __all__ = [
     "Best",
     "FinetuneConfig",
     "FinetuneResult",
+    "GridRun",
     "LrTrace",
     "NonFiniteLossError",
     "Progress",
     "accelerations",
     "evaluate",
     "finetune",
+    "lr_loop",
     "pretrain",
+    "row_best",
+    "select_best",
 ]
 
 Method = Literal["fixed", "rgn", "snr", "l1", "gradual-down", "gradual-up"]
@@ -115,6 +119,10 @@ class FinetuneConfig:
         bf16: allow bf16 autocast (used on CUDA devices that support bf16).
         channels_last: allow the channels_last memory format (used on CUDA).
         pin_memory: allow pinned host memory for batches copied to the device (used on CUDA).
+        grid_batch: train the learning-rate grid as one batched model
+            (:mod:`realdata.grid_batch`; method ``"fixed"`` only) instead of one lr at a time.
+        grid_group: at most this many learning rates per batched group (0: the whole grid);
+            groups are halved further when the device runs out of memory.
     """
 
     tuned: str = "all"
@@ -132,8 +140,12 @@ class FinetuneConfig:
     bf16: bool = True
     channels_last: bool = True
     pin_memory: bool = True
+    grid_batch: bool = True
+    grid_group: int = 0
 
     def __post_init__(self) -> None:
+        if self.grid_group < 0:
+            raise ValueError(f"grid_group must be >= 0 (0: whole grid); got {self.grid_group}")
         if self.workers < 0:
             raise ValueError(f"workers (DataLoader workers) must be >= 0; got {self.workers}")
         if self.method not in ("fixed", "rgn", "snr", "l1", *GRADUAL):
@@ -202,7 +214,8 @@ class FinetuneResult:
     ``select_with_start``). ``epochs`` is the number of epochs each lr ran (the protocol's, more
     with ``min_steps``). ``status`` is ``"failed"`` when no candidate was left (every learning
     rate diverged); ``error`` then says why. ``start_*`` are the untuned network's metrics.
-    ``best_l1`` is the selected L1 strength of an ``l1`` run (else ``None``).
+    ``best_l1`` is the selected L1 strength of an ``l1`` run (else ``None``). ``grid`` says how
+    the lr grid was trained (``batched``, group sizes, fallbacks; see :class:`GridRun`).
     """
 
     status: Literal["ok", "failed"]
@@ -223,6 +236,7 @@ class FinetuneResult:
     epochs: int = 0
     lrs: tuple[float, ...] = ()
     best_l1: float | None = None
+    grid: dict[str, object] = field(default_factory=dict)
 
     @property
     def lr_at_grid_edge(self) -> bool | None:
@@ -371,6 +385,96 @@ def _train_one_lr(
     return trace
 
 
+# ----------------------------------------------------------------------------- model selection
+
+
+def row_best(scores: Sequence[float]) -> int | None:
+    """1-based epoch of one lr's best validation score (the first maximum); ``None`` if empty."""
+    if not scores:
+        return None
+    top = max(scores)
+    return next(e for e, v in enumerate(scores, start=1) if v == top)
+
+
+def select_best(traces: Sequence[LrTrace]) -> tuple[int, int] | None:
+    """The best tuned candidate ``(index into traces, 1-based epoch)``, or ``None`` if none.
+
+    Candidates are the (lr, epoch) scores of the traces that never diverged (a trace with
+    ``error`` is excluded with every epoch it finished); the best validation score wins, ties go
+    to the earlier trace of the grid, then the earlier epoch. The choice is always some trace's own
+    :func:`row_best` epoch, so a trainer keeps one snapshot per lr, taken whenever ``row_best``
+    moves to the newest epoch. Both the per-lr loop and the batched grid
+    (:mod:`realdata.grid_batch`) are selected with this function (the untuned network, a candidate
+    with ``select_with_start``, is compared in :func:`finetune`).
+    """
+    best: tuple[float, int, int] | None = None
+    for i, t in enumerate(traces):
+        e = row_best(t.val_metric) if t.error is None else None
+        if e is not None and (best is None or t.val_metric[e - 1] > best[0]):
+            best = (t.val_metric[e - 1], i, e)
+    return None if best is None else (best[1], best[2])
+
+
+@dataclass
+class GridRun:
+    """What training the lr grid gives :func:`finetune` (by the loop or the batched grid).
+
+    Attributes:
+        traces: one per lr (per ``(lr, L1 strength)`` of an ``l1`` run), in grid order.
+        states: per trace, the changing state (tuned parameters, BN statistics of tuned BN layers
+            in train mode) at its :func:`row_best` epoch; ``None`` if it scored no epoch.
+        n_trainable: trainable parameters of one model.
+        info: how the grid was trained (``batched``, group sizes, fallbacks), recorded in the run.
+    """
+
+    traces: list[LrTrace]
+    states: list[dict[str, torch.Tensor] | None]
+    n_trainable: int
+    info: dict[str, object]
+
+
+def lr_loop(
+    model: nn.Module, block_map: BlockMap, tuned: Sequence[str], lrs: Sequence[float],
+    splits: Sequence[_Split], protocol: Protocol, config: FinetuneConfig, start: int, seed: int,
+    metric: MetricName, init_state: dict[str, torch.Tensor], *, epochs: int | None = None,
+    reporter: _Reporter | None = None,
+) -> GridRun:
+    """The reference path: each lr (each ``(lr, strength)`` of an ``l1`` run) in turn from
+    ``init_state`` for ``epochs`` (default ``protocol.epochs``); the model ends at ``init_state``."""
+    epochs = protocol.epochs if epochs is None else epochs
+    traces: list[LrTrace] = []
+    states: list[dict[str, torch.Tensor] | None] = []
+    n_trainable = 0
+    strengths = config.l1_strengths if config.method == "l1" else (None,)
+    for lr, strength in ((a, b) for a in lrs for b in strengths):
+        model.load_state_dict(init_state)
+        names = configure_surgery(model, block_map, tuned, config.bn)
+        snap_keys = _changing_state_keys(model, names)
+        n_trainable = sum(p.numel() for n, p in model.named_parameters() if n in set(names))
+        local = Best()  # this run's first maximum: the row_best epoch's snapshot
+
+        def snapshot(keys: list[str] = snap_keys) -> dict[str, torch.Tensor]:
+            sd = model.state_dict()
+            return {k: sd[k].detach().clone() for k in keys}
+
+        def on_better(val: float, lr_: float, epoch: int, best_: Best = local) -> None:
+            best_.offer(val, lr_, epoch, snapshot)
+
+        def on_epoch(lr_: float, epoch: int, loss: float, val: float) -> None:
+            if reporter is not None:
+                reporter.epoch(lr_, epoch, epochs, loss, val)
+
+        trace = _train_one_lr(model, block_map, tuned, lr, config, protocol, splits[0],
+                              splits[1], start, seed, metric, on_better, epochs=epochs,
+                              on_epoch=on_epoch, l1=strength)
+        if trace.error is not None and reporter is not None:
+            reporter.skip(epochs - len(trace.val_metric))
+        traces.append(trace)
+        states.append(local.state)
+    model.load_state_dict(init_state)
+    return GridRun(traces, states, n_trainable, {"batched": False})
+
+
 def finetune(
     model: nn.Module,
     block_map: BlockMap,
@@ -460,45 +564,26 @@ def _finetune(
         return FinetuneResult("ok", (), None, 0, start_val, start_test, start_acc, [], cached, 0,
                               time.perf_counter() - t0, **starts, epochs=0, lrs=protocol.lrs)
 
+    if config.grid_batch:
+        from realdata.grid_batch import train_grid as run_grid
+    else:
+        run_grid = lr_loop
+    run = run_grid(model, block_map, tuned, protocol.lrs, splits, protocol, config, start, seed,
+                   metric, init_state, epochs=epochs, reporter=reporter)
+    traces, n_trainable = run.traces, run.n_trainable
     best = Best()
     if protocol.select_with_start:
         best.offer(start_val, None, 0, None)
-    traces: list[LrTrace] = []
-    n_trainable = 0
-    strengths = config.l1_strengths if config.method == "l1" else (None,)
-    for lr, strength in ((a, b) for a in protocol.lrs for b in strengths):
-        model.load_state_dict(init_state)
-        names = configure_surgery(model, block_map, tuned, config.bn)
-        snap_keys = _changing_state_keys(model, names)
-        n_trainable = sum(p.numel() for n, p in model.named_parameters() if n in set(names))
-        local = Best()  # this run's best; it competes only if the run never diverges
-
-        def snapshot(keys: list[str] = snap_keys) -> dict[str, torch.Tensor]:
-            sd = model.state_dict()
-            return {k: sd[k].detach().clone() for k in keys}
-
-        def on_better(val: float, lr_: float, epoch: int, best_: Best = local,
-                      l1: float | None = strength) -> None:
-            best_.offer(val, lr_, epoch, snapshot, l1)
-
-        def on_epoch(lr_: float, epoch: int, loss: float, val: float) -> None:
-            reporter.epoch(lr_, epoch, epochs, loss, val)
-
-        trace = _train_one_lr(model, block_map, tuned, lr, config, protocol, splits[0],
-                              splits[1], start, seed, metric, on_better, epochs=epochs,
-                              on_epoch=on_epoch, l1=strength)
-        traces.append(trace)
-        if trace.error is not None:
-            reporter.skip(epochs - len(trace.val_metric))
-            continue
-        if local.found:
-            best.offer(local.val, local.lr, local.epoch, lambda s=local.state: s,  # type: ignore[misc]
-                       local.l1)
+    chosen = select_best(traces)
+    if chosen is not None:
+        i, e = chosen
+        best.offer(traces[i].val_metric[e - 1], traces[i].lr, e,
+                   lambda s=run.states[i]: s, traces[i].l1)  # type: ignore[misc]
     model.load_state_dict(init_state)
     configure_surgery(model, block_map, tuned, config.bn)
     model.eval()
     common = {"traces": traces, "cached": cached, "n_trainable": n_trainable, **starts,
-              "epochs": epochs, "lrs": protocol.lrs}
+              "epochs": epochs, "lrs": protocol.lrs, "grid": run.info}
     if not best.found:
         errors = "; ".join(t.error or "" for t in traces)
         return FinetuneResult("failed", tuned, None, 0, math.nan, math.nan, math.nan,

@@ -1,25 +1,17 @@
 #!/usr/bin/env bash
-# The lead's one GPU batch (< 9.5 minutes on one H100): twolayer, sims, realdata and datasets checks.
-# Writes at most 8 small files under $OUT; work folders go to /tmp. Usage: OUT=dir bash scripts/device_all.sh
+# One GPU batch for a session (< 9.5 minutes on one H100/H200): the batched lr grid of realdata
+# (scripts/device_grid.sh) and the sims engine checks (scripts/device_sims.sh). The device tool
+# returns at most 8 files, so every JSON/text output is packed into $OUT/device.tar.gz, with the
+# console log beside it.  Usage: OUT=dir bash scripts/device_all.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-OUT="${OUT:-device_out}"; mkdir -p "$OUT"; W=/tmp/devwork; mkdir -p "$W"
-PY="${PY:-python3}"
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; "$PY" -c \
-  "import jax, torch; print('jax', jax.__version__, jax.devices()); print('torch', torch.__version__)"; } \
-  > "$OUT/env.txt" 2>&1
-echo "== twolayer"; timeout 90 "$PY" scripts/device_twolayer.py 2>&1 | tee "$OUT/twolayer.jsonl"
-echo "== sims"
-s=$(date +%s)
-timeout 150 "$PY" -m sims.sweep --config configs/sims-gpu.toml --executor serial --quiet --out "$W/sweep" \
-  > "$OUT/sims_sweep.txt" 2>&1; echo "rc=$? wall=$(( $(date +%s) - s ))s" >> "$OUT/sims_sweep.txt"
-tail -25 "$OUT/sims_sweep.txt"
-timeout 70 "$PY" -m sims.bench --loop-sample 100 2>&1 | tail -3 | tee "$OUT/sims_bench.txt"
-echo "== realdata"
-timeout 100 "$PY" -m realdata.bench throughput --device cuda --batch-size 256 --steps 30 \
-  --out "$OUT/realdata_throughput.json" 2>&1 | tail -15
-echo "== datasets"
-PY="$PY" OUT="$W/ds" timeout 170 bash scripts/device_datasets.sh 2>&1 | tail -15
-cp "$W/ds/device_datasets.json" "$OUT/" 2>/dev/null || true
-echo "done"
+OUT="${OUT:-device_out}"; mkdir -p "$OUT"; W="$(mktemp -d /tmp/device_all.XXXXXX)"
+export PY="${PY:-python3}"
+T0=$(date +%s)
+echo "== realdata: batched lr grid vs per-lr loop"
+OUT="$W/grid" REPS="${REPS:-1}" GRID_TIMEOUT="${GRID_TIMEOUT:-170}" bash scripts/device_grid.sh
+echo "== sims: compile cache, batch curve, twolayer on the device, --full slice"
+OUT="$W/sims" bash scripts/device_sims.sh
+tar -czf "$OUT/device.tar.gz" -C "$W" grid sims
+echo "done in $(( $(date +%s) - T0 )) s"

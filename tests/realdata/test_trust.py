@@ -21,7 +21,7 @@ from realdata.fingerprint import file_sha256
 from realdata.records import SCHEMA_VERSION, RecordSchemaError, RunRecord, load_records
 from realdata.summary import verdicts
 from realdata.tasks import Protocol, TaskSpec, register_task
-from realdata.train import FinetuneConfig, FinetuneResult, LrTrace, finetune
+from realdata.train import FinetuneConfig, FinetuneResult, LrTrace, finetune, select_best
 from tests.realdata.conftest import blobs, tiny
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,10 +43,18 @@ def test_a_lr_that_diverges_at_any_epoch_is_never_selected(toy_splits, monkeypat
     monkeypatch.setattr(train, "_train_one_lr", fake)
     res = finetune(tiny("resnet26"), tiny("resnet26").block_map(), *toy_splits,
                    protocol=Protocol(epochs=2, lrs=(1e6, 1e-2), batch_size=16),
-                   config=FinetuneConfig(tuned="head"), seed=0)
+                   config=FinetuneConfig(tuned="head", grid_batch=False), seed=0)
     assert (res.status, res.best_lr, res.best_epoch, res.val_metric) == ("ok", 1e-2, 2, 0.6)
     assert [t.val_metric for t in res.traces] == [[0.9], [0.5, 0.6]]
     assert res.traces[0].error
+
+
+def test_selection_shared_by_loop_and_batched_grid_excludes_diverged_traces():
+    """``select_best`` (used by both grid paths) never picks a trace that diverged."""
+    diverged = LrTrace(lr=1e6, val_metric=[0.9], error="non-finite loss at epoch 2")
+    assert select_best([diverged, LrTrace(lr=1e-2, val_metric=[0.5, 0.6, 0.6])]) == (1, 2)
+    assert select_best([diverged]) is None
+    assert select_best([LrTrace(lr=1e6, val_metric=[0.9])]) == (0, 1)
 
 
 def test_divergence_later_than_epoch_one_is_recorded_with_its_scores(toy_splits, monkeypatch):
@@ -62,7 +70,7 @@ def test_divergence_later_than_epoch_one_is_recorded_with_its_scores(toy_splits,
     train_, val, test = toy_splits
     res = finetune(tiny("resnet26"), tiny("resnet26").block_map(), train_, val, test,
                    protocol=Protocol(epochs=3, lrs=(1e-1, 1e-2), batch_size=16),
-                   config=FinetuneConfig(tuned="head"), seed=0)
+                   config=FinetuneConfig(tuned="head", grid_batch=False), seed=0)
     first, second = res.traces
     assert len(first.val_metric) == 1 and "epoch 2" in first.error
     assert res.best_lr == 1e-2 and len(second.val_metric) == 3

@@ -1,0 +1,39 @@
+"""``python -m realdata.bench grid``: JSON fields, FLOP count, peak fraction and projection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from realdata import bench
+
+
+def test_head_flops_are_the_fc_forward_and_weight_gradient():
+    # depth-8 ResNet-26: 64 features -> 10 classes; forward 2*64*10, weight gradient 2*64*10
+    assert bench.flops_per_image("head", depth=8, batch_size=4) == 2 * 2 * 64 * 10
+    assert bench.flops_per_image("all", depth=8, batch_size=4) > bench.flops_per_image(
+        "block3", depth=8, batch_size=4)
+
+
+def test_grid_json_projection_and_peak_fraction(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(bench, "_peak", lambda device, bf16: ("fake", 1e12))
+    assert bench.main(["grid", "--options", "head", "--n", "16", "--val", "8", "--test", "8",
+                       "--depth", "8", "--out", str(tmp_path / "g.json")]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d == json.loads((tmp_path / "g.json").read_text())
+    (row,) = d["rows"]
+    assert row["same_selection"] and row["grid"]["batched"] and row["grid"]["groups"] == [5]
+    for key in ("loop", "batched"):
+        ips = row[f"{key}_images_per_s"]
+        assert ips == pytest.approx(16 * 5 / row[f"{key}_s"][0])
+        assert row[f"{key}_peak_fraction"] == pytest.approx(ips * row["flops_per_image"] / 1e12)
+        want = 19 * 3 * 1000 * 15 * 5 / ips
+        assert d["projection"][f"{key}_s"] == pytest.approx(want)
+    assert row["ratio_batched_over_loop"] == pytest.approx(row["loop_s"][0] / row["batched_s"][0])
+
+
+def test_grid_bad_sizes_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["grid", "--n", "0"])
+    assert exc.value.code == 2 and "--n, --val" in capsys.readouterr().err
