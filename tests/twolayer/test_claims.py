@@ -65,7 +65,7 @@ def test_c3_last_layer_reaches_zero_when_features_have_rank_k(seed, act, fam, sh
 def test_c4_first_layer_never_crosses_the_relu_floor(seed, fam, t, n):
     p, X, y = problem_and_data(seed, d=5, k=4, n=n, activation="relu", family=fam,
                                shift=tl.OutputShift(t), nonneg_head=True)
-    floor = float(bounds.c4_floor(p, fam))
+    floor = float(bounds.c4_floor(p, fam, "relu"))
     assert floor > 0
     r = tl.finetune(p, X, y, tune="first", activation="relu", family=fam, steps=3000, n_records=30)
     assert not bool(r.diverged)
