@@ -75,7 +75,8 @@ def lsq_gd_path(F, y, u0, t_grid, lr, n=None) -> jnp.ndarray:
     """Exact GD iterates on (1/2n)‖F u − y‖² from u0 at every step count in ``t_grid``.
 
     Uses one symmetric eigendecomposition of the smaller Gram matrix (F Fᵀ or FᵀF), much faster than an
-    SVD on CPUs: with F Fᵀ = U diag(λ) Uᵀ, u_t = u0 + Fᵀ U diag(g_t(λ)) Uᵀ r0 (r0 = y − F u0).
+    SVD on CPUs: with F Fᵀ = U diag(λ) Uᵀ, u_t = u0 + Fᵀ U diag(g_t(λ)) Uᵀ r0 (r0 = y − F u0), with
+    λ_i = ‖Fᵀu_i‖² and zero gain below the pseudo-inverse's cut-off (no drift for any t).
 
     Args:
         F: (m, p); y: (m,); u0: (p,); t_grid: (T,) step counts; lr: η; n: the 1/n of the loss
@@ -91,23 +92,28 @@ def lsq_gd_path(F, y, u0, t_grid, lr, n=None) -> jnp.ndarray:
     m, p = F.shape
     n = m if n is None else n
     r0 = y - F @ u0
+    # Singular values are recomputed as s_i = ‖Fᵀu_i‖ (or ‖F v_i‖): accurate to ε·s_max, where the
+    # eigenvalues are only accurate to ε·s_max². Directions under the pseudo-inverse's cut-off are the
+    # numerical null space and get zero gain (a gain t·η/n there would drift linearly in t).
     if m <= p:
-        lam, U = jnp.linalg.eigh(F @ F.T)
+        _, U = jnp.linalg.eigh(F @ F.T)
+        FtU = F.T @ U  # (p, m)
+        s = jnp.linalg.norm(FtU, axis=0)
         proj = U.T @ r0
 
         def back(g):
-            return F.T @ (U @ (g * proj))
+            return FtU @ (g * proj)
     else:
-        lam, V = jnp.linalg.eigh(F.T @ F)
-        proj = V.T @ (F.T @ r0)
+        _, V = jnp.linalg.eigh(F.T @ F)
+        FV = F @ V  # (m, p)
+        s = jnp.linalg.norm(FV, axis=0)
+        proj = FV.T @ r0
 
         def back(g):
             return V @ (g * proj)
 
-    # Eigenvalues at the rounding level of the eigendecomposition are zero: their eigenvectors are
-    # (numerically) outside the range of F, and a gain t·η/n there would drift linearly in t.
-    lam = jnp.maximum(lam, 0.0)
-    null = lam <= jnp.max(lam) * max(m, p) * jnp.finfo(lam.dtype).eps * 10
+    null = _pinv_coef(s) == 0
+    lam = s * s
 
     def gain(t):
         return jnp.where(null, 0.0, gd_gain(lam, t, lr, n))
