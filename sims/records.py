@@ -8,7 +8,7 @@ them through :func:`read_records` (or receive them from the sweep) and use the k
 have the layout of version 1.
 
 >>> SCHEMA_VERSION
-2
+1
 >>> CELL_KEYS[:4]
 ('d', 'k', 'n', 'activation')
 """
@@ -26,7 +26,7 @@ from sims.infra import RunStore
 __all__ = ["CELL_KEYS", "DIAGNOSTIC_KEYS", "RUN_KEYS", "SCHEMA_VERSION", "SimsRecord",
            "read_records", "to_records"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 1
 
 #: Fields that identify a run (a seeded problem with its data size and activation).
 RUN_KEYS = ("d", "k", "n", "activation", "family", "shift", "shift_kind", "rank", "alpha", "t",
