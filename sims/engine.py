@@ -335,8 +335,10 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
                         run_index = ((a_i * len(combos) + c) * n_seeds + s) * n_ns + m
                         results[run_index] = jax.tree.map(lambda a, e=e: a[e], out)
                         if _mc_wanted(cfg, runs[run_index]):
-                            mc_queue[a_i].append((run_index, keys[c, j], jax.tree.map(
-                                lambda a, c=c, j=j: a[c, j], problems), results[run_index]["points"]))
+                            key = jax.random.PRNGKey(seeds[c, j])  # the run's problem key
+                            problem = jax.tree.map(lambda a, e=e: np.asarray(a[e]), args[0])
+                            mc_queue[a_i].append((run_index, key, problem,
+                                                  results[run_index]["points"]))
     for a_i, queue in mc_queue.items():
         for run_index, mc in zip([q[0] for q in queue], _mc_batch(acts[a_i], group.family,
                                                                  cfg.mc_samples, queue)):
