@@ -81,7 +81,11 @@ class SweepConfig:
     positive_rtol: float = _f(1e-8, "'stays positive' means target loss > positive_rtol x initial "
                               "(C5)")
     agree_rtol: float = _f(1e-6, "closed forms and GD agree within this relative tolerance (C6, C7)")
-    test_level: float = _f(0.01, "family-wise level of the C5 binomial tests (Bonferroni over cells)")
+    test_level: float = _f(0.01, "family-wise level of the C5 binomial tests (Bonferroni over cells) "
+                           "and of the Monte Carlo checks (Bonferroni over all comparisons)")
+    mc_runs: int = _f(3, "runs per cell (random seeds) whose losses are checked against Monte Carlo "
+                      "from the shift's definition (0: no checks)")
+    mc_samples: int = _f(8192, "fresh samples per Monte Carlo estimate")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -200,10 +204,12 @@ def validate(cfg: SweepConfig) -> None:
         cfg.output_shifts
     ):
         _fail("shifts contain duplicates")
-    for name in ("seeds", "steps", "n_records", "chunk"):
+    for name in ("seeds", "steps", "n_records", "chunk", "mc_samples"):
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             _fail(f"{name} = {v!r}: expected a positive integer")
+    if isinstance(cfg.mc_runs, bool) or not isinstance(cfg.mc_runs, int) or cfg.mc_runs < 0:
+        _fail(f"mc_runs = {cfg.mc_runs!r}: expected a non-negative integer")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         _fail(f"seed = {cfg.seed!r}: expected a non-negative integer")
     if cfg.n_records > cfg.steps:

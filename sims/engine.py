@@ -28,6 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import sims.runtime  # noqa: F401  (XLA flags and float64 before anything computes)
 import twolayer as tl
+from sims import evidence
 from sims.config import SweepConfig
 from sims.grid import Run, ShapeGroup, methods_of, problem_seed, record_id, run_settings, shifts_of
 from sims.infra import package_version
@@ -153,12 +154,16 @@ def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, ste
         return tl.population_loss(v, B, problem, family, activation)
 
     out: dict[str, Any] = {"L0": loss(problem.v_src, problem.B_src)}
-    B_oracle = problem.B_src @ jnp.linalg.inv(problem.A)
+    B_oracle = jnp.linalg.solve(problem.A.T, problem.B_src.T).T  # B_src A⁻¹
     out["oracle"] = jnp.where(is_input, loss(problem.v_src, B_oracle),
                               loss(problem.t * problem.v_src, problem.B_src))
+    points = {"pretrained": (problem.v_src, problem.B_src), "c1": (problem.v_src, B_oracle)}
+    results = {}
     for tune in tunes:
         r = tl.finetune_core(problem, X, y, tune=tune, activation=activation, family=family,
                              steps=steps, lr=lr, gtol=gtol, n_records=n_records)
+        results[tune] = r
+        points[tune] = (r.v, r.B)
         out[tune] = {
             "target_loss": r.target_loss, "trace": r.trace, "train_loss": r.train_loss * scale,
             "converged": r.converged, "diverged": r.diverged, "steps_taken": r.steps_taken,
@@ -169,10 +174,12 @@ def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, ste
             B_first = r.B
     v_inf = tl.last_layer_limit(problem.v_src, problem.B_src, X, y, activation)
     out["last_limit"] = loss(v_inf, problem.B_src)
+    points["last_limit"] = (v_inf, problem.B_src)
     out["rank_z"] = feature_rank(tl.features(problem.B_src, X, activation))
     if activation == "linear":
         B_inf = tl.first_layer_limit(problem.v_src, problem.B_src, X, y)
         out["first_limit"] = loss(problem.v_src, B_inf)
+        points["first_limit"] = (problem.v_src, B_inf)
         if "first" in tunes:
             out["first_limit_gap"] = limit_gap(B_first, B_inf, problem.B_src)
         cov = tl.target_second_moment(problem, family)
@@ -181,11 +188,15 @@ def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, ste
         out["first_layer_bound"] = bounds.first_layer_linear_loss(w0, w_star, X, cov)
         out["c2_floor"] = bounds.c2_floor_of(problem, family)
     else:
-        out["c4_floor"] = bounds.c4_floor(problem, family)
+        out["c4_floor"] = bounds.c4_floor(problem, family, activation)
     if family == "sparse":
         sampled = sampled_directions(problem, X)
         out["e1_sampled"] = sampled[0]
         out["n_unsampled"] = unsampled_count(problem, sampled)
+    out["evidence"] = evidence.run_evidence(
+        problem, X, y, mask, results, activation=activation, family=family,
+        steps_taken={t: r.steps_taken for t, r in results.items()})
+    out["points"] = points
     return out
 
 
@@ -246,6 +257,34 @@ def chunk_size(group: ShapeGroup, n_devices: int, memory_bytes: float = DEFAULT_
     return -(-size // n_devices) * n_devices
 
 
+def _mc_wanted(cfg, run: Run) -> bool:
+    """Whether ``run`` is in its cell's Monte Carlo subset (:func:`sims.evidence.mc_selected`)."""
+    cell = {k: v for k, v in run.fields().items() if k != "seed_index"}
+    return run.seed_index in evidence.mc_selected(cfg, cell)
+
+
+@functools.lru_cache(maxsize=32)
+def _mc_runner(activation: str, family: str, n_mc: int):
+    def one(args):
+        key, problem, points = args
+        return evidence.mc_evidence(key, problem, points, activation=activation, family=family,
+                                    n_mc=n_mc)
+
+    return jax.jit(lambda keys, problems, points: jax.lax.map(one, (keys, problems, points),
+                                                              batch_size=8))
+
+
+def _mc_batch(activation: str, family: str, n_mc: int, queue: list) -> list[dict]:
+    """Monte Carlo evidence for the queued runs of one activation (one compiled call)."""
+    if not queue:
+        return []
+    stack = jax.tree.map(lambda *a: jnp.stack([jnp.asarray(x) for x in a]),
+                         *[(q[1], q[2], q[3]) for q in queue])
+    out = _mc_runner(activation, family, n_mc)(*stack)
+    out = jax.tree.map(np.asarray, out)
+    return [jax.tree.map(lambda a, i=i: a[i], out) for i in range(len(queue))]
+
+
 def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[SimsRecord]:
     """Compute every record of ``group`` (pure: same group -> same numbers).
 
@@ -273,6 +312,8 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
                        tuple(devices)) for a in acts]
     ns = np.array(group.ns)
     results: dict[int, dict] = {}
+    runs = group.runs()
+    mc_queue: dict[int, list] = {a_i: [] for a_i in range(len(acts))}  # (run_index, key, problem, points)
     for s0 in range(0, n_seeds, seed_chunk):
         s_idx = list(range(s0, min(s0 + seed_chunk, n_seeds)))
         s_pad = s_idx + [s_idx[-1]] * (seed_chunk - len(s_idx))
@@ -293,7 +334,15 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
                         e = (c * seed_chunk + j) * n_ns + m
                         run_index = ((a_i * len(combos) + c) * n_seeds + s) * n_ns + m
                         results[run_index] = jax.tree.map(lambda a, e=e: a[e], out)
-    runs = group.runs()
+                        if _mc_wanted(cfg, runs[run_index]):
+                            key = jax.random.PRNGKey(seeds[c, j])  # the run's problem key
+                            problem = jax.tree.map(lambda a, e=e: np.asarray(a[e]), args[0])
+                            mc_queue[a_i].append((run_index, key, problem,
+                                                  results[run_index]["points"]))
+    for a_i, queue in mc_queue.items():
+        for run_index, mc in zip([q[0] for q in queue], _mc_batch(acts[a_i], group.family,
+                                                                 cfg.mc_samples, queue)):
+            results[run_index]["mc"] = mc
     wall = time.perf_counter() - start
     record_steps = tl.record_schedule(cfg.steps, cfg.n_records).tolist()
     return _records(group, runs, results, record_steps, wall / max(len(runs), 1))
@@ -311,8 +360,37 @@ def _records(group: ShapeGroup, runs: list[Run], results: dict[int, dict], recor
         ids = {m: record_id(cfg, run, m) for m in methods}
         solvers = {m: "closed_form_gd" if tl.uses_closed_form(m, run.activation) else "gd"
                    for m in methods if m in tl.TUNE_MODES}
-        records += to_records(common, results[i], methods, ids, solvers, record_steps)
+        recs = to_records(common, results[i], methods, ids, solvers, record_steps)
+        for rec in recs:
+            rec.update(_evidence_fields(results[i]))
+            if rec["method"] in tl.TUNE_MODES:
+                rec.update(_method_evidence_fields(results[i], rec["method"]))
+        records += recs
     return records
+
+
+def _evidence_fields(res: dict) -> dict:
+    """Run-level evidence fields of a record (see :mod:`sims.evidence`)."""
+    ev = res["evidence"]
+    mc = res.get("mc")
+    return {
+        "dtype": str(np.asarray(res["L0"]).dtype),
+        "loss_scale": float(ev["loss_scale"]),
+        "c1_pool_loss": float(ev["c1_pool_loss"]),
+        "pool_y2": float(ev["pool_y2"]),
+        "mc": None if mc is None else {name: [float(x) for x in np.atleast_1d(val)]
+                                       for name, val in mc.items()},
+    }
+
+
+def _method_evidence_fields(res: dict, method: str) -> dict:
+    """Per-tune evidence fields: start train loss, closed-form iterate after ``steps_taken``."""
+    ev = res["evidence"]
+    out = {"start_train_loss": float(ev[f"{method}_start_train_loss"])}
+    for key in ("cf_gap", "cf_moved", "cf_norm", "cf_target_loss"):
+        full = f"{method}_{key}"
+        out[key] = float(ev[full]) if full in ev else None
+    return out
 
 
 def run_group(group: ShapeGroup) -> list[SimsRecord]:

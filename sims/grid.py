@@ -80,7 +80,8 @@ class Run:
 def run_settings(cfg: SweepConfig) -> dict[str, Any]:
     """Config fields that change a run's numbers (part of every record and id)."""
     return {"seed": cfg.seed, "steps": cfg.steps, "n_records": cfg.n_records, "lr": cfg.lr,
-            "gtol": cfg.gtol, "p1": cfg.p1, "nonneg_head": cfg.nonneg_head}
+            "gtol": cfg.gtol, "p1": cfg.p1, "nonneg_head": cfg.nonneg_head,
+            "mc_runs": cfg.mc_runs, "mc_samples": cfg.mc_samples}
 
 
 def problem_seed(cfg: SweepConfig, run: Run) -> int:

@@ -69,6 +69,13 @@ class _Required(TypedDict):
     first_layer_bound: float | None
     e1_sampled: bool | None
     n_unsampled: int | None
+    mc_runs: int
+    mc_samples: int
+    dtype: str  # float dtype of the computation (rounding floors of the tolerances)
+    loss_scale: float  # E[y^2] + E[f_src^2], the size of the terms a loss is a difference of
+    c1_pool_loss: float  # mean (f_{v_src, B_src A^-1}(x_i) - y_i)^2 on the run's samples
+    pool_y2: float  # mean y_i^2 on the run's samples
+    mc: dict[str, list[float]] | None  # Monte Carlo (mean, se) per point (sims.evidence), or None
     method: str  # one of sims.grid.RECORD_METHODS
     solver: str  # "exact", "closed_form_gd" or "gd"
     target_loss: float
@@ -86,6 +93,11 @@ class SimsRecord(_Required, total=False):
     grad_norm_rel: float  # final / initial gradient norm
     limit_target_loss: float | None  # target loss of the closed-form limit (first: linear only)
     limit_gap: float | None  # twolayer.diagnostics.limit_gap of B (first layer, linear only)
+    start_train_loss: float  # training loss at the start
+    cf_gap: float | None  # distance of the final parameters to the closed-form iterate (sims.evidence)
+    cf_moved: float | None  # distance of that iterate to the start
+    cf_norm: float | None  # norms of start and iterate (rounding floor)
+    cf_target_loss: float | None  # exact target loss of that iterate
 
 
 _REQUIRED = frozenset(_Required.__annotations__)

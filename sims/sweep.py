@@ -26,7 +26,7 @@ from typing import Any
 import jax
 
 import sims.runtime  # noqa: F401  (XLA flags and float64 before anything computes)
-from sims.claims import evaluate, verdict_table
+from sims.claims import evaluate, exit_worthy, verdict_table
 from sims.config import FIELDS, SweepConfig, field_help, field_kind, resolve
 from sims.engine import run_group
 from sims.grid import ShapeGroup, group_ids, shape_groups
@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start no shape group after M minutes; exit 3 if groups are left (re-run "
                         "the same command to resume). Groups already running finish")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--strict", action="store_true", help="exit 1 if any claim fails")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 if any claim fails or is inconclusive")
     p.add_argument("--no-figures", dest="figures", action="store_false",
                    help="skip drawing OUT/figures")
     return p
@@ -248,9 +249,9 @@ def _run_locked(args: argparse.Namespace, cfg: SweepConfig, out: Path) -> int:
               f"({stats['cache_hits']} from the cache), {stats['compile_s']:.1f} s")
     if args.figures:
         draw_figures(out)
-    failed = [v.claim for v in verdicts if v.verdict == "fails"]
+    failed = exit_worthy(verdicts)
     if failed:
-        print(f"claims failing: {', '.join(failed)}")
+        print(f"claims failing or inconclusive: {', '.join(failed)}")
     return 1 if (args.strict and failed) else 0
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from twolayer._checks import ACTIVATIONS, check_array, check_choice, is_traced
 from twolayer.model import features
 
 
@@ -57,21 +59,24 @@ def gd_gain(lam: jnp.ndarray, steps, lr, n) -> jnp.ndarray:
 
 
 def gd_coef(s: jnp.ndarray, steps, lr, n) -> jnp.ndarray:
-    """c_t(s) = (1 − (1 − η s²/n)^t)/s = s·g_t(s²) for singular values s (0 at s = 0).
+    """c_t(s) = (1 − (1 − η s²/n)^t)/s = s·g_t(s²) for singular values s (shape (r,)).
+
+    0 for s below the pseudo-inverse's cut-off (the numerical null space), as in :func:`lsq_gd_path`.
 
     Example:
         >>> import jax.numpy as jnp
         >>> gd_coef(jnp.array([1.0]), 1, 1.0, 1).tolist()
         [1.0]
     """
-    return s * gd_gain(s * s, steps, lr, n)
+    return jnp.where(_pinv_coef(s) > 0, s * gd_gain(s * s, steps, lr, n), 0.0)
 
 
 def lsq_gd_path(F, y, u0, t_grid, lr, n=None) -> jnp.ndarray:
     """Exact GD iterates on (1/2n)‖F u − y‖² from u0 at every step count in ``t_grid``.
 
     Uses one symmetric eigendecomposition of the smaller Gram matrix (F Fᵀ or FᵀF), much faster than an
-    SVD on CPUs: with F Fᵀ = U diag(λ) Uᵀ, u_t = u0 + Fᵀ U diag(g_t(λ)) Uᵀ r0 (r0 = y − F u0).
+    SVD on CPUs: with F Fᵀ = U diag(λ) Uᵀ, u_t = u0 + Fᵀ U diag(g_t(λ)) Uᵀ r0 (r0 = y − F u0), with
+    λ_i = ‖Fᵀu_i‖² and zero gain below the pseudo-inverse's cut-off (no drift for any t).
 
     Args:
         F: (m, p); y: (m,); u0: (p,); t_grid: (T,) step counts; lr: η; n: the 1/n of the loss
@@ -87,21 +92,33 @@ def lsq_gd_path(F, y, u0, t_grid, lr, n=None) -> jnp.ndarray:
     m, p = F.shape
     n = m if n is None else n
     r0 = y - F @ u0
+    # Singular values are recomputed as s_i = ‖Fᵀu_i‖ (or ‖F v_i‖): accurate to ε·s_max, where the
+    # eigenvalues are only accurate to ε·s_max². Directions under the pseudo-inverse's cut-off are the
+    # numerical null space and get zero gain (a gain t·η/n there would drift linearly in t).
     if m <= p:
-        lam, U = jnp.linalg.eigh(F @ F.T)
+        _, U = jnp.linalg.eigh(F @ F.T)
+        FtU = F.T @ U  # (p, m)
+        s = jnp.linalg.norm(FtU, axis=0)
         proj = U.T @ r0
 
         def back(g):
-            return F.T @ (U @ (g * proj))
+            return FtU @ (g * proj)
     else:
-        lam, V = jnp.linalg.eigh(F.T @ F)
-        proj = V.T @ (F.T @ r0)
+        _, V = jnp.linalg.eigh(F.T @ F)
+        FV = F @ V  # (m, p)
+        s = jnp.linalg.norm(FV, axis=0)
+        proj = FV.T @ r0
 
         def back(g):
             return V @ (g * proj)
 
-    lam = jnp.maximum(lam, 0.0)
-    return jax.vmap(lambda t: u0 + back(gd_gain(lam, t, lr, n)))(jnp.atleast_1d(t_grid))
+    null = _pinv_coef(s) == 0
+    lam = s * s
+
+    def gain(t):
+        return jnp.where(null, 0.0, gd_gain(lam, t, lr, n))
+
+    return jax.vmap(lambda t: u0 + back(gain(t)))(jnp.atleast_1d(t_grid))
 
 
 def lsq_gd_iterate(F, y, u0, steps, lr) -> jnp.ndarray:
@@ -131,8 +148,20 @@ def lsq_flow_limit(F, y, u0) -> jnp.ndarray:
     return u0 + _lsq_direction(F, y - F @ u0, _pinv_coef)
 
 
+def _check_layers(v_src, B_src, X, y) -> None:
+    k, d = np.shape(B_src) if np.ndim(B_src) == 2 else (None, None)
+    check_array("B_src", B_src, (None, None))
+    check_array("v_src", v_src, (k,))
+    check_array("X", X, (None, d))
+    check_array("y", y, (np.shape(X)[0],))
+
+
 def last_layer_limit(v_src, B_src, X, y, activation: str) -> jnp.ndarray:
     """Limit of last-layer tuning: v∞ = v_src + Z⁺(y − Z v_src), Z = φ(X B_srcᵀ); shape (k,).
+
+    Raises:
+        ValueError: shapes other than v_src (k,), B_src (k, d), X (n, d), y (n,), or non-finite
+            values (checked on concrete arrays).
 
     Example:
         >>> import jax, twolayer as tl
@@ -143,6 +172,8 @@ def last_layer_limit(v_src, B_src, X, y, activation: str) -> jnp.ndarray:
         >>> float(tl.empirical_loss(v, p.B_src, X, y, "linear")) < 1e-20
         True
     """
+    check_choice("activation", activation, ACTIVATIONS)
+    _check_layers(v_src, B_src, X, y)
     return lsq_flow_limit(features(B_src, X, activation), y, v_src)
 
 
@@ -151,6 +182,10 @@ def first_layer_limit(v_src, B_src, X, y) -> jnp.ndarray:
 
     The predictor w = Bᵀv_src moves to w∞ = w0 + X⁺(y − X w0) (w0 = B_srcᵀv_src) and
     B∞ = B_src + v_src (w∞ − w0)ᵀ / ‖v_src‖².
+
+    Raises:
+        ValueError: wrong shapes (as :func:`last_layer_limit`), non-finite values, or v_src = 0
+            (the first layer then has zero gradient and does not move: there is no such limit).
 
     Example:
         >>> import jax, twolayer as tl
@@ -161,6 +196,10 @@ def first_layer_limit(v_src, B_src, X, y) -> jnp.ndarray:
         >>> float(tl.empirical_loss(p.v_src, B, X, y, "linear")) < 1e-20
         True
     """
+    _check_layers(v_src, B_src, X, y)
+    if not is_traced(v_src) and not np.any(np.asarray(v_src) != 0):
+        raise ValueError("v_src = 0: expected a non-zero head (with v_src = 0 the first layer "
+                         "has zero gradient and stays at B_src)")
     w0 = B_src.T @ v_src
     w_inf = lsq_flow_limit(X, y, w0)
     return B_src + jnp.outer(v_src, w_inf - w0) / (v_src @ v_src)

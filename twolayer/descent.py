@@ -21,10 +21,19 @@ Step size (``lr=None``): η = 1/L with L a smoothness bound at the pretrained po
 * full: L = σ_max(Z)²/n + ‖v_src‖² σ_max(X)²/n + ‖Xᵀr_0‖/n, adding the cross term's bound at
   the start (the bound is local; divergence is detected, not assumed away).
 
-Convergence: ‖∇L̂‖ ≤ gtol·‖∇L̂ at start‖, or the data fitted to rounding level (train residual
-‖r‖ ≤ 100·ε·‖y‖, where the gradient is zero to machine precision, e.g. when it already was at the
-start), checked at each record. Divergence: a non-finite value or a
-train loss above 1e8 × its start stops the run at the last finite state with ``diverged = True``.
+If L = 0 (the objective is constant in the tuned parameters, e.g. last-layer tuning with every ReLU
+feature dead on the samples) the step is 0: the start is returned unchanged and converged, and
+``lr = 0`` in the result says so.
+
+Convergence (span iteration): ‖∇L̂‖ ≤ gtol·‖∇L̂ at start‖, or the data fitted to rounding level
+(train residual ‖r‖ ≤ 100·ε·‖y‖, where the gradient is zero to machine precision, e.g. when it
+already was at the start), checked at each record. Convergence (closed-form trajectory, whose limit
+is known exactly from the same eigendecomposition): ‖u_t − u∞‖ ≤ gtol·‖u∞ − u_0‖ (+ 100·ε·(‖u_0‖ +
+‖u∞‖)) for the tuned parameters u (v, or the predictor Bᵀv_src); a gradient test would pass early
+along directions of tiny curvature while the iterate is still far from its limit.
+
+Divergence: a non-finite value or a train loss above 1e8 × (its start + ‖y‖²/2n, the zero
+predictor's loss) stops the run at the last finite state with ``diverged = True``.
 The target loss is recorded exactly (:func:`~twolayer.losses.population_loss`) at ``record_steps``;
 after a run stops (converged or diverged) the remaining records repeat its final value.
 """
@@ -59,8 +68,9 @@ class GDResult(NamedTuple):
         record_steps: (R + 1,) step counts of the records.
         steps_taken: () steps actually run (fewer than requested if converged or diverged early).
         grad_norm: () final gradient norm.  grad_norm0: () gradient norm at the start.
-        converged: () bool, grad_norm ≤ gtol·grad_norm0.  diverged: () bool.
-        lr: () step size used.
+        converged: () bool (module docstring: gradient test, or distance to the exact limit for
+            closed-form trajectories).  diverged: () bool.
+        lr: () step size used (0 when the smoothness bound L is 0: the start is stationary).
     """
 
     v: jnp.ndarray
@@ -126,6 +136,12 @@ def smoothness_bound(problem: Problem, X, y, tune: str, activation: str, n_valid
     return L_last + L_first + jnp.linalg.norm(X.T @ r0) / n
 
 
+def _loss_reference(loss0, y, n):
+    """Scale of the divergence test: the start loss plus the zero predictor's loss ‖y‖²/(2n), so that
+    a run starting at an exact fit is not flagged by rounding noise."""
+    return loss0 + 0.5 * (y @ y) / n + jnp.finfo(y.dtype).tiny
+
+
 def _is_converged(gn, gn0, train_loss, y, n, gtol):
     """‖g‖ ≤ gtol‖g0‖, or a residual at rounding level: 2n·L̂ = ‖r‖² ≤ (100 ε ‖y‖)²."""
     eps = jnp.finfo(y.dtype).eps
@@ -133,18 +149,28 @@ def _is_converged(gn, gn0, train_loss, y, n, gtol):
     return (gn <= gtol * gn0) | fitted
 
 
+_T_LIMIT = 1e300  # a step count at which every gain g_t(λ) of a stable step equals 1/λ
+
+
+def _path_and_limit(F, y, u0, t_grid, eta, n):
+    """GD iterates at ``t_grid`` and the limit, from one eigendecomposition; ((T, p), (p,))."""
+    grid = jnp.concatenate([t_grid.astype(F.dtype), jnp.asarray([_T_LIMIT], F.dtype)])
+    path = lsq_gd_path(F, y, u0, grid, eta, n)
+    return path[:-1], path[-1]
+
+
 def _closed_form_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, n):
     v0, B0 = problem.v_src, problem.B_src
     if tune == "last":
         F = features(B0, X, activation)
-        us = lsq_gd_path(F, y, v0, t_grid, lr, n)  # (T, k)
+        us, u_lim = _path_and_limit(F, y, v0, t_grid, lr, n)  # (T, k), (k,)
         vs, Bs = us, jnp.broadcast_to(B0, (t_grid.shape[0], *B0.shape))
         grad_scale = 1.0
     else:  # first layer, linear: least squares in w = Bᵀv with step η‖v‖²
         vv = v0 @ v0
         F = X
         w0 = B0.T @ v0
-        ws = lsq_gd_path(F, y, w0, t_grid, lr * vv, n)  # (T, d)
+        ws, u_lim = _path_and_limit(F, y, w0, t_grid, lr * vv, n)  # (T, d), (d,)
         Bs = B0[None] + v0[None, :, None] * (ws - w0)[:, None, :] / vv
         vs, us = jnp.broadcast_to(v0, (t_grid.shape[0], *v0.shape)), ws
         grad_scale = jnp.sqrt(vv)
@@ -153,12 +179,18 @@ def _closed_form_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, 
     gnorms = grad_scale * jnp.linalg.norm(res @ F, axis=1) / n
     targets = jax.vmap(lambda v, B: population_loss(v, B, problem, family, activation))(vs, Bs)
     finite = jnp.isfinite(train) & jnp.isfinite(targets)
-    ok = finite & (train <= DIVERGENCE_FACTOR * (train[0] + jnp.finfo(train.dtype).tiny))
+    ok = finite & (train <= DIVERGENCE_FACTOR * _loss_reference(train[0], y, n))
     last_ok = jnp.max(jnp.where(ok, jnp.arange(ok.shape[0]), 0))  # records are monotone here
     idx = jnp.arange(ok.shape[0])
     trace = jnp.where(idx <= last_ok, targets, targets[last_ok])
     diverged = ~jnp.all(ok)
     gn, gn0 = gnorms[last_ok], gnorms[0]
+    # The limit is known exactly here, so convergence is the distance to it (a gradient test passes
+    # early along directions of tiny curvature, far from the limit).
+    u0 = us[0]
+    eps = jnp.finfo(F.dtype).eps
+    at_limit = jnp.linalg.norm(us[last_ok] - u_lim) <= (
+        gtol * jnp.linalg.norm(u_lim - u0) + 100 * eps * (jnp.linalg.norm(u0) + jnp.linalg.norm(u_lim)))
     return GDResult(
         v=vs[last_ok],
         B=Bs[last_ok],
@@ -169,7 +201,7 @@ def _closed_form_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, 
         steps_taken=t_grid[last_ok],
         grad_norm=gn,
         grad_norm0=gn0,
-        converged=(~diverged) & _is_converged(gn, gn0, train[last_ok], y, n, gtol),
+        converged=(~diverged) & at_limit,
         diverged=diverged,
         lr=jnp.asarray(lr),
     )
@@ -224,7 +256,7 @@ def _span_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, n):
     loss0, gn0 = loss_and_gnorm(v0, H0)
     T = t_grid.shape[0]
     trace0 = jnp.zeros((T,), X.dtype).at[0].set(target(v0, M0))
-    limit = DIVERGENCE_FACTOR * (loss0 + jnp.finfo(X.dtype).tiny)
+    limit = DIVERGENCE_FACTOR * _loss_reference(loss0, y, n)
 
     def cond(c):
         seg, *_, conv, div = c
@@ -302,7 +334,10 @@ def finetune_core(
     """
     t_grid = jnp.asarray(record_schedule(steps, n_records))
     n = X.shape[0] if n_valid is None else jnp.asarray(n_valid, X.dtype)
-    default = 1.0 / smoothness_bound(problem, X, y, tune, activation, n)
+    L = smoothness_bound(problem, X, y, tune, activation, n)
+    # L = 0: the objective is constant in the tuned parameters (e.g. every ReLU feature dead on the
+    # samples), the start is stationary; step 0 returns it unchanged and converged.
+    default = jnp.where(L > 0, 1.0 / jnp.where(L > 0, L, 1.0), 0.0)
     # lr None (or NaN, used by batched calls) means the default step 1/L.
     eta = default if lr is None else jnp.where(jnp.isnan(lr), default, jnp.asarray(lr, X.dtype))
     run = _closed_form_run if method == "auto" and uses_closed_form(tune, activation) else _span_run
@@ -341,6 +376,9 @@ def _check_run_args(tune, activation, family, method, steps, n_records, gtol):
     check_choice("activation", activation, ACTIVATIONS)
     check_choice("family", family, FAMILIES)
     check_choice("method", method, GD_METHODS)
+    for name, value in (("steps", steps), ("n_records", n_records)):
+        if isinstance(value, bool) or not float(value).is_integer():
+            raise ValueError(f"{name} = {value!r}: expected an integer >= 1")
     record_schedule(int(steps), int(n_records))
     if not (gtol >= 0 and np.isfinite(gtol)):
         raise ValueError(f"gtol = {gtol}: expected a finite number >= 0")

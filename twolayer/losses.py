@@ -14,10 +14,17 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from twolayer._checks import ACTIVATIONS, FAMILIES, check_choice
+from twolayer._checks import ACTIVATIONS, FAMILIES, check_array, check_choice
 from twolayer.model import forward
-from twolayer.problems import Problem, sample_target, target_directions, target_second_moment
+from twolayer.problems import (
+    Problem,
+    check_problem,
+    sample_target,
+    target_directions,
+    target_second_moment,
+)
 
 
 def arccos_kernel(G: jnp.ndarray) -> jnp.ndarray:
@@ -62,6 +69,10 @@ def population_loss(
         family: ``"gaussian"`` or ``"sparse"``.
         activation: ``"linear"`` or ``"relu"``.
 
+    Raises:
+        ValueError: unknown family/activation, shapes other than v (k,), B (k, d), a malformed
+            problem, or (concrete arrays) non-finite values.
+
     Example:
         >>> import jax, twolayer as tl
         >>> p = tl.make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
@@ -71,6 +82,10 @@ def population_loss(
     """
     check_choice("family", family, FAMILIES)
     check_choice("activation", activation, ACTIVATIONS)
+    check_problem(problem)
+    d = np.shape(problem.B_src)[-1]
+    check_array("B", B, (None, d))
+    check_array("v", v, (np.shape(B)[0],))
     if activation == "linear":
         e = B.T @ v - problem.B_star.T @ problem.v_star
         return e @ target_second_moment(problem, family) @ e

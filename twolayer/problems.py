@@ -48,8 +48,9 @@ class InputShift:
 
     def __post_init__(self) -> None:
         check_choice("input shift kind", self.kind, SHIFT_KINDS)
-        if int(self.rank) < 1:
-            raise ValueError(f"input shift rank {self.rank}: expected an integer >= 1")
+        if (isinstance(self.rank, bool) or not isinstance(self.rank, int | float | np.integer)
+                or not float(self.rank).is_integer() or self.rank < 1):
+            raise ValueError(f"input shift rank {self.rank!r}: expected an integer >= 1")
         if not np.isfinite(self.alpha):
             raise ValueError(f"input shift alpha {self.alpha}: expected a finite number")
         if self.kind == "scale" and self.alpha == 0.0:

