@@ -327,6 +327,8 @@ def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
     check_head(spec, splits)
     model = _build(spec, dict(unit.backbone_kwargs))
     load_checkpoint(model, unit.checkpoint)
+    transform_info = (dict(spec.model_transform(model, _request(unit)))
+                      if spec.model_transform is not None else None)
     block_map = model.block_map()
     if unit.objective != "supervised":
         return [_online_record(unit, spec, splits, model, t0)]
@@ -349,6 +351,8 @@ def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
         "head_size": spec.num_classes, "package_version": package_version(),
         "best_l1": res.best_l1, "rgn_block_weights": _rgn_block_weights(res),
     }
+    if transform_info is not None:
+        rec["transform_info"] = to_jsonable(transform_info)
     return [rec]
 
 
@@ -488,10 +492,25 @@ def _run_locked(cfg: BenchmarkConfig, out: Path, progress: bool) -> dict[str, An
     blocks_of = {(r["task"], r["variant"] or ""): r["blocks"] for r in records}
     v = verdicts(rows, blocks_of)
     write_json_atomic(out / "verdicts.json", v)
+    tv = task_verdicts(cfg.tasks, records)
+    if tv:
+        write_json_atomic(out / "task_verdicts.json", tv)
     wanted = {u.id for u in units}
     failed = [r for r in records if r["id"] in wanted and r["status"] != "ok"]
     return {"units": len(units), "run": report.units_run, "skipped": report.units_skipped,
-            "failed": len(failed), "wall_s": time.perf_counter() - t0, "verdicts": v}
+            "failed": len(failed), "wall_s": time.perf_counter() - t0, "verdicts": v,
+            "task_verdicts": tv}
+
+
+def task_verdicts(tasks: Sequence[str], records: Sequence[Mapping[str, Any]]
+                  ) -> list[dict[str, Any]]:
+    """The tasks' own verdicts (:attr:`TaskSpec.task_verdicts`) on their records."""
+    out: list[dict[str, Any]] = []
+    for name in tasks:
+        judge = get_task(name).task_verdicts
+        if judge is not None:
+            out.extend(judge([r for r in records if r["task"] == name]))
+    return out
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -560,6 +579,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lrs", type=float, nargs="+", default=None, help="override the lr grid")
     p.add_argument("--train-n", type=int, default=None,
                    help="override train_n (labelled target training examples in total)")
+    p.add_argument("--train-n-grid", type=int, nargs="+", default=None, metavar="N",
+                   help="accuracy against target-set size: run the grid once per N labelled "
+                        "training examples PER CLASS (e.g. 1 2 5 10 20 50) into one --out; writes "
+                        "size_summary.csv and size_verdicts.json")
     p.add_argument("--val-per-class", type=int, default=None,
                    help="override the validation examples per class")
     p.add_argument("--test-per-class", type=int, default=None,
@@ -652,10 +675,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = _config_from_args(args)
-        report = run_benchmark(cfg, args.out, progress=not args.no_progress)
+        if args.train_n_grid:
+            if args.train_n is not None:
+                raise ValueError("give --train-n or --train-n-grid, not both")
+            from realdata.experiments.size_curve import run_size_curve
+
+            size = run_size_curve(cfg, args.train_n_grid, args.out,
+                                  progress=not args.no_progress)
+        else:
+            report = run_benchmark(cfg, args.out, progress=not args.no_progress)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.train_n_grid:
+        print(f"{size['units']} runs ({size['run']} new, {size['skipped']} resumed, "
+              f"{size['failed']} failed) in {size['wall_s']:.1f} s -> {args.out}")
+        for v in size["verdicts"]:
+            gaps = " ".join(f"{n}:{100 * g['diff']:+.1f}" for n, g in v["gaps"].items())
+            print(f"  {v['task']}/{v['shift'] or '-'}: best block {v['best_block']}; gap to all "
+                  f"per class size [{gaps}] pts; shrinks: {v['verdict']} ({v['reason']})")
+        return 0
     print(f"{report['units']} runs ({report['run']} new, {report['skipped']} resumed, "
           f"{report['failed']} failed) in {report['wall_s']:.1f} s -> {args.out}")
     for v in report["verdicts"]:
@@ -664,6 +703,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{v['best_acc']:.3f} vs all {v['all_acc']:.3f}; paper ordering "
               f"{'n/a' if v['holds'] is None else ('holds' if v['holds'] else 'does NOT hold')}"
               f" [{accs}]")
+    for v in report["task_verdicts"]:
+        accs = " ".join(f"{b}={x:.3f}" for b, x in v.get("accs", {}).items())
+        print(f"  {v['task']}/{v.get('perturbed', '-')}: {v['verdict']} ({v['reason']}) [{accs}]")
     return 0
 
 

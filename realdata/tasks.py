@@ -54,6 +54,7 @@ TASK_MODULES: tuple[str, ...] = (
     "realdata.data.breeds",
     "realdata.data.wilds",
     "realdata.data.fmow",
+    "realdata.experiments.noise_in_block",
 )
 
 
@@ -125,6 +126,10 @@ class TaskSpec:
         prepare_source: for built-in tasks, ``(request, folder) -> checkpoint path``: builds the
             source model once (cached in ``folder``) when no ``--checkpoint`` is given. Tasks
             without it require ``--checkpoint``.
+        model_transform: ``(model, request) -> info``: changes the loaded source model before
+            fine-tuning (noise in one block); ``info`` (JSON-able) is stored in the record.
+        task_verdicts: ``records -> list of verdict dicts``: the task's own verdicts, written to
+            ``OUT/task_verdicts.json`` (each dict has ``task``, ``verdict`` and ``reason``).
     """
 
     name: str
@@ -143,6 +148,8 @@ class TaskSpec:
     description: str = ""
     variant_levels: Mapping[str, ShiftLevel] = field(default_factory=dict)
     prepare_source: Callable[[LoadRequest, Path], Path] | None = None
+    model_transform: Callable[[Any, LoadRequest], Mapping[str, Any]] | None = None
+    task_verdicts: Callable[[Any], list[dict[str, Any]]] | None = None
 
     def level_of(self, variant: str | None) -> ShiftLevel:
         """The shift level of ``variant`` (``shift_level`` unless ``variant_levels`` says)."""
