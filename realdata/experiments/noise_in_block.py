@@ -173,7 +173,7 @@ def _series(records: Iterable[Mapping[str, Any]]
         key = (r["task"], r["variant"])
         if _settings(r) != latest[key] or r["status"] != "ok":
             continue
-        blocks, series = out.setdefault(key, (list(r["blocks"]), defaultdict(dict)))
+        _, series = out.setdefault(key, (list(r["blocks"]), defaultdict(dict)))
         series[r["tuned"]][int(r["seed"])] = float(r["test_metric"])
     return out
 
