@@ -13,7 +13,8 @@ An input shift should move block 1 most; an output shift (labels only) moves no 
 (``D_b`` at the floor).
 
 ``python -m realdata.experiments.levels --task synthetic --checkpoint PATH --out DIR`` writes
-``DIR/levels.json`` and ``DIR/levels.md`` for every variant of the built-in synthetic task.
+``DIR/levels.json`` and ``DIR/levels.md`` for every variant of the built-in synthetic task, and with
+``--corruptions all`` for the 15 CIFAR-10-C corruptions (severity 5) applied to the source images.
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder (levels.json, levels.md)")
     p.add_argument("--per-class", type=int, default=50, help="images per class in each set")
     p.add_argument("--seed", type=int, default=0, help="data seed")
+    p.add_argument("--corruptions", nargs="*", default=(), metavar="NAME",
+                   help="also measure these CIFAR-10-C corruptions (realdata.data.corruptions, "
+                        "severity 5) applied to the source images; 'all' for the 15")
     a = p.parse_args(argv)
     try:
         from realdata.data.base import LoadRequest
@@ -119,8 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             test_per_class=a.per_class))
             return sp.test.images  # type: ignore[attr-defined]
 
-        table = level_table(model, images("source", a.seed), images("source", a.seed + 1),
-                            {v: images(v, a.seed) for v in VARIANTS})
+        from realdata.data.corruptions import CORRUPTIONS, corrupt, validate_corruption
+
+        names = list(CORRUPTIONS) if list(a.corruptions) == ["all"] else [
+            validate_corruption(c) for c in a.corruptions]
+        src = images("source", a.seed)
+        targets = {v: images(v, a.seed) for v in VARIANTS}
+        targets.update({f"corrupt:{c}": corrupt(src, c, 5, seed=a.seed) for c in names})
+        table = level_table(model, src, images("source", a.seed + 1), targets)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
