@@ -143,3 +143,26 @@ def test_noise_figure_on_a_folder_without_noise_records_exits_2(tmp_path, capsys
     from paper_figures.realdata import main as fig
     assert fig(["--results", str(tmp_path), "--figure", "noise"]) == 2
     assert "no noise-in-block records" in capsys.readouterr().err
+
+
+def test_cifar10_noise_task_runs_on_the_cifar10_layout_and_refuses_a_wrong_root(tmp_path, capsys):
+    from realdata.models import build_backbone
+    from tests.realdata.data.fixtures import FIXTURE_PROTOCOL, TINY_BACKBONE, build_task_fixture
+
+    fx = build_task_fixture("cifarflip", tmp_path / "data")
+    kwargs = TINY_BACKBONE["resnet26"]
+    ckpt = tmp_path / "source.pt"
+    torch.save(build_backbone("resnet26", 10, **kwargs).state_dict(), ckpt)
+    proto = [x for k, v in FIXTURE_PROTOCOL["cifarflip"].items()
+             for x in (f"--{k.replace('_', '-')}", str(v))]
+    argv = ["--task", "noise-in-block-cifar10", "--checkpoint", str(ckpt), "--seed", "0",
+            "--backbone-kwargs", json.dumps(kwargs), "--epochs", "1", "--lrs", "1e-2",
+            "--methods", "--no-progress", "--variants", "block2", "--tuned", "none", "block2",
+            *proto]
+    out = tmp_path / "out"
+    assert bench.main([*argv, "--data-root", str(fx["data_root"]), "--out", str(out)]) == 0
+    recs = [json.loads(x) for x in (out / "runs.jsonl").read_text().splitlines()]
+    assert {r["data_info"]["labels"] for r in recs} == {"true"} and len(recs) == 2
+    assert bench.main([*argv, "--data-root", str(tmp_path / "nowhere"), "--out",
+                       str(tmp_path / "o2")]) == 2
+    assert "cifar-10-batches-py" in capsys.readouterr().err
