@@ -103,10 +103,12 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def summary_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """CSV text of :func:`summarize` rows (floats with 4 decimals)."""
+def summary_csv(rows: Sequence[Mapping[str, Any]],
+                columns: Sequence[str] = SUMMARY_COLUMNS) -> str:
+    """CSV text of :func:`summarize` rows (or rows with other ``columns``; floats with 4
+    decimals)."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})

@@ -21,9 +21,7 @@ Definitions, per ``(task, shift)``:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from realdata.experiments.paired import Z, paired_diff
+from realdata.summary import summary_csv
 from sims.infra.stats import mean_se
 
 __all__ = ["SIZE_COLUMNS", "run_size_curve", "size_csv", "size_rows", "size_verdicts"]
@@ -133,12 +132,7 @@ def size_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def size_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     """CSV text of :func:`size_rows` rows (floats with 4 decimals)."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(SIZE_COLUMNS), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
-    return buf.getvalue()
+    return summary_csv(rows, SIZE_COLUMNS)
 
 
 def size_verdicts(records: Iterable[Mapping[str, Any]], *, z: float = Z) -> list[dict[str, Any]]:
