@@ -134,6 +134,9 @@ class RunUnit:
             fields["precision"] = "bf16-autocast"
         if self.backbone_kwargs:
             fields["backbone_kwargs"] = dict(self.backbone_kwargs)
+        transform_id = getattr(get_task(self.task).model_transform, "run_id", None)
+        if transform_id is not None:  # e.g. the noise level of noise-in-block
+            fields["model_transform"] = transform_id
         return fields
 
     @property

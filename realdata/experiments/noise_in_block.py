@@ -145,7 +145,8 @@ def noise_task(name: str, base: TaskSpec, load_source: Callable[[LoadRequest], T
         return {"perturbed_block": request.variant, "noise_level": level,
                 "noise_ratio_mean": float(np.mean(list(ratios.values())))}
 
-    transform.__qualname__ = f"noise_task.{name}.transform"
+    # part of every run's id: another level never resumes into these records
+    transform.run_id = {"noise_level": level, "noise": "gaussian, per tensor, relative to its norm"}  # type: ignore[attr-defined]
     return TaskSpec(
         name=name, shift_level="natural", backbone=base.backbone, num_classes=base.num_classes,
         load=load_source, variants=_blocks_of(base),

@@ -166,3 +166,18 @@ def test_cifar10_noise_task_runs_on_the_cifar10_layout_and_refuses_a_wrong_root(
     assert bench.main([*argv, "--data-root", str(tmp_path / "nowhere"), "--out",
                        str(tmp_path / "o2")]) == 2
     assert "cifar-10-batches-py" in capsys.readouterr().err
+
+
+def test_the_noise_level_is_part_of_the_run_id(monkeypatch):
+    from realdata import tasks
+
+    base = get_task("synthetic")
+    ids = []
+    for level in (1.0, 0.5):
+        spec = nib.noise_task("levelnoise", base, nib.load_synthetic_source, level=level)
+        monkeypatch.setitem(tasks._REGISTRY, "levelnoise", spec)
+        unit = bench.RunUnit(task="levelnoise", variant="head", tuned="head", method="fixed",
+                             seed=0, protocol=spec.protocol, bn="eval", checkpoint="c.pt")
+        assert unit.id_fields()["model_transform"]["noise_level"] == level
+        ids.append(unit.id)
+    assert ids[0] != ids[1]
