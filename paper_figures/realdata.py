@@ -126,9 +126,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--results", required=True, help="output folder of python -m "
                                                      "realdata.benchmark (holds runs.jsonl)")
     p.add_argument("--out", default=None, help="figure folder (default RESULTS/figures)")
+    p.add_argument("--figure", choices=("blocks", "size", "noise"), default="blocks",
+                   help="blocks: relative accuracy per tuned block (default); size: accuracy "
+                        "against target-set size (a --train-n-grid run); noise: the "
+                        "noise-in-one-block matrix (a --task noise-in-block run)")
     args = p.parse_args(argv)
     try:
-        paths = draw(args.results, args.out)
+        if args.figure == "blocks":
+            paths = draw(args.results, args.out)
+        else:
+            from paper_figures import realdata_experiments as rx
+
+            paths = (rx.draw_size if args.figure == "size" else rx.draw_noise)(
+                args.results, args.out)
     except ValueError as exc:
         print(f"error: {exc}", file=__import__("sys").stderr)
         return 2

@@ -131,6 +131,7 @@ class RunUnit:
     progress: Progress = "off"
     backbone_kwargs: tuple[tuple[str, Any], ...] = ()
     online: OnlineConfig | None = None
+    model_transform: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.online is not None and self.online.tuned != self.finetune.tuned:
@@ -180,6 +181,8 @@ class RunUnit:
             extra["precision"] = "bf16-autocast"
         if self.backbone_kwargs:
             extra["backbone_kwargs"] = dict(self.backbone_kwargs)
+        if self.model_transform:  # e.g. the noise level of noise-in-block
+            extra["model_transform"] = dict(self.model_transform)
         return extra
 
     def settings_fields(self) -> dict[str, Any]:
@@ -322,6 +325,7 @@ class TaskPlan:
     checkpoint: SourceCheckpoint
     fingerprints: Mapping[tuple[str | None, int], str]
     reader_version: str
+    model_transform: tuple[tuple[str, Any], ...] = ()
 
 
 def _protocol(spec: TaskSpec, cfg: BenchmarkConfig) -> tuple[Protocol, tuple[str, ...]]:
@@ -399,7 +403,7 @@ def build_units(cfg: BenchmarkConfig, plans: Sequence[TaskPlan], *,
                         reader_version=plan.reader_version, task_modules=cfg.task_modules,
                         threads=threads, progress=progress,
                         backbone_kwargs=tuple(sorted(cfg.backbone_kwargs.items())),
-                        online=_online_config(cfg, t)))
+                        online=_online_config(cfg, t), model_transform=plan.model_transform))
     return units
 
 
@@ -450,7 +454,8 @@ def check_head(spec: TaskSpec, splits: TargetSplits) -> None:
 
 
 def _record(unit: RunUnit, spec: TaskSpec, splits: TargetSplits, block_map: Mapping[str, Any],
-            res: FinetuneResult, wall_s: float, error: str | None = None) -> dict[str, Any]:
+            res: FinetuneResult, wall_s: float, error: str | None = None,
+            transform_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return RunRecord(
         id=unit.id, settings=unit.settings, task=unit.task, variant=unit.variant,
         tuned=unit.tuned, method=unit.method, seed=unit.seed,
@@ -474,6 +479,7 @@ def _record(unit: RunUnit, spec: TaskSpec, splits: TargetSplits, block_map: Mapp
         rgn_block_weights=_rgn_block_weights(res),
         data_info=to_jsonable(dict(splits.info)), n_train=len(splits.train),  # type: ignore[arg-type]
         num_classes_data=splits.num_classes, head_size=spec.num_classes,
+        transform_info=None if transform_info is None else dict(transform_info),
     ).to_json()
 
 
@@ -520,6 +526,9 @@ def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
     check_head(spec, splits)
     model = _build(spec, dict(unit.backbone_kwargs))
     load_checkpoint(model, unit.checkpoint.path)
+    transform_info = (to_jsonable(dict(spec.model_transform(model, _request(
+        unit.task, unit.protocol, unit.data, unit.variant, unit.seed))))
+        if spec.model_transform is not None else None)
     block_map = model.block_map()
     found = splits_fingerprint(splits, spec.reader_version)
     if found != unit.data_fingerprint:
@@ -527,18 +536,20 @@ def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
                              0.0)
         return [_record(unit, spec, splits, block_map, res, time.perf_counter() - t0, error=(
             f"the reader returned other data ({found}) than when the run was planned "
-            f"({unit.data_fingerprint}); readers must be deterministic in the request"))]
+            f"({unit.data_fingerprint}); readers must be deterministic in the request"),
+            transform_info=transform_info)]
     if unit.online is not None:
         model.to(unit.finetune.device)
         online = adapt_online(model, block_map, splits.val, splits.test, config=unit.online,
                               seed=unit.seed, metric=spec.metric)
         return [_record(unit, spec, splits, block_map, _online_result(online, unit.online.lrs),
-                        time.perf_counter() - t0)]
+                        time.perf_counter() - t0, transform_info=transform_info)]
     desc = f"{unit.task}/{unit.variant or '-'} {unit.tuned}/{unit.method} seed {unit.seed}"
     res = finetune(model, block_map, splits.train, splits.val, splits.test,
                    protocol=unit.protocol, seed=unit.seed, metric=spec.metric,
                    config=unit.finetune, progress=unit.progress, desc=desc)
-    return [_record(unit, spec, splits, block_map, res, time.perf_counter() - t0)]
+    return [_record(unit, spec, splits, block_map, res, time.perf_counter() - t0,
+                    transform_info=transform_info)]
 
 
 def _checkpoint(cfg: BenchmarkConfig, spec: TaskSpec, proto: Protocol, out: Path,
@@ -599,12 +610,25 @@ def plan_task(cfg: BenchmarkConfig, name: str, out: Path, *, progress: Progress 
     ckpt = _checkpoint(cfg, spec, proto, out, progress)
     return TaskPlan(task=name, protocol=proto, variants=vs, blocks=blocks, options=options,
                     checkpoint=ckpt, fingerprints=fingerprints,
-                    reader_version=spec.reader_version)
+                    reader_version=spec.reader_version,
+                    model_transform=_transform_id(spec))
+
+
+def _transform_id(spec: TaskSpec) -> tuple[tuple[str, Any], ...]:
+    """What the task's model transform contributes to the run id (its ``run_id`` mapping, e.g.
+    the noise level); ``()`` without a transform."""
+    if spec.model_transform is None:
+        return ()
+    run_id = getattr(spec.model_transform, "run_id", None)
+    if run_id is None:
+        raise ValueError(f"task {spec.name}: its model_transform needs a run_id mapping (what "
+                         "changes its result, e.g. a noise level) to enter the run ids")
+    return tuple(sorted(dict(run_id).items()))
 
 
 _WHAT = {"checkpoint_sha256": "checkpoint content", "protocol": "protocol", "bn": "--bn",
          "package_version": "package version", "data_fingerprint": "data",
-         "extra_id": "method/precision/backbone options", "objective": "--objective",
+         "extra_id": "method/precision/backbone/model-transform options", "objective": "--objective",
          "online": "online settings"}
 
 
@@ -715,6 +739,9 @@ def _run_locked(cfg: BenchmarkConfig, out: Path, progress: bool, force_new_setti
     write_text_atomic(out / "summary.csv", summary_csv(rows))
     v = verdicts(records, settings)
     write_json_atomic(out / "verdicts.json", v)
+    tv = task_verdicts(cfg.tasks, [r for r in records if r.get("settings") == settings.get(r["task"])])
+    if tv:
+        write_json_atomic(out / "task_verdicts.json", tv)
     wanted = {u.id for u in units}
     mine = [r for r in records if r["id"] in wanted]
     targets = {(u.task, u.variant or "") for u in units}
@@ -722,7 +749,18 @@ def _run_locked(cfg: BenchmarkConfig, out: Path, progress: bool, force_new_setti
             "failed": sum(r["status"] != "ok" for r in mine),
             "wall_s": time.perf_counter() - t0,
             "verdicts": [x for x in v if (x["task"], x["shift"]) in targets],
-            "edge_warning": edge_warning(mine)}
+            "edge_warning": edge_warning(mine), "task_verdicts": tv}
+
+
+def task_verdicts(tasks: Sequence[str], records: Sequence[Mapping[str, Any]]
+                  ) -> list[dict[str, Any]]:
+    """The tasks' own verdicts (:attr:`TaskSpec.task_verdicts`) on their records."""
+    out: list[dict[str, Any]] = []
+    for name in tasks:
+        judge = get_task(name).task_verdicts
+        if judge is not None:
+            out.extend(judge([r for r in records if r["task"] == name]))
+    return out
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -791,6 +829,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lrs", type=float, nargs="+", default=None, help="override the lr grid")
     p.add_argument("--train-n", type=int, default=None,
                    help="override train_n (labelled target training examples in total)")
+    p.add_argument("--train-n-grid", type=int, nargs="+", default=None, metavar="N",
+                   help="accuracy against target-set size: run the grid once per N labelled "
+                        "training examples PER CLASS (e.g. 1 2 5 10 20 50) into one --out; writes "
+                        "size_summary.csv and size_verdicts.json")
     p.add_argument("--val-per-class", type=int, default=None,
                    help="override the validation examples per class")
     p.add_argument("--test-per-class", type=int, default=None,
@@ -930,17 +972,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = _config_from_args(args)
-        report = run_benchmark(cfg, args.out, progress=not args.no_progress,
-                               force_new_settings=args.force_new_settings)
+        if args.train_n_grid:
+            if args.train_n is not None:
+                raise ValueError("give --train-n or --train-n-grid, not both")
+            from realdata.experiments.size_curve import run_size_curve
+
+            size = run_size_curve(cfg, args.train_n_grid, args.out,
+                                  progress=not args.no_progress)
+        else:
+            report = run_benchmark(cfg, args.out, progress=not args.no_progress,
+                                   force_new_settings=args.force_new_settings)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.train_n_grid:
+        print(f"{size['units']} runs ({size['run']} new, {size['skipped']} resumed, "
+              f"{size['failed']} failed) in {size['wall_s']:.1f} s -> {args.out}")
+        for v in size["verdicts"]:
+            gaps = " ".join(f"{n}:{100 * g['diff']:+.1f}" for n, g in v["gaps"].items())
+            print(f"  {v['task']}/{v['shift'] or '-'}: best block {v['best_block']}; gap to all "
+                  f"per class size [{gaps}] pts; shrinks: {v['verdict']} ({v['reason']})")
+        return 0
     print(f"{report['units']} runs ({report['run']} new, {report['skipped']} resumed, "
           f"{report['failed']} failed) in {report['wall_s']:.1f} s -> {args.out}")
     for v in report["verdicts"]:
         print(_verdict_line(v))
     if report["edge_warning"]:
         print(report["edge_warning"])
+    for v in report["task_verdicts"]:
+        accs = " ".join(f"{b}={x:.3f}" for b, x in v.get("accs", {}).items())
+        print(f"  {v['task']}/{v.get('perturbed', '-')}: {v['verdict']} ({v['reason']}) [{accs}]")
     return 0
 
 

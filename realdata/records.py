@@ -14,6 +14,8 @@ one score per lr (its validation stream's).
 
 Schema 3 added ``objective``, ``online``, ``best_l1``, ``rgn_block_weights`` and ``grid`` (how
 the lr grid was trained: batched or the per-lr loop, group sizes, out-of-memory fallbacks).
+Schema 4 added ``transform_info`` (what the task's model transform did to the source model, e.g.
+the perturbed block and realised noise ratio of noise-in-block; ``None`` without a transform).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from sims.infra import RunStore, to_jsonable
 
 __all__ = ["SCHEMA_VERSION", "RecordSchemaError", "RunRecord", "load_records"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class RecordSchemaError(ValueError):
@@ -51,6 +53,8 @@ class RunRecord:
     ``best_l1``: the L1 strength selected with the lr (``l1`` runs, else ``None``).
     ``rgn_block_weights``: Auto-RGN runs, per block the mean over epochs of the selected lr's
     mean lr multiplier of the block's tensors (else ``None``).
+    ``transform_info``: what the task's model transform reported (``None`` without one); the
+    transform's own parameters (its ``run_id``, e.g. the noise level) are in ``extra_id``.
     """
 
     id: str
@@ -100,6 +104,7 @@ class RunRecord:
     best_l1: float | None
     rgn_block_weights: Mapping[str, float] | None
     grid: Mapping[str, Any]
+    transform_info: Mapping[str, Any] | None
     extra_id: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -40,8 +40,8 @@ from typing import Any
 
 from sims.infra.stats import mean_se
 
-__all__ = ["SUMMARY_COLUMNS", "Z", "edge_warning", "label_of", "summarize", "summary_csv",
-           "verdicts"]
+__all__ = ["SUMMARY_COLUMNS", "Z", "edge_warning", "label_of", "paired_diff", "paired_verdict",
+           "summarize", "summary_csv", "verdicts"]
 
 SUMMARY_COLUMNS = ("task", "shift", "level", "tuned", "n_seeds", "mean_acc", "se",
                    "rel_vs_all", "rel_se", "failed", "lr_edge_frac", "epoch_last_frac")
@@ -96,13 +96,58 @@ def _frac(d: Mapping[int, Mapping[str, Any]], key: str) -> float:
     return sum(bool(f) for f in flags) / len(flags) if flags else math.nan
 
 
-def _paired(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[float, float, int]:
-    """Mean and s.e. over common seeds of ``a - b``, and the number of pairs."""
+def paired_diff(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[float, float, int]:
+    """Mean and s.e. (``sd / sqrt(n)``, ``ddof=1``) over the common seeds of ``a - b``, and the
+    number of pairs (NaN, NaN, 0 without common seeds)."""
     diffs = [a[s] - b[s] for s in sorted(a) if s in b]
     if not diffs:
         return math.nan, math.nan, 0
     m, se = mean_se(diffs)
     return m, se, len(diffs)
+
+
+def paired_verdict(series: Mapping[str, Mapping[int, float]], expected: str,
+                   others: Sequence[str], *, z: float = Z) -> dict[str, Any]:
+    """Does ``expected`` beat every option of ``others``, paired by seed?
+
+    Each other option present is compared with ``expected`` on their common seeds
+    (:func:`paired_diff` of ``expected - other``). ``holds``: ``expected`` beats every one by more
+    than ``z`` paired standard errors; ``fails``: some option beats it by more than ``z`` paired
+    standard errors; ``inconclusive``: otherwise, including fewer than two paired seeds for some
+    option; ``not judged``: ``expected`` or every other option is missing.
+
+    Args:
+        series: option -> seed -> metric (fractions); options absent or empty count as missing.
+        expected: the option the claim says is best.
+        others: the options it must beat.
+        z: paired standard errors a difference must exceed.
+
+    Returns:
+        ``{"verdict", "reason", "expected", "comparisons": {other: {"diff", "se", "n"}},
+        "missing": [...]}``.
+    """
+    present = {k for k, v in series.items() if v}
+    missing = [o for o in [expected, *others] if o not in present]
+    have = [o for o in others if o in present and o != expected]
+    out: dict[str, Any] = {"expected": expected, "comparisons": {}, "missing": missing}
+    if expected not in present or not have:
+        what = expected if expected not in present else "every other option"
+        return {**out, "verdict": "not judged", "reason": f"nothing to compare: {what} missing"}
+    comps = {}
+    for o in have:
+        d, se, n = paired_diff(series[expected], series[o])
+        comps[o] = {"diff": d, "se": se, "n": n}
+    out["comparisons"] = comps
+    sig = {o: c for o, c in comps.items() if c["n"] >= 2 and math.isfinite(c["se"])}
+    worse = [o for o, c in sig.items() if c["diff"] < -z * c["se"]]
+    if len(sig) == len(comps) and all(c["diff"] > z * c["se"] for c in sig.values()):
+        return {**out, "verdict": "holds",
+                "reason": f"{expected} beats every other option by > {z:g} paired s.e."}
+    if worse:
+        return {**out, "verdict": "fails",
+                "reason": f"{', '.join(worse)} beat(s) {expected} by > {z:g} paired s.e."}
+    return {**out, "verdict": "inconclusive",
+            "reason": f"{expected} is not separated from every other option by > {z:g} paired s.e."}
 
 
 def summarize(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] | None = None
@@ -136,7 +181,7 @@ def summarize(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] 
         for lab in labels:
             vals = series[lab]
             m, se = mean_se(list(vals.values()))
-            rm, rse, _ = _paired(vals, base) if lab != "all" else (0.0, 0.0, 0)
+            rm, rse, _ = paired_diff(vals, base) if lab != "all" else (0.0, 0.0, 0)
             failed = len(by[lab]) - len(vals) if lab in by else 0
             rows.append({"task": key[0], "shift": key[1], "level": levels[key], "tuned": lab,
                          "n_seeds": len(vals), "mean_acc": m, "se": se,
@@ -149,10 +194,12 @@ def summarize(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] 
     return rows
 
 
-def summary_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """CSV text of :func:`summarize` rows (floats with 4 decimals)."""
+def summary_csv(rows: Sequence[Mapping[str, Any]],
+                columns: Sequence[str] = SUMMARY_COLUMNS) -> str:
+    """CSV text of :func:`summarize` rows (or rows with other ``columns``; floats with 4
+    decimals)."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
@@ -192,7 +239,7 @@ def verdicts(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] |
         single = [b for b in blocks if b in present]
         best = max(single, key=lambda b: (means[b], -blocks.index(b))) if single else None
         all_acc = means.get("all", math.nan)
-        bd, bse, _ = _paired(ok[best], ok["all"]) if best and "all" in present else (
+        bd, bse, _ = paired_diff(ok[best], ok["all"]) if best and "all" in present else (
             math.nan, math.nan, 0)
         runs = [r for d in by.values() for r in d.values()]
         edge, n_edge = _fraction(runs, "lr_at_grid_edge")
@@ -224,21 +271,10 @@ def verdicts(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] |
             out.append(entry)
             continue
         eb = max(have_exp, key=lambda b: (means[b], -blocks.index(b)))
-        comps = {}
-        for o in have_oth:
-            d, se, n = _paired(ok[eb], ok[o])
-            comps[o] = {"diff": d, "se": se, "n": n}
-        entry["expected_block"], entry["comparisons"] = eb, comps
-        sig = [c for c in comps.values() if c["n"] >= 2 and math.isfinite(c["se"])]
-        if len(sig) == len(comps) and all(c["diff"] > z * c["se"] for c in sig):
-            verdict, reason = "holds", f"{eb} beats every other level's option by > {z:g} s.e."
-        elif any(c["diff"] < -z * c["se"] for c in sig):
-            worse = [o for o, c in comps.items() if c in sig and c["diff"] < -z * c["se"]]
-            verdict, reason = "fails", f"{', '.join(worse)} beat(s) {eb} by > {z:g} s.e."
-        else:
-            verdict, reason = "inconclusive", f"{eb} is not separated from every other level's " \
-                                              f"option by > {z:g} paired s.e."
-        entry.update(verdict=verdict, reason=reason,
+        pv = paired_verdict(ok, eb, have_oth, z=z)
+        verdict = pv["verdict"]
+        entry.update(expected_block=eb, comparisons=pv["comparisons"], verdict=verdict,
+                     reason=pv["reason"],
                      holds=True if verdict == "holds" else (False if verdict == "fails" else None))
         out.append(entry)
     return out

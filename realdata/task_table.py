@@ -31,6 +31,12 @@ from realdata.data.synthetic import VARIANTS as SYNTHETIC_VARIANTS
 from realdata.data.synthetic import load_synthetic
 from realdata.data.synthetic_vit import TINY_VIT, VIT_LRS
 from realdata.data.wilds import load_camelyon17, load_celeba, load_waterbirds
+from realdata.experiments.noise_in_block import (
+    NOISE_PROTOCOLS,
+    load_cifar10_source,
+    load_synthetic_source,
+    noise_task,
+)
 from realdata.pretrain import prepare_synthetic_source
 from realdata.tasks import DEFAULT_LRS, Protocol, TaskSpec
 
@@ -53,23 +59,32 @@ _SPURIOUS_QUICK = Protocol(epochs=2, train_n=40, val_per_class=5, test_per_class
                            image_size=224)
 _QUICK_CORRUPTIONS = ("gaussian_noise", "defocus_blur", "contrast")
 
+_SYNTHETIC = TaskSpec(
+    name="synthetic", shift_level="input", backbone="resnet26",
+    num_classes=SYNTHETIC_CLASSES, load=load_synthetic, variants=SYNTHETIC_VARIANTS,
+    protocol=Protocol(epochs=15, lrs=SYNTHETIC_LRS, train_n=500, val_per_class=10,
+                      test_per_class=100),
+    quick_protocol=Protocol(epochs=5, lrs=SYNTHETIC_LRS, train_n=100, val_per_class=10,
+                            test_per_class=50),
+    quick_variants=("input-noise", "input-channels", "feature", "output"),
+    layout="(none: images are generated; no --data-root needed)",
+    backbone_kwargs=SYNTHETIC_BACKBONE, needs_data=False,
+    description="built-in procedural images: input / feature / output shifts, offline",
+    variant_levels=SYNTHETIC_LEVELS,  # type: ignore[arg-type]
+    prepare_source=prepare_synthetic_source,
+    # the background grating's orientation is tied to (class, subpopulation): flips change it
+    source_flips=False,
+)
+_CIFAR10C = TaskSpec(
+    name="cifar10c", shift_level="input", backbone="resnet26", num_classes=CIFAR_CLASSES,
+    load=load_cifar10c, variants=ALL_CORRUPTIONS, protocol=_CIFAR,
+    quick_protocol=_CIFAR_QUICK, quick_variants=_QUICK_CORRUPTIONS,
+    layout=LAYOUTS["cifar10c"],
+    description="CIFAR-10 -> CIFAR-10-C (15 + 4 corruptions, severity 5); input-level shift",
+)
+
 BUILTIN_TASKS: tuple[TaskSpec, ...] = (
-    TaskSpec(
-        name="synthetic", shift_level="input", backbone="resnet26",
-        num_classes=SYNTHETIC_CLASSES, load=load_synthetic, variants=SYNTHETIC_VARIANTS,
-        protocol=Protocol(epochs=15, lrs=SYNTHETIC_LRS, train_n=500, val_per_class=10,
-                          test_per_class=100),
-        quick_protocol=Protocol(epochs=5, lrs=SYNTHETIC_LRS, train_n=100, val_per_class=10,
-                                test_per_class=50),
-        quick_variants=("input-noise", "input-channels", "feature", "output"),
-        layout="(none: images are generated; no --data-root needed)",
-        backbone_kwargs=SYNTHETIC_BACKBONE, needs_data=False,
-        description="built-in procedural images: input / feature / output shifts, offline",
-        variant_levels=SYNTHETIC_LEVELS,  # type: ignore[arg-type]
-        prepare_source=prepare_synthetic_source,
-        # the background grating's orientation is tied to (class, subpopulation): flips change it
-        source_flips=False,
-    ),
+    _SYNTHETIC,
     TaskSpec(
         name="synthetic-vit", shift_level="input", backbone="vit_b16",
         num_classes=SYNTHETIC_CLASSES, load=load_synthetic, variants=SYNTHETIC_VARIANTS,
@@ -86,13 +101,7 @@ BUILTIN_TASKS: tuple[TaskSpec, ...] = (
                                          backbone_kwargs=TINY_VIT),
         source_flips=False,
     ),
-    TaskSpec(
-        name="cifar10c", shift_level="input", backbone="resnet26", num_classes=CIFAR_CLASSES,
-        load=load_cifar10c, variants=ALL_CORRUPTIONS, protocol=_CIFAR,
-        quick_protocol=_CIFAR_QUICK, quick_variants=_QUICK_CORRUPTIONS,
-        layout=LAYOUTS["cifar10c"],
-        description="CIFAR-10 -> CIFAR-10-C (15 + 4 corruptions, severity 5); input-level shift",
-    ),
+    _CIFAR10C,
     TaskSpec(
         name="cifarflip", shift_level="output", backbone="resnet26", num_classes=CIFAR_CLASSES,
         load=load_cifarflip, protocol=_CIFAR, quick_protocol=_CIFAR_QUICK,
@@ -143,4 +152,15 @@ BUILTIN_TASKS: tuple[TaskSpec, ...] = (
         description="FMoW: satellite images before 2013 -> OOD years (WILDS), worst-region "
                     "accuracy",
     ),
+    # noise in one block of a source model, tuned on source data (the controlled experiment)
+    noise_task("noise-in-block", _SYNTHETIC, load_synthetic_source,
+               protocol=NOISE_PROTOCOLS["noise-in-block"][0],
+               quick_protocol=NOISE_PROTOCOLS["noise-in-block"][1],
+               description="noise in one block of the synthetic source model, tuned on "
+                           "synthetic source data (offline)"),
+    noise_task("noise-in-block-cifar10", _CIFAR10C, load_cifar10_source,
+               protocol=NOISE_PROTOCOLS["noise-in-block-cifar10"][0],
+               quick_protocol=NOISE_PROTOCOLS["noise-in-block-cifar10"][1],
+               description="noise in one block of a CIFAR-10 model, tuned on CIFAR-10 test "
+                           "images"),
 )

@@ -144,6 +144,10 @@ class TaskSpec:
             ``--source-flips``.
         reader_version: bump when the reader's output changes; it enters every run id, so a
             changed reader never resumes old records.
+        model_transform: ``(model, request) -> info``: changes the loaded source model before
+            fine-tuning (noise in one block); ``info`` (JSON-able) is stored in the record.
+        task_verdicts: ``records -> list of verdict dicts``: the task's own verdicts, written to
+            ``OUT/task_verdicts.json`` (each dict has ``task``, ``verdict`` and ``reason``).
     """
 
     name: str
@@ -164,6 +168,8 @@ class TaskSpec:
     prepare_source: Callable[[LoadRequest, Path], Path] | None = None
     source_flips: bool = True
     reader_version: str = "1"
+    model_transform: Callable[[Any, LoadRequest], Mapping[str, Any]] | None = None
+    task_verdicts: Callable[[Any], list[dict[str, Any]]] | None = None
 
     def level_of(self, variant: str | None) -> ShiftLevel:
         """The shift level of ``variant`` (``shift_level`` unless ``variant_levels`` says)."""
