@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from paper_figures.save import save_figure
+from paper_figures.save import print_drawn, save_figure
 
 __all__ = ["draw", "main"]
 
@@ -131,20 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "against target-set size (a --train-n-grid run); noise: the "
                         "noise-in-one-block matrix (a --task noise-in-block run)")
     args = p.parse_args(argv)
-    try:
-        if args.figure == "blocks":
-            paths = draw(args.results, args.out)
-        else:
-            from paper_figures import realdata_experiments as rx
+    if args.figure == "blocks":
+        return print_drawn(lambda: draw(args.results, args.out))
+    from paper_figures import realdata_experiments as rx
 
-            paths = (rx.draw_size if args.figure == "size" else rx.draw_noise)(
-                args.results, args.out)
-    except ValueError as exc:
-        print(f"error: {exc}", file=__import__("sys").stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
+    chosen = rx.draw_size if args.figure == "size" else rx.draw_noise
+    return print_drawn(lambda: chosen(args.results, args.out))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from paper_figures.save import save_figure
+
 __all__ = ["draw_noise", "draw_size"]
 
 
@@ -34,8 +36,7 @@ def _save(fig: Any, out_dir: Path, stem: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         path = out_dir / f"{stem}.{ext}"
-        fig.savefig(path, dpi=150)
-        paths.append(path)
+        paths.append(save_figure(fig, path, dpi=150))
     plt.close(fig)
     return paths
 

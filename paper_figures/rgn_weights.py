@@ -9,10 +9,11 @@ Writes ``OUT/figures/rgn_weights.png`` and ``.pdf`` and returns the table it dre
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+
+from paper_figures.save import print_drawn, save_figure
 
 __all__ = ["draw", "main", "rgn_weight_table"]
 
@@ -65,7 +66,7 @@ def draw(results: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     fig.tight_layout()
     paths = [out_dir / "rgn_weights.png", out_dir / "rgn_weights.pdf"]
     for p in paths:
-        fig.savefig(p, dpi=120)
+        save_figure(fig, p, dpi=120)
     plt.close(fig)
     return paths
 
@@ -77,11 +78,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--results", required=True, help="folder holding runs.jsonl")
     p.add_argument("--out", default=None, help="figure folder (default RESULTS/figures)")
     a = p.parse_args(argv)
-    try:
-        paths = draw(a.results, a.out)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
+    return print_drawn(lambda: draw(a.results, a.out))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from matplotlib.colors import ListedColormap
 
-from paper_figures.save import save_figure
+from paper_figures.save import print_drawn, save_figure
 from sims.infra.stats import mean_se
 from sims.records import read_records
 
@@ -203,11 +202,4 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="the --out folder of python -m sims.sweep (holds runs.jsonl)")
     p.add_argument("--out", type=Path, default=None, help="figure folder (default RESULTS/figures)")
     args = p.parse_args(argv)
-    try:
-        paths = draw_theory(args.results, args.out)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
+    return print_drawn(lambda: draw_theory(args.results, args.out))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -47,3 +49,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def prepare_tiny_source(req: object, folder: Path) -> Path:
+    """``prepare_source`` of the tiny test tasks: a depth-8 ResNet-26 (4 classes) saved once
+    as ``folder/tiny.pt``; ``req`` (the task's LoadRequest) is not needed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiny.pt"
+    if not path.exists():
+        torch.save(tiny("resnet26").state_dict(), path)
+    return path

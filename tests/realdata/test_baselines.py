@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +17,7 @@ from realdata.data.base import LoadRequest, TargetSplits
 from realdata.models import assign_parameters
 from realdata.tasks import Protocol, TaskSpec, register_task
 from realdata.train import FinetuneConfig, finetune
-from tests.realdata.conftest import blobs, tiny
+from tests.realdata.conftest import blobs, prepare_tiny_source, tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,18 +27,11 @@ def _load(req: LoadRequest) -> TargetSplits:
                         num_classes=4, info={"source": "generated"})
 
 
-def _prepare(req: LoadRequest, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "tiny.pt"
-    if not path.exists():
-        torch.save(tiny("resnet26").state_dict(), path)
-    return path
-
 
 register_task(TaskSpec(
     name="tinybaselines", shift_level="input", backbone="resnet26", num_classes=4, load=_load,
     protocol=Protocol(epochs=2, lrs=(1e-2, 1e-3), train_n=32, batch_size=16),
-    backbone_kwargs={"depth": 8}, needs_data=False, prepare_source=_prepare))
+    backbone_kwargs={"depth": 8}, needs_data=False, prepare_source=prepare_tiny_source))
 
 
 def test_gradual_schedule_both_directions():

@@ -14,7 +14,7 @@ from realdata import tasks
 from realdata.data.base import LoadRequest, TargetSplits
 from realdata.summary import summarize, verdicts
 from realdata.tasks import Protocol, TaskSpec, register_task
-from tests.realdata.conftest import blobs, tiny
+from tests.realdata.conftest import blobs, prepare_tiny_source, tiny
 
 
 def _load_tiny(req: LoadRequest) -> TargetSplits:
@@ -24,19 +24,12 @@ def _load_tiny(req: LoadRequest) -> TargetSplits:
                         info={"source": "generated"})
 
 
-def _prepare_tiny(req: LoadRequest, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "tiny.pt"
-    if not path.exists():
-        torch.save(tiny("resnet26").state_dict(), path)
-    return path
-
 
 register_task(TaskSpec(
     name="tinytask", shift_level="input", backbone="resnet26", num_classes=4, load=_load_tiny,
     variants=("a", "b"), protocol=Protocol(epochs=1, lrs=(1e-2,), train_n=32, batch_size=16),
     backbone_kwargs={"depth": 8}, needs_data=False, variant_levels={"b": "output"},
-    prepare_source=_prepare_tiny))
+    prepare_source=prepare_tiny_source))
 
 ARGS = ["--task", "tinytask", "--seeds", "0", "1", "--no-progress", "--tuned", "none", "block1",
         "head", "all"]

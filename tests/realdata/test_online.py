@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from realdata.data.base import LoadRequest, TargetSplits, TensorImages
 from realdata.models import assign_parameters
 from realdata.online import OnlineConfig, adapt_online, marginal_entropy, mean_entropy, run_stream
 from realdata.tasks import Protocol, TaskSpec, register_task
-from tests.realdata.conftest import blobs, tiny
+from tests.realdata.conftest import blobs, prepare_tiny_source, tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -176,19 +175,12 @@ def _load(req: LoadRequest) -> TargetSplits:
                         num_classes=4, info={"source": "generated"})
 
 
-def _prepare(req: LoadRequest, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "tiny.pt"
-    if not path.exists():
-        torch.save(tiny("resnet26").state_dict(), path)
-    return path
-
 
 register_task(TaskSpec(
     name="tinyonline", shift_level="input", backbone="resnet26", num_classes=4, load=_load,
     variants=("a", "empty"), quick_variants=("a",),
     protocol=Protocol(epochs=1, lrs=(1e-2,), train_n=8, batch_size=8),
-    backbone_kwargs={"depth": 8}, needs_data=False, prepare_source=_prepare))
+    backbone_kwargs={"depth": 8}, needs_data=False, prepare_source=prepare_tiny_source))
 
 
 @pytest.mark.parametrize("objective", ["memo", "tent"])
