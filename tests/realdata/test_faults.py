@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import sims.infra.executors as executors
 from realdata import pretrain
 from realdata.data.base import LoadRequest
 from realdata.make_corrupted import make_corrupted
-from tests.infra.test_folder import unwritable_dir
+from tests.infra.cli_faults import OUT_CASES, one_line_error
 from tests.realdata.data.fixtures import make_cifar10
 from tests.realdata.test_benchmark import ARGS as _REGISTERS_TINYTASK  # noqa: F401
 
@@ -129,19 +128,8 @@ CASES: dict[str, tuple[Callable[[Path, Path], list[str]], str]] = {
     "folder in use": (lambda o, t: [], "in use by another run"),
 }
 
-OUT_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
-    "out is a file": (lambda t: (t / "f").write_text("x") and t / "f", "is a file"),
-    "out under a file": (lambda t: (t / "f").write_text("x") and t / "f" / "sub",
-                         "lies under the file"),
-    "out unwritable": (unwritable_dir, "cannot be created|not writable"),
-}
 
 
-def _one_line_error(capsys, match: str) -> None:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "\n" not in err and "Traceback" not in err, err
-    assert "weights_only" not in err, err
-    assert re.search(match, err), err
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -163,7 +151,7 @@ def test_bad_input_is_one_line_and_keeps_the_finished_folder(
         if holder is not None:
             holder.kill()
             holder.communicate()
-    _one_line_error(capsys, match)
+    one_line_error(capsys, match)
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
     assert after == before  # config.json (and every other result file) byte-identical
     assert (out / "config.json").read_bytes() == (finished / "config.json").read_bytes()
@@ -173,7 +161,7 @@ def test_bad_input_is_one_line_and_keeps_the_finished_folder(
 def test_unusable_out_is_one_line(case: str, tmp_path: Path, capsys) -> None:
     make, match = OUT_CASES[case]
     assert bench.main([*SMALL, "--out", str(make(tmp_path))]) == 2
-    _one_line_error(capsys, match)
+    one_line_error(capsys, match)
 
 
 def test_bad_input_from_the_command_line_prints_no_traceback(tmp_path: Path) -> None:
