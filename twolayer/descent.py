@@ -207,7 +207,7 @@ def _closed_form_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, 
     )
 
 
-def _span_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, n):
+def _span_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, n, seg_len, masked, unroll):
     d = X.shape[1]
     span = X.shape[0] <= d
     k = problem.B_src.shape[0]
@@ -264,7 +264,12 @@ def _span_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, n):
 
     def body(c):
         seg, v, M, H, trace, loss, gn, _, _ = c
-        v1, M1, H1 = jax.lax.fori_loop(0, t_grid[seg + 1] - t_grid[seg], step, (v, M, H))
+        count = t_grid[seg + 1] - t_grid[seg]
+        if unroll == 1:  # a loop of `count` steps
+            v1, M1, H1 = jax.lax.fori_loop(0, count, step, (v, M, H))
+        else:  # a static-length loop, `unroll` steps per iteration
+            v1, M1, H1 = jax.lax.fori_loop(0, seg_len, _masked_step(step, count) if masked else step,
+                                           (v, M, H), unroll=unroll)
         loss1, gn1 = loss_and_gnorm(v1, H1)
         bad = ~(jnp.isfinite(loss1) & jnp.isfinite(gn1) & (loss1 <= limit))
         bad = bad | ~(jnp.all(jnp.isfinite(v1)) & jnp.all(jnp.isfinite(M1)))
@@ -295,6 +300,29 @@ def _span_run(problem, X, y, tune, activation, family, t_grid, lr, gtol, n):
     )
 
 
+def _masked_step(step, count):
+    """``step`` for the first ``count`` iterations of a segment, the identity after (a short last
+    segment run inside a loop of the static segment length)."""
+    def masked(i, state):
+        new = step(i, state)
+        return jax.tree.map(lambda a, b: jnp.where(i < count, a, b), new, state)
+    return masked
+
+
+#: GD steps per loop iteration of the span iteration on an accelerator, where every loop iteration
+#: costs a launch and a host round trip for its predicate (1 on CPU, where iterations are cheap).
+ACCELERATOR_UNROLL = 8
+
+
+def default_unroll(platform: str | None = None) -> int:
+    """Steps per loop iteration of the span iteration: 1 on CPU, :data:`ACCELERATOR_UNROLL` elsewhere.
+
+    >>> default_unroll("cpu"), default_unroll("gpu")
+    (1, 8)
+    """
+    return 1 if (platform or jax.default_backend()) == "cpu" else ACCELERATOR_UNROLL
+
+
 def uses_closed_form(tune: str, activation: str) -> bool:
     """Whether ``method="auto"`` runs the closed-form trajectory for this (tune, activation).
 
@@ -319,8 +347,12 @@ def finetune_core(
     n_records: int = 20,
     method: str = "auto",
     n_valid=None,
+    unroll: int | None = None,
 ) -> GDResult:
     """:func:`finetune` without input validation: pure, jit- and vmap-able (strings/ints static).
+
+    ``unroll``: GD steps per loop iteration of the span iteration (static; default
+    :func:`default_unroll`). The steps and their results do not depend on it.
 
     Example:
         >>> import twolayer as tl
@@ -332,7 +364,8 @@ def finetune_core(
         >>> r.trace.shape
         (6,)
     """
-    t_grid = jnp.asarray(record_schedule(steps, n_records))
+    schedule = record_schedule(steps, n_records)
+    t_grid = jnp.asarray(schedule)
     n = X.shape[0] if n_valid is None else jnp.asarray(n_valid, X.dtype)
     L = smoothness_bound(problem, X, y, tune, activation, n)
     # L = 0: the objective is constant in the tuned parameters (e.g. every ReLU feature dead on the
@@ -340,8 +373,14 @@ def finetune_core(
     default = jnp.where(L > 0, 1.0 / jnp.where(L > 0, L, 1.0), 0.0)
     # lr None (or NaN, used by batched calls) means the default step 1/L.
     eta = default if lr is None else jnp.where(jnp.isnan(lr), default, jnp.asarray(lr, X.dtype))
-    run = _closed_form_run if method == "auto" and uses_closed_form(tune, activation) else _span_run
-    return run(problem, X, y, tune, activation, family, t_grid, eta, gtol, n)
+    if method == "auto" and uses_closed_form(tune, activation):
+        return _closed_form_run(problem, X, y, tune, activation, family, t_grid, eta, gtol, n)
+    # Each segment between records is a loop of static length (the longest segment; only a short
+    # last segment masks its extra iterations), so the loop can be unrolled.
+    lengths = np.diff(schedule)
+    return _span_run(problem, X, y, tune, activation, family, t_grid, eta, gtol, n,
+                     seg_len=int(lengths.max()), masked=bool(np.any(lengths != lengths.max())),
+                     unroll=int(unroll or default_unroll()))
 
 
 _STATIC = ("tune", "activation", "family", "steps", "n_records", "method")
@@ -357,18 +396,22 @@ def _finetune_jit(
     )
 
 
-@partial(jax.jit, static_argnames=(*_STATIC, "chunk_size"))
+@partial(jax.jit, static_argnames=(*_STATIC, "chunk_size", "unroll"))
 def _finetune_batch_jit(
-    problems, X, y, lr, gtol, n_valid, *, tune, activation, family, steps, n_records, method, chunk_size
+    problems, X, y, lr, gtol, n_valid, *, tune, activation, family, steps, n_records, method, chunk_size,
+    unroll=None,
 ):
     def one(args):
         p, x, t, eta, nv = args
         return finetune_core(
             p, x, t, tune=tune, activation=activation, family=family, steps=steps,
-            lr=eta, gtol=gtol, n_records=n_records, method=method, n_valid=nv,
+            lr=eta, gtol=gtol, n_records=n_records, method=method, n_valid=nv, unroll=unroll,
         )
 
-    return jax.lax.map(one, (problems, X, y, lr, n_valid), batch_size=chunk_size)
+    args = (problems, X, y, lr, n_valid)
+    if chunk_size is None:  # one vectorized batch (lax.map with batch_size=None would run it serially)
+        return jax.vmap(one)(args)
+    return jax.lax.map(one, args, batch_size=chunk_size)
 
 
 def _check_run_args(tune, activation, family, method, steps, n_records, gtol):
@@ -395,6 +438,12 @@ def _check_lr(lr, batch: int | None = None) -> None:
         a = a[~np.isnan(a)]
     if not (np.all(np.isfinite(a)) and np.all(a > 0)):
         raise ValueError(f"lr = {lr}: expected positive finite step sizes")
+
+
+def _check_unroll(unroll) -> int:
+    if isinstance(unroll, bool) or not isinstance(unroll, (int, np.integer)) or unroll < 1:
+        raise ValueError(f"unroll = {unroll!r}: expected a positive integer (or None for the default)")
+    return int(unroll)
 
 
 def _check_padding(X: np.ndarray, y: np.ndarray, n_valid: np.ndarray) -> None:
@@ -508,6 +557,7 @@ def finetune_batch(
     method: str = "auto",
     chunk_size: int | str | None = "auto",
     n_valid=None,
+    unroll: int | None = None,
 ) -> GDResult:
     """:func:`finetune` over a leading batch axis of (problems, X, y), in cache-sized chunks.
 
@@ -518,6 +568,8 @@ def finetune_batch(
             vectorizes the whole batch at once; ``"auto"`` (default) is :func:`auto_chunk_size`.
             Results do not depend on it.
         n_valid: None or (P,) numbers of real samples; rows past them must be zero (padding).
+        unroll: GD steps per loop iteration of the span iteration (default :func:`default_unroll`);
+            results do not depend on it.
         Other arguments as in :func:`finetune`.
 
     Returns:
@@ -560,4 +612,5 @@ def finetune_batch(
     return _finetune_batch_jit(
         problems, X, y, lr_b, gtol, jnp.asarray(nv, X.dtype), tune=tune, activation=activation, family=family,
         steps=int(steps), n_records=int(n_records), method=method, chunk_size=chunk,
+        unroll=None if unroll is None else _check_unroll(unroll),
     )

@@ -74,6 +74,51 @@ def test_batch_equals_single_and_chunking_invariant(tune):
     np.testing.assert_allclose(full.trace[3], one.trace, rtol=1e-12)
 
 
+def _scan_lengths(jaxpr) -> list[int]:
+    """Lengths of every ``scan`` in a (closed) jaxpr, nested ones included."""
+    out = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "scan":
+            out.append(int(eqn.params["length"]))
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else [value]:
+                sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
+                if hasattr(sub, "eqns"):
+                    out.extend(_scan_lengths(sub))
+    return out
+
+
+@pytest.mark.parametrize("chunk, loops", [(None, []), (2, [3])])
+def test_batch_is_vectorized_not_looped_over_problems(chunk, loops):
+    """chunk_size=None is one vectorized batch (no sequential loop over the 6 problems), a chunk size
+    c is a loop over 6/c chunks; a serial map over problems would show a scan of length 6."""
+    ps, X, y = _batch(6)
+    lr = jnp.full((6,), jnp.nan)
+    nv = jnp.full((6,), 4.0)
+    jaxpr = jax.make_jaxpr(lambda *a: tl.descent._finetune_batch_jit(
+        *a, tune="full", activation="relu", family="gaussian", steps=20, n_records=2,
+        method="auto", chunk_size=chunk))(ps, X, y, lr, 1e-8, nv)
+    assert sorted(_scan_lengths(jaxpr.jaxpr)) == loops
+
+
+@pytest.mark.parametrize("act, tune", [("relu", "first"), ("relu", "full"), ("linear", "full")])
+@pytest.mark.parametrize("steps, n_records", [(120, 4), (50, 3), (7, 7)])
+def test_unrolled_span_iteration_takes_the_same_steps(act, tune, steps, n_records):
+    """The accelerator's unrolled loop (and the masked short last segment, 50 = 17 + 17 + 16) runs
+    the same GD steps as the one-step loop: same records, flags and final point."""
+    ps, X, y = _batch(3, act=act)
+    kw = dict(tune=tune, activation=act, family="gaussian", steps=steps, n_records=n_records,
+              lr=None, gtol=1e-8, method="iterate")
+
+    def run(unroll):
+        return jax.jit(jax.vmap(lambda p, x, t: tl.finetune_core(p, x, t, unroll=unroll, **kw)))(ps, X, y)
+
+    ref, unrolled = run(1), run(8)
+    for a, b in zip(jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(unrolled)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    assert np.all(np.asarray(ref.steps_taken) <= steps)
+
+
 def test_batch_sharded_over_two_devices_equals_one_device():
     devices = jax.devices()
     assert len(devices) >= 2, "tests/conftest.py asks XLA for 2 CPU devices"
