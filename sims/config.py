@@ -66,8 +66,15 @@ class SweepConfig:
     tunes: tuple[str, ...] = _f(TUNES, f"tune modes to record, subset of {','.join(TUNES)} (the "
                                 "oracle of C1/C3 is always recorded)")
     seeds: int = _f(32, "seeds per cell (seed indices 0 .. seeds-1)")
+    gd_seeds: int = _f(
+        0, "seeds per cell (indices 0 .. gd_seeds-1) that also run the gradient-descent tune "
+        "modes (span iteration: ReLU first/full, linear full); the others run only the "
+        "closed-form modes (last, linear first); 0: every seed")
     seed: int = _f(0, "base seed; every run's PRNG key derives from (seed, seed index, cell)")
     steps: int = _f(2000, "gradient-descent steps per run")
+    gd_steps: int = _f(
+        0, "step budget of the gradient-descent tune modes (span iteration; they stop earlier "
+        "on convergence); 0: steps")
     n_records: int = _f(20, "recorded target losses along each GD run (plus the start)")
     lr: float | None = _f(None, "GD step size (default: 1/L from twolayer's smoothness bound)")
     gtol: float = _f(1e-8, "convergence test on the gradient norm (twolayer's gtol)")
@@ -89,6 +96,20 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+
+    @property
+    def gd_tier(self) -> int:
+        """Seeds per cell that run every tune mode: ``min(gd_seeds, seeds)`` (all when 0).
+
+        >>> SweepConfig(seeds=100, gd_seeds=32).gd_tier, SweepConfig(seeds=4, gd_seeds=32).gd_tier
+        (32, 4)
+        """
+        return min(self.gd_seeds, self.seeds) if self.gd_seeds else self.seeds
+
+    @property
+    def gd_step_budget(self) -> int:
+        """Steps of the gradient-descent (span-iteration) tune modes: ``gd_steps``, else ``steps``."""
+        return self.gd_steps or self.steps
 
     def sample_sizes(self, d: int) -> tuple[int, ...]:
         """Sample sizes n used with dimension ``d`` (sorted, unique)."""
@@ -214,6 +235,12 @@ def validate(cfg: SweepConfig) -> None:
         _fail(f"seed = {cfg.seed!r}: expected a non-negative integer")
     if cfg.n_records > cfg.steps:
         _fail(f"n_records = {cfg.n_records} exceeds steps = {cfg.steps}")
+    for name in ("gd_seeds", "gd_steps"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            _fail(f"{name} = {v!r}: expected a non-negative integer (0: every seed / steps)")
+    if cfg.gd_steps and cfg.n_records > cfg.gd_steps:
+        _fail(f"n_records = {cfg.n_records} exceeds gd_steps = {cfg.gd_steps}")
     if cfg.lr is not None and (not _is_num(cfg.lr) or cfg.lr <= 0):
         _fail(f"lr = {cfg.lr!r}: expected a positive number or None")
     if not (_is_num(cfg.p1) and 0 < cfg.p1 < 1):
@@ -261,13 +288,14 @@ def preset(name: str) -> SweepConfig:
             ),
             output_shifts=(-1.0, 0.5, 2.0),
             seeds=100,
+            gd_seeds=32,
             steps=20000,
             n_records=40,
             merge_shapes=False,
         )
     if name == "gpu":  # the full grid's shapes up to d = 256 in minutes on one GPU
         return dataclasses.replace(preset("full"), preset="gpu", dims=(16, 64, 256), seeds=20,
-                                   steps=5000, merge_shapes=True, chunk=2048)
+                                   gd_seeds=0, steps=5000, merge_shapes=True, chunk=2048)
     raise ValueError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
 
 

@@ -30,7 +30,16 @@ import sims.runtime  # noqa: F401  (XLA flags and float64 before anything comput
 import twolayer as tl
 from sims import evidence
 from sims.config import SweepConfig
-from sims.grid import Run, ShapeGroup, methods_of, problem_seed, record_id, run_settings, shifts_of
+from sims.grid import (
+    Run,
+    ShapeGroup,
+    problem_seed,
+    record_id,
+    run_methods,
+    run_settings,
+    shifts_of,
+    tunes_of,
+)
 from sims.infra import package_version
 from sims.records import SimsRecord, to_records
 from twolayer import bounds
@@ -141,9 +150,12 @@ def _preparer(build, n_ns: int, n_max: int, pad: int):
     return jax.jit(prepare)
 
 
-def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, steps, n_records,
-             gtol, lr):
-    """All methods and diagnostics of one (possibly padded) run; returns a dict of arrays."""
+def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, steps, gd_steps,
+             n_records, gtol, lr):
+    """All methods and diagnostics of one (possibly padded) run; returns a dict of arrays.
+
+    Closed-form tune modes run ``steps`` steps, span-iteration ones (``twolayer.uses_closed_form``
+    false) ``gd_steps``."""
     n_pad = X.shape[0]
     mask = (jnp.arange(n_pad) < n_valid).astype(X.dtype)
     X = X * mask[:, None]
@@ -160,8 +172,9 @@ def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, ste
     points = {"pretrained": (problem.v_src, problem.B_src), "c1": (problem.v_src, B_oracle)}
     results = {}
     for tune in tunes:
+        budget = steps if tl.uses_closed_form(tune, activation) else gd_steps
         r = tl.finetune_core(problem, X, y, tune=tune, activation=activation, family=family,
-                             steps=steps, lr=lr, gtol=gtol, n_records=n_records)
+                             steps=budget, lr=lr, gtol=gtol, n_records=n_records)
         results[tune] = r
         points[tune] = (r.v, r.B)
         out[tune] = {
@@ -201,12 +214,13 @@ def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, ste
 
 
 @functools.lru_cache(maxsize=32)
-def _runner(activation: str, family: str, tunes: tuple[str, ...], steps: int, n_records: int,
-            gtol: float, lr: float | None, devices: tuple):
+def _runner(activation: str, family: str, tunes: tuple[str, ...], steps: int, gd_steps: int,
+            n_records: int, gtol: float, lr: float | None, devices: tuple):
     """Jitted batched runner; each device runs its slice of the batch independently
     (``shard_map``, no collectives: per-device while-loops stop on their own)."""
     fn = jax.vmap(functools.partial(_run_one, activation=activation, family=family, tunes=tunes,
-                                    steps=steps, n_records=n_records, gtol=gtol, lr=lr))
+                                    steps=steps, gd_steps=gd_steps, n_records=n_records, gtol=gtol,
+                                    lr=lr))
     mesh = Mesh(np.array(devices), ("batch",))
     spec = PartitionSpec("batch")
     return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False))
@@ -285,15 +299,25 @@ def _mc_batch(activation: str, family: str, n_mc: int, queue: list) -> list[dict
     return [jax.tree.map(lambda a, i=i: a[i], out) for i in range(len(queue))]
 
 
+def _seed_tiers(cfg: SweepConfig) -> list[tuple[range, bool]]:
+    """(seed indices, runs the gradient-descent modes) of each non-empty cost tier."""
+    tiers = [(range(0, cfg.gd_tier), True), (range(cfg.gd_tier, cfg.seeds), False)]
+    return [(seeds, gd) for seeds, gd in tiers if len(seeds)]
+
+
 def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[SimsRecord]:
     """Compute every record of ``group`` (pure: same group -> same numbers).
+
+    Seeds of the gradient-descent tier (:attr:`SweepConfig.gd_tier`) run every tune mode; the
+    others only the closed-form ones (:func:`sims.grid.tunes_of`), in batches of their own.
 
     Args:
         group: the shape group.
         devices: JAX devices to shard the batch over (default: :func:`default_devices`).
 
     Returns:
-        The group's records, in :meth:`ShapeGroup.runs` order, one per (run, method).
+        The group's records, in :meth:`ShapeGroup.runs` order, one per (run, method) of
+        :func:`sims.grid.run_methods`.
     """
     cfg = group.config
     devices = list(default_devices() if devices is None else devices)
@@ -305,62 +329,66 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
     build = _builder(group.d, group.ks, shifts, acts, group.family, group.pool_n,
                      cfg.nonneg_head, cfg.p1)
     per_call = chunk_size(group, len(devices), device_memory_budget(devices))
-    seed_chunk = max(1, min(n_seeds, per_call // (len(combos) * n_ns)))
-    batch = -(-(len(combos) * seed_chunk * n_ns) // len(devices)) * len(devices)
-    tunes = tuple(t for t in ("first", "last", "full") if t in cfg.tunes)
-    runners = [_runner(a, group.family, tunes, cfg.steps, cfg.n_records, cfg.gtol, cfg.lr,
-                       tuple(devices)) for a in acts]
     ns = np.array(group.ns)
     results: dict[int, dict] = {}
     runs = group.runs()
     mc_queue: dict[int, list] = {a_i: [] for a_i in range(len(acts))}  # (run_index, key, problem, points)
-    for s0 in range(0, n_seeds, seed_chunk):
-        s_idx = list(range(s0, min(s0 + seed_chunk, n_seeds)))
-        s_pad = s_idx + [s_idx[-1]] * (seed_chunk - len(s_idx))
-        seeds = np.array([[problem_seed(cfg, Run(group.d, k, 0, group.pool_n, acts[0],
-                                                 group.family, sh, s)) for s in s_pad]
-                          for k, sh in combos], dtype=np.uint32)
-        n_valid = np.tile(ns, len(combos) * seed_chunk).astype(np.float64)
-        is_input = np.repeat([isinstance(sh, tl.InputShift) for _, sh in combos],
-                             seed_chunk * n_ns)
-        count = n_valid.shape[0]
-        prepare = _preparer(build, n_ns, max(group.ns), batch - count)
-        for a_i, (runner, args) in enumerate(zip(runners, prepare(seeds, n_valid, is_input))):
-            out = runner(*_shard(args, devices))
-            out = jax.tree.map(lambda a, count=count: np.asarray(a)[:count], out)
-            for c in range(len(combos)):
-                for j, s in enumerate(s_idx):
-                    for m in range(n_ns):
-                        e = (c * seed_chunk + j) * n_ns + m
-                        run_index = ((a_i * len(combos) + c) * n_seeds + s) * n_ns + m
-                        results[run_index] = jax.tree.map(lambda a, e=e: a[e], out)
-                        if _mc_wanted(cfg, runs[run_index]):
-                            key = jax.random.PRNGKey(seeds[c, j])  # the run's problem key
-                            problem = jax.tree.map(lambda a, e=e: np.asarray(a[e]), args[0])
-                            mc_queue[a_i].append((run_index, key, problem,
-                                                  results[run_index]["points"]))
+    for tier, gd in _seed_tiers(cfg):
+        seed_chunk = max(1, min(len(tier), per_call // (len(combos) * n_ns)))
+        batch = -(-(len(combos) * seed_chunk * n_ns) // len(devices)) * len(devices)
+        runners = [_runner(a, group.family, tunes_of(cfg, a, gd), cfg.steps, cfg.gd_step_budget,
+                           cfg.n_records, cfg.gtol, cfg.lr, tuple(devices)) for a in acts]
+        for s0 in range(tier.start, tier.stop, seed_chunk):
+            s_idx = list(range(s0, min(s0 + seed_chunk, tier.stop)))
+            s_pad = s_idx + [s_idx[-1]] * (seed_chunk - len(s_idx))
+            seeds = np.array([[problem_seed(cfg, Run(group.d, k, 0, group.pool_n, acts[0],
+                                                     group.family, sh, s)) for s in s_pad]
+                              for k, sh in combos], dtype=np.uint32)
+            n_valid = np.tile(ns, len(combos) * seed_chunk).astype(np.float64)
+            is_input = np.repeat([isinstance(sh, tl.InputShift) for _, sh in combos],
+                                 seed_chunk * n_ns)
+            count = n_valid.shape[0]
+            prepare = _preparer(build, n_ns, max(group.ns), batch - count)
+            for a_i, (runner, args) in enumerate(zip(runners, prepare(seeds, n_valid, is_input))):
+                out = runner(*_shard(args, devices))
+                out = jax.tree.map(lambda a, count=count: np.asarray(a)[:count], out)
+                for c in range(len(combos)):
+                    for j, s in enumerate(s_idx):
+                        for m in range(n_ns):
+                            e = (c * seed_chunk + j) * n_ns + m
+                            run_index = ((a_i * len(combos) + c) * n_seeds + s) * n_ns + m
+                            results[run_index] = jax.tree.map(lambda a, e=e: a[e], out)
+                            if _mc_wanted(cfg, runs[run_index]):
+                                key = jax.random.PRNGKey(seeds[c, j])  # the run's problem key
+                                problem = jax.tree.map(lambda a, e=e: np.asarray(a[e]), args[0])
+                                mc_queue[a_i].append((run_index, key, problem,
+                                                      results[run_index]["points"]))
     for a_i, queue in mc_queue.items():
         for run_index, mc in zip([q[0] for q in queue], _mc_batch(acts[a_i], group.family,
                                                                  cfg.mc_samples, queue)):
             results[run_index]["mc"] = mc
     wall = time.perf_counter() - start
-    record_steps = tl.record_schedule(cfg.steps, cfg.n_records).tolist()
-    return _records(group, runs, results, record_steps, wall / max(len(runs), 1))
+    return _records(group, runs, results, wall / max(len(runs), 1))
 
 
-def _records(group: ShapeGroup, runs: list[Run], results: dict[int, dict], record_steps: list,
+def _records(group: ShapeGroup, runs: list[Run], results: dict[int, dict],
              wall_per_run: float) -> list[SimsRecord]:
     cfg = group.config
     settings = run_settings(cfg)
     version = package_version()
-    methods = methods_of(cfg)
+    schedules = {budget: tl.record_schedule(budget, cfg.n_records).tolist()
+                 for budget in {cfg.steps, cfg.gd_step_budget}}
     records: list[SimsRecord] = []
     for i, run in enumerate(runs):
         common = {**settings, **run.fields(), "package_version": version, "wall_s": wall_per_run}
+        methods = run_methods(cfg, run)
         ids = {m: record_id(cfg, run, m) for m in methods}
         solvers = {m: "closed_form_gd" if tl.uses_closed_form(m, run.activation) else "gd"
                    for m in methods if m in tl.TUNE_MODES}
-        recs = to_records(common, results[i], methods, ids, solvers, record_steps)
+        budgets = {m: cfg.steps if solver == "closed_form_gd" else cfg.gd_step_budget
+                   for m, solver in solvers.items()}
+        recs = to_records(common, results[i], methods, ids, solvers,
+                          {m: schedules[b] for m, b in budgets.items()}, budgets)
         for rec in recs:
             rec.update(_evidence_fields(results[i]))
             if rec["method"] in tl.TUNE_MODES:

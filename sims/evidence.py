@@ -40,15 +40,17 @@ MC_POINTS = ("pretrained", "c1", "first", "last", "full", "last_limit", "first_l
 def mc_selected(cfg, cell: dict[str, Any]) -> frozenset[int]:
     """Seed indices of ``cell`` (a run's fields without ``seed_index``) that get Monte Carlo checks.
 
-    ``cfg.mc_runs`` seeds per cell (all if fewer), drawn without replacement by a generator seeded
-    from (base seed, cell): random, reproducible, and independent of the GD results.
+    ``cfg.mc_runs`` seeds per cell (all if fewer), drawn without replacement from the
+    gradient-descent tier (``cfg.gd_tier``, every seed unless ``gd_seeds`` is set, so that every
+    tune mode's point is checked) by a generator seeded from (base seed, cell): random,
+    reproducible, and independent of the GD results.
     """
-    m = min(cfg.mc_runs, cfg.seeds)
+    m = min(cfg.mc_runs, cfg.gd_tier)
     if m <= 0:
         return frozenset()
     text = canonical_json({"seed": cfg.seed, "mc": 1, **cell})
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little"))
-    return frozenset(int(s) for s in rng.choice(cfg.seeds, size=m, replace=False))
+    return frozenset(int(s) for s in rng.choice(cfg.gd_tier, size=m, replace=False))
 
 
 def _sq_mean(a, mask, count):

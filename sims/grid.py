@@ -20,10 +20,11 @@ from typing import Any
 
 from sims.config import SweepConfig
 from sims.infra import canonical_json, stable_id
-from twolayer import InputShift, OutputShift, Shift
+from twolayer import TUNE_MODES, InputShift, OutputShift, Shift, uses_closed_form
 
-__all__ = ["RECORD_METHODS", "Run", "ShapeGroup", "group_ids", "iter_runs", "methods_of",
-           "problem_seed", "record_id", "run_settings", "shape_groups", "shift_fields", "shifts_of"]
+__all__ = ["RECORD_METHODS", "Run", "ShapeGroup", "group_ids", "in_gd_tier", "iter_runs",
+           "methods_of", "problem_seed", "record_id", "run_methods", "run_settings", "shape_groups",
+           "shift_fields", "shifts_of", "tunes_of"]
 
 #: The ``method`` of a record: no tuning, the oracle of C1/C3, or one of twolayer's tune modes.
 RECORD_METHODS = ("none", "oracle", "first", "last", "full")
@@ -78,10 +79,17 @@ class Run:
 
 
 def run_settings(cfg: SweepConfig) -> dict[str, Any]:
-    """Config fields that change a run's numbers (part of every record and id)."""
-    return {"seed": cfg.seed, "steps": cfg.steps, "n_records": cfg.n_records, "lr": cfg.lr,
-            "gtol": cfg.gtol, "p1": cfg.p1, "nonneg_head": cfg.nonneg_head,
-            "mc_runs": cfg.mc_runs, "mc_samples": cfg.mc_samples}
+    """Config fields that change a run's numbers (part of every record and id). The cost tiers
+    ``gd_seeds`` and ``gd_steps`` are included when set (non-zero), so untiered sweeps keep their ids.
+
+    >>> sorted(set(run_settings(SweepConfig(gd_seeds=4))) - set(run_settings(SweepConfig())))
+    ['gd_seeds']
+    """
+    out = {"seed": cfg.seed, "steps": cfg.steps, "n_records": cfg.n_records, "lr": cfg.lr,
+           "gtol": cfg.gtol, "p1": cfg.p1, "nonneg_head": cfg.nonneg_head,
+           "mc_runs": cfg.mc_runs, "mc_samples": cfg.mc_samples}
+    out.update({name: getattr(cfg, name) for name in ("gd_seeds", "gd_steps") if getattr(cfg, name)})
+    return out
 
 
 def problem_seed(cfg: SweepConfig, run: Run) -> int:
@@ -96,8 +104,32 @@ def record_id(cfg: SweepConfig, run: Run, method: str) -> str:
 
 
 def methods_of(cfg: SweepConfig) -> tuple[str, ...]:
-    """Methods recorded per run: the config's tune modes plus the oracle."""
+    """Methods recorded per run of the gradient-descent tier: the config's tune modes plus the
+    oracle."""
     return tuple(m for m in RECORD_METHODS if m == "oracle" or m in cfg.tunes)
+
+
+def in_gd_tier(cfg: SweepConfig, run: Run) -> bool:
+    """Whether ``run`` runs the gradient-descent (span-iteration) tune modes: its seed index is
+    below :attr:`SweepConfig.gd_tier`."""
+    return run.seed_index < cfg.gd_tier
+
+
+def tunes_of(cfg: SweepConfig, activation: str, gd: bool) -> tuple[str, ...]:
+    """Tune modes a run of ``activation`` runs: all of the config's, or (``gd`` False: a seed past
+    the gradient-descent tier) only those with a closed-form trajectory (``twolayer.uses_closed_form``).
+
+    >>> tunes_of(SweepConfig(), "relu", gd=False), tunes_of(SweepConfig(), "linear", gd=False)
+    (('last',), ('first', 'last'))
+    """
+    return tuple(t for t in TUNE_MODES if t in cfg.tunes and (gd or uses_closed_form(t, activation)))
+
+
+def run_methods(cfg: SweepConfig, run: Run) -> tuple[str, ...]:
+    """Methods recorded for ``run``: :func:`methods_of`, without the gradient-descent tune modes
+    when the run is past the gradient-descent tier."""
+    tunes = tunes_of(cfg, run.activation, in_gd_tier(cfg, run))
+    return tuple(m for m in methods_of(cfg) if m not in TUNE_MODES or m in tunes)
 
 
 @dataclass(frozen=True)
@@ -147,8 +179,8 @@ class ShapeGroup:
 
     def record_ids(self) -> list[str]:
         """Ids of every record this group produces."""
-        methods = methods_of(self.config)
-        return [record_id(self.config, r, m) for r in self.runs() for m in methods]
+        cfg = self.config
+        return [record_id(cfg, r, m) for r in self.runs() for m in run_methods(cfg, r)]
 
 
 def group_ids(group: ShapeGroup) -> list[str]:

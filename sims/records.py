@@ -42,7 +42,7 @@ class _Required(TypedDict):
     id: str
     schema_version: int
     seed: int
-    steps: int
+    steps: int  # step budget (GD methods: their solver's; gd_steps for span iteration when set)
     n_records: int
     lr: float | None  # the config's lr; for GD methods the step size actually used
     gtol: float
@@ -110,7 +110,8 @@ def _as_py(x: Any) -> Any:
 
 def to_records(common: Mapping[str, Any], res: Mapping[str, Any], methods: tuple[str, ...],
                ids: Mapping[str, str], solvers: Mapping[str, str],
-               record_steps: list[int]) -> list[SimsRecord]:
+               record_steps: Mapping[str, list[int]],
+               budgets: Mapping[str, int] | None = None) -> list[SimsRecord]:
     """The records of one run from the engine's per-run results.
 
     Args:
@@ -120,7 +121,8 @@ def to_records(common: Mapping[str, Any], res: Mapping[str, Any], methods: tuple
         methods: record methods of the run, in order.
         ids: record id per method.
         solvers: solver name per GD method.
-        record_steps: steps at which each GD trace is recorded.
+        record_steps: steps at which the trace of each GD method is recorded.
+        budgets: step budget per GD method (its record's ``steps``; default: ``common["steps"]``).
     """
     base = {**common, "initial_target_loss": float(res["L0"])}
     base.update({key: (_as_py(res[key]) if key in res else None) for key in DIAGNOSTIC_KEYS})
@@ -137,7 +139,7 @@ def to_records(common: Mapping[str, Any], res: Mapping[str, Any], methods: tuple
                 solver=solvers[method],
                 target_loss=float(r["target_loss"]),
                 trace=_as_py(r["trace"]),
-                record_steps=record_steps,
+                record_steps=list(record_steps[method]),
                 train_loss=float(r["train_loss"]),
                 converged=bool(r["converged"]),
                 diverged=bool(r["diverged"]),
@@ -148,6 +150,8 @@ def to_records(common: Mapping[str, Any], res: Mapping[str, Any], methods: tuple
                 limit_gap=(float(res["first_limit_gap"]) if method == "first"
                            and "first_limit_gap" in res else None),
             )
+            if budgets is not None:
+                rec["steps"] = int(budgets[method])
         out.append(rec)  # type: ignore[arg-type]
     return out  # type: ignore[return-value]
 

@@ -43,7 +43,7 @@ from sims.runtime import add_cache_flags, cache_from_args, compile_stats
 from sims.summary import summarize, to_csv
 
 __all__ = ["EXIT_INCOMPLETE", "build_parser", "config_from_args", "draw_figures", "figures_command", "main",
-           "run_group_until", "run_sweep"]
+           "run_group_until", "run_sweep", "slice_groups", "tiers_note"]
 
 #: Files a sweep writes in OUT (each must be a regular file if it exists).
 OUT_FILES = ("runs.jsonl", "config.json", "summary.csv", "verdicts.json")
@@ -105,12 +105,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None, metavar="M",
                    help="start no shape group after M minutes; exit 3 if groups are left (re-run "
                         "the same command to resume). Groups already running finish")
+    p.add_argument("--slice", type=_parse_slice, default=None, metavar="I/N",
+                   help="run only slice I of N (shape groups I-1, I-1+N, I-1+2N, ...: each slice "
+                        "mixes sizes); the verdicts are written once every group of the sweep is "
+                        "stored, else exit 3 with what is left. Same records as one run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 if any claim fails or is inconclusive")
     p.add_argument("--no-figures", dest="figures", action="store_false",
                    help="skip drawing OUT/figures")
     return p
+
+
+def _parse_slice(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 1 <= I <= N (argparse turns the ValueError into exit 2).
+
+    >>> _parse_slice("2/3")
+    (2, 3)
+    """
+    try:
+        i, n = (int(t) for t in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected I/N, e.g. 1/4") from None
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected I/N with 1 <= I <= N")
+    return i, n
+
+
+def slice_groups(groups: list, part: tuple[int, int] | None) -> list:
+    """The shape groups of slice ``part = (I, N)``: every N-th group from the (I-1)-th (all when
+    ``part`` is None). The N slices partition the groups.
+
+    >>> slice_groups(list("abcdefg"), (2, 3))
+    ['b', 'e']
+    """
+    return groups if part is None else groups[part[0] - 1::part[1]]
 
 
 def _parse_list(name: str, text: str) -> list[Any]:
@@ -176,6 +205,19 @@ def draw_figures(out: Path) -> bool:
     return True
 
 
+def tiers_note(cfg: SweepConfig) -> str:
+    """One line on the cost tiers of ``cfg``: which seeds ran which tune modes, and their steps.
+
+    >>> tiers_note(SweepConfig(seeds=100, gd_seeds=32, steps=20000, gd_steps=5000))[:62]
+    'tiers: closed-form modes (last, linear first) on 100 seeds per'
+    """
+    return (f"tiers: closed-form modes (last, linear first) on {cfg.seeds} seeds per cell, "
+            f"{cfg.steps} steps; gradient descent (ReLU first/full, linear full) on seeds "
+            f"0..{cfg.gd_tier - 1} ({cfg.gd_tier} per cell), at most {cfg.gd_step_budget} steps "
+            "(early stop on convergence); claims that read a gradient-descent mode are judged "
+            "on those seeds")
+
+
 def run_group_until(group: ShapeGroup, deadline: float) -> list:
     """:func:`~sims.engine.run_group` if the wall clock (``time.time()``) is before ``deadline``,
     else no records (top level, picklable: executors run it in workers)."""
@@ -216,30 +258,38 @@ def _run_locked(args: argparse.Namespace, cfg: SweepConfig, out: Path) -> int:
     start = time.perf_counter()
     fn = run_group if args.max_minutes is None else functools.partial(
         run_group_until, deadline=time.time() + 60 * args.max_minutes)
+    mine = slice_groups(groups, args.slice)
     try:
         write_json_atomic(out / "config.json", {"config": cfg.to_dict(), "executor": executor_name,
                                                 "groups": [g.key for g in groups]})
-        report = run_units(groups, fn, store, executor, unit_ids=group_ids,
+        report = run_units(mine, fn, store, executor, unit_ids=group_ids,
                            progress=not args.quiet, desc="shape groups")
     finally:
         executor.close()
-    wanted = {i for g in groups for i in g.record_ids()}
+    ids = {g.key: g.record_ids() for g in groups}
+    wanted = {i for g in groups for i in ids[g.key]}
     records = [r for r in store.load() if r["id"] in wanted]
-    missing = len(wanted) - len({r["id"] for r in records})
-    if missing and args.max_minutes is not None:
-        done = store.done_ids()
-        left = sum(1 for g in groups if not set(g.record_ids()) <= done)
-        print(f"stopped after --max-minutes {args.max_minutes:g}: {len(groups) - left} of "
-              f"{len(groups)} shape groups done in {time.perf_counter() - start:.1f} s; re-run the "
-              f"same command to resume ({out})")
+    done = {r["id"] for r in records}
+    left = [g for g in groups if not set(ids[g.key]) <= done]
+    if left and (args.max_minutes is not None or args.slice is not None):
+        left_mine = [g for g in mine if g in left]
+        what = (f"slice {args.slice[0]}/{args.slice[1]}: {len(mine) - len(left_mine)} of its "
+                f"{len(mine)} shape groups done; " if args.slice else "")
+        why = f"stopped after --max-minutes {args.max_minutes:g}: " if left_mine else ""
+        print(f"{why}{what}{len(groups) - len(left)} of {len(groups)} shape groups done "
+              f"({len(done)} of {len(wanted)} records) in {time.perf_counter() - start:.1f} s; "
+              f"{len(left)} left, verdicts once all are stored; re-run "
+              f"{'the same command' if left_mine else 'the other slices'} to resume ({out})")
         return EXIT_INCOMPLETE
-    if missing:
-        raise RuntimeError(f"{missing} records missing from {store.path} after the sweep")
+    if left:
+        raise RuntimeError(f"{len(wanted) - len(done)} records missing from {store.path} after the "
+                           "sweep")
     write_text_atomic(out / "summary.csv", to_csv(summarize(records)))
     verdicts = evaluate(records, cfg)
     write_json_atomic(out / "verdicts.json", {"verdicts": [v.to_dict() for v in verdicts],
-                                              "records": len(records)})
+                                              "records": len(records), "tiers": tiers_note(cfg)})
     print(verdict_table(verdicts))
+    print(tiers_note(cfg))
     print(f"\n{len(records)} records ({report.records_written} new, {report.units_skipped} of "
           f"{report.units_total} shape groups already done) in {time.perf_counter() - start:.1f} s"
           f" with executor {executor_name}; results in {out}")
