@@ -114,3 +114,32 @@ def test_finetune_batch_rejects_bad_unroll(bad) -> None:
     with pytest.raises(ValueError, match="unroll"):
         tl.finetune_batch(ps, X, y, tune="full", activation="relu", family="gaussian", steps=5,
                           unroll=bad)
+
+
+def _stored(out: Path) -> dict[str, str]:
+    """Records of a sweep folder by id, as canonical JSON text without the wall time."""
+    recs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    return {r["id"]: json.dumps({k: v for k, v in r.items() if k != "wall_s"}, sort_keys=True)
+            for r in recs}
+
+
+def test_two_slices_give_the_records_and_verdicts_of_one_run(tmp_path: Path, capsys) -> None:
+    flags = [*TINY_FLAGS, "--gd-seeds", "2", "--gd-steps", "100", "--executor", "serial", "--quiet",
+             "--no-figures", "--compile-cache", str(tmp_path / "cache")]
+    whole, sliced = tmp_path / "whole", tmp_path / "sliced"
+    assert main([*flags, "--out", str(whole)]) == 0
+    assert main([*flags, "--out", str(sliced), "--slice", "2/2"]) == EXIT_INCOMPLETE
+    text = capsys.readouterr().out
+    assert "slice 2/2: 1 of its 1 shape groups done; 1 of 2 shape groups done" in text
+    assert "re-run the other slices" in text and not (sliced / "verdicts.json").exists()
+    assert main([*flags, "--out", str(sliced), "--slice", "1/2"]) == 0
+    assert _stored(sliced) == _stored(whole)
+    verdicts = [json.loads((o / "verdicts.json").read_text()) for o in (whole, sliced)]
+    assert verdicts[0] == verdicts[1] and "on seeds 0..1" in verdicts[0]["tiers"]
+
+
+@pytest.mark.parametrize("bad", ["0/2", "3/2", "1", "a/b"])
+def test_bad_slice_exits_2(bad: str, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*TINY_FLAGS, "--out", str(tmp_path / "o"), "--slice", bad])
+    assert exc.value.code == 2 and "--slice" in capsys.readouterr().err
