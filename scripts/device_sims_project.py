@@ -1,16 +1,33 @@
-"""Project the wall time of a whole sweep from a finished slice of it (a projection, not a measurement).
+"""Project the wall time of a whole sweep from a measured slice of it: a projection, not a measurement.
 
-Reads the records of a slice (``--results``: a ``python -m sims.sweep`` folder, e.g. the first groups
-of ``--full`` run with ``--max-minutes``) and fits, over its shape groups (at least 3 with different
-work; otherwise every group is projected at the measured mean),
-``group seconds = overhead + GD work / rate`` (least squares), where a group's GD work is the sum of
-6·k·n_pad·d·steps_taken over its gradient-descent records (n_pad, k_pad: the group's largest n and k)
-and its seconds are the sum of its runs' ``wall_s`` (compilation included). The whole preset's work
-is counted with each (activation, tune) mode's mean ``steps_taken / steps`` measured in the slice
-(early stop), and also with every run taking all its steps (``upper``). Larger d runs at a higher
-rate on an accelerator than the slice's small d, so the projection leans high.
+Reads a ``python -m sims.sweep`` folder (``--results``: its ``config.json`` and ``runs.jsonl``, e.g. a
+``--slice`` or ``--max-minutes`` part of ``--full``) and fits, over its complete shape groups,
 
-Usage: python scripts/device_sims_project.py --results DIR --preset full [--seeds N] [--steps N]
+    group seconds = a + b * closed-form work + c * gradient-descent work      (a, b, c >= 0)
+
+by non-negative least squares, where for a group of runs with padded shape (n, d, k):
+
+* closed-form work = runs * (d^3 + n d min(n, d)): the solves, eigendecompositions and SVDs every
+  run pays (the closed-form tune modes, the limits, the evidence), counted in flop-like units;
+* gradient-descent work = sum over the span-iteration modes (ReLU first/full, linear full) of
+  runs * steps executed * per-step work, with per-step work 6 k n min(n, d) (ReLU) or
+  6 (n min(n, d) + k n) (linear, rank-one step), and steps executed = the largest ``steps_taken`` of
+  the mode in the group (a vmapped while-loop runs until its last problem stops).
+
+A group's seconds are the sum of its runs' ``wall_s`` (the engine's wall time of the group,
+compilation included). The fit needs more groups than parameters (at least 4) with different work;
+with fewer the script refuses (exit 2). It prints every measured group's seconds, the fitted
+seconds and the relative residual.
+
+The target (``--preset``, default the slice's preset) is projected group by group from the same
+model with the target's seeds and step budgets: ``expected`` with each mode's steps executed at the
+fraction of its budget measured in the slice (largest over the slice's groups of that mode), and
+``upper`` with every mode running its whole budget. Judging, summarising and reading the records
+back scale with the number of records: their seconds per record are measured on the slice's records
+in this process and multiplied out. The rate measured on small groups is assumed for large ones (an
+accelerator usually runs large batches at a higher rate, so the projection leans high there).
+
+Usage: python scripts/device_sims_project.py --results DIR [--preset full]
 Prints one JSON object.
 """
 
@@ -18,102 +35,152 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import nnls
 
-from sims.config import resolve
-from sims.grid import shape_groups
+from sims.claims import evaluate
+from sims.config import SweepConfig, preset, with_overrides
+from sims.grid import ShapeGroup, in_gd_tier, shape_groups
 from sims.infra import RunStore
-from twolayer import uses_closed_form
+from sims.summary import summarize, to_csv
+from twolayer import TUNE_MODES, uses_closed_form
 
-GD = ("first", "last", "full")
-
-
-def _is_gd(method: str, activation: str) -> bool:
-    return method in GD and not uses_closed_form(method, activation)
+TERMS = ("overhead_s_per_group", "s_per_closed_form_unit", "s_per_gd_unit")
 
 
-def _group_work(g, steps_of) -> float:
-    """GD work of group ``g`` with ``steps_of(activation, tune)`` steps per run."""
-    n_pad, k_pad = max(g.ns), max(g.ks)
-    runs = len(g.runs()) // len(g.activations)
-    return sum(runs * 6 * k_pad * n_pad * g.d * steps_of(a, t)
-               for a in g.activations for t in GD if t in g.config.tunes and _is_gd(t, a))
+def span_modes(cfg: SweepConfig) -> list[tuple[str, str]]:
+    """(activation, tune) pairs of the config that run the span iteration."""
+    return [(a, t) for a in cfg.activations for t in TUNE_MODES
+            if t in cfg.tunes and not uses_closed_form(t, a)]
 
 
-def project(results: Path, preset: str, overrides: dict) -> dict:
-    cfg = resolve(preset, None, overrides)
+def step_work(activation: str, n: int, d: int, k: int) -> float:
+    """Work of one span-iteration GD step of a run of padded shape (n, d, k)."""
+    m = min(n, d)
+    return 6.0 * k * n * m if activation == "relu" else 6.0 * (n * m + k * n)
+
+
+def features(g: ShapeGroup, steps_of) -> np.ndarray:
+    """(1, closed-form work, GD work) of group ``g``; ``steps_of(activation, tune)`` = steps run."""
+    cfg, n, k, d = g.config, max(g.ns), max(g.ks), g.d
+    runs = g.runs()
+    cf = len(runs) * (d ** 3 + n * d * min(n, d))
+    gd = 0.0
+    for a, t in span_modes(cfg):
+        gd_runs = sum(1 for r in runs if r.activation == a and in_gd_tier(cfg, r))
+        gd += gd_runs * steps_of(a, t) * step_work(a, n, d, k)
+    return np.array([1.0, float(cf), float(gd)])
+
+
+def _config(results: Path) -> SweepConfig:
+    path = results / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{path} not found: expected the --out folder of python -m sims.sweep")
+    return with_overrides(SweepConfig(), json.loads(path.read_text())["config"])
+
+
+def _post_seconds(records: list[dict], cfg: SweepConfig, results: Path) -> dict:
+    """Seconds per record of reading the store back, judging and summarising, in this process."""
+    t0 = time.perf_counter()
+    RunStore(results).load()
+    t1 = time.perf_counter()
+    evaluate(records, cfg)
+    to_csv(summarize(records))
+    t2 = time.perf_counter()
+    size = (results / "runs.jsonl").stat().st_size
+    n = max(len(records), 1)
+    return {"load_s_per_record": (t1 - t0) / n, "judge_s_per_record": (t2 - t1) / n,
+            "bytes_per_record": size / n}
+
+
+def project(results: Path, target_name: str | None = None) -> dict:
+    """The projection (module docstring) as a JSON-ready dict; ValueError if it cannot be made."""
+    cfg = _config(results)
+    target = preset(target_name or cfg.preset)
     records = RunStore(results).load()
-    groups = shape_groups(cfg)
-    by_group: dict[str, list[dict]] = defaultdict(list)
-    index = {}
-    for g in groups:
-        for rid in g.record_ids():
-            index[rid] = g.key
-    for r in records:
-        if r["id"] in index:
-            by_group[index[r["id"]]].append(r)
-    done = [g for g in groups if len(by_group[g.key]) == len(g.record_ids())]
-    if not done:
-        raise SystemExit(f"error: no complete shape group of preset {preset} in {results}")
-    frac: dict[tuple, list[float]] = defaultdict(list)
-    for r in records:
-        if _is_gd(r["method"], r["activation"]):
-            frac[(r["activation"], r["method"])].append(r["steps_taken"] / r["steps"])
-    mean_frac = {key: float(np.mean(v)) for key, v in frac.items()}
+    by_id = {r["id"]: r for r in records}
     rows = []
-    for g in done:
-        recs = by_group[g.key]
-        seen = {}
+    frac: dict[tuple, float] = defaultdict(float)
+    for g in shape_groups(cfg):
+        ids = g.record_ids()
+        if not all(i in by_id for i in ids):
+            continue
+        recs = [by_id[i] for i in ids]
+        steps = defaultdict(int)
         for r in recs:
-            seen[(r["activation"], r["k"], r["n"], r["shift_kind"], r["alpha"], r["t"],
-                  r["seed_index"])] = r["wall_s"]
-        steps_taken = defaultdict(list)
-        for r in recs:
-            if _is_gd(r["method"], r["activation"]):
-                steps_taken[(r["activation"], r["method"])].append(r["steps_taken"])
-        work = _group_work(g, lambda a, t, st=steps_taken: float(np.mean(st[(a, t)]))
-                           if st[(a, t)] else 0.0)
-        rows.append((sum(seen.values()), work))
-    secs = np.array([s for s, _ in rows])
-    work = np.array([w for _, w in rows])
-    model = "overhead + work / rate (least squares over the measured groups)"
-    overhead, per_flop = 0.0, 0.0
-    if len(rows) >= 3 and np.ptp(work) > 0:
-        A = np.stack([np.ones_like(work), work], axis=1)
-        (overhead, per_flop), *_ = np.linalg.lstsq(A, secs, rcond=None)
-    if not (per_flop > 0 and overhead >= 0):  # too few or too similar groups to separate the two
-        model = "mean seconds per measured group (work not separable from overhead)"
-        overhead, per_flop = float(secs.mean()), 0.0
-    expected = sum(_group_work(g, lambda a, t: mean_frac.get((a, t), 1.0) * cfg.steps)
-                   for g in groups)
-    upper = sum(_group_work(g, lambda a, t: cfg.steps) for g in groups)
+            if (r["activation"], r["method"]) in span_modes(cfg):
+                key = (r["activation"], r["method"])
+                steps[key] = max(steps[key], r["steps_taken"])
+                frac[key] = max(frac[key], r["steps_taken"] / r["steps"])
+        walls = {tuple(r[k] for k in ("activation", "k", "n", "shift_kind", "rank", "alpha", "t",
+                                      "seed_index")): r["wall_s"] for r in recs}
+        rows.append((g, features(g, lambda a, t, s=steps: s[(a, t)]), sum(walls.values())))
+    need = len(TERMS) + 1
+    if len(rows) < need:
+        raise ValueError(f"{len(rows)} complete shape groups in {results}: the fit of {len(TERMS)} "
+                         f"terms needs at least {need}; measure more groups (--slice, --max-minutes)")
+    X = np.stack([f for _, f, _ in rows])
+    secs = np.array([s for _, _, s in rows])
+    scale = np.where(X.max(axis=0) > 0, X.max(axis=0), 1.0)
+    coef, _ = nnls(X / scale, secs)
+    coef = coef / scale
+    fitted = X @ coef
+    post = _post_seconds([by_id[i] for g, _, _ in rows for i in g.record_ids()], cfg, results)
+
+    def whole(steps_of) -> dict:
+        per_d: dict[int, float] = defaultdict(float)
+        for g in shape_groups(target):
+            per_d[g.d] += float(features(g, steps_of) @ coef)
+        n_records = sum(len(g.record_ids()) for g in shape_groups(target))
+        post_s = n_records * (post["load_s_per_record"] + post["judge_s_per_record"])
+        return {"runs_s": sum(per_d.values()), "per_d_s": {str(d): s for d, s in per_d.items()},
+                "records": n_records, "judge_and_load_s": post_s,
+                "total_s": sum(per_d.values()) + post_s}
+
+    budget = {(a, t): target.gd_step_budget for a, t in span_modes(target)}
+    expected = whole(lambda a, t: frac.get((a, t), 1.0) * budget[(a, t)])
+    upper = whole(lambda a, t: budget[(a, t)])
+    differ = {k: [v, target.to_dict()[k]] for k, v in cfg.to_dict().items()
+              if k != "preset" and v != target.to_dict()[k]}
     return {
         "projection": True,
-        "preset": preset, "overrides": overrides,
-        "groups_total": len(groups), "groups_measured": len(done),
+        "note": "a projection from a measured slice, not a measurement of the whole sweep",
+        "target": target.preset, "measured_config_differs": differ,
+        "groups_total": len(shape_groups(target)), "groups_measured": len(rows),
         "measured_s": float(secs.sum()),
-        "model": model,
-        "fit_overhead_s_per_group": float(overhead),
-        "fit_gflops": float(1 / per_flop / 1e9) if per_flop > 0 else None,
-        "steps_fraction": {f"{a}/{t}": v for (a, t), v in mean_frac.items()},
-        "projected_s": float(len(groups) * overhead + expected * per_flop),
-        "projected_upper_s": float(len(groups) * overhead + upper * per_flop),
+        "model": "group seconds = a + b * closed-form work + c * GD work (non-negative least squares)",
+        "fit": dict(zip(TERMS, map(float, coef))),
+        "residuals": [{"group": g.key, "measured_s": round(float(s), 3),
+                       "fitted_s": round(float(f), 3),
+                       "rel_residual": round(float((s - f) / s), 3) if s > 0 else None}
+                      for (g, _, s), f in zip(rows, fitted)],
+        "rms_rel_residual": float(np.sqrt(np.mean(((secs - fitted) / secs) ** 2))),
+        "steps_fraction": {f"{a}/{t}": v for (a, t), v in frac.items()},
+        "post_per_record": post,
+        "projected_runs_jsonl_bytes": expected["records"] * post["bytes_per_record"],
+        "expected": expected, "upper": upper,
+        "projected_s": expected["total_s"], "projected_upper_s": upper["total_s"],
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--results", type=Path, required=True, help="sweep folder of the slice")
-    p.add_argument("--preset", default="full", help="preset whose whole grid is projected")
-    p.add_argument("--seeds", type=int, default=None, help="seeds override used by the slice")
-    p.add_argument("--steps", type=int, default=None, help="steps override used by the slice")
-    args = p.parse_args()
-    overrides = {k: v for k, v in (("seeds", args.seeds), ("steps", args.steps)) if v is not None}
-    print(json.dumps(project(args.results, args.preset, overrides)))
+    p.add_argument("--results", type=Path, required=True, help="sweep folder of the measured slice")
+    p.add_argument("--preset", default=None,
+                   help="preset whose whole grid is projected (default: the slice's preset)")
+    args = p.parse_args(argv)
+    try:
+        print(json.dumps(project(args.results, args.preset)))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -290,12 +290,13 @@ def preset(name: str) -> SweepConfig:
             seeds=100,
             gd_seeds=32,
             steps=20000,
+            gd_steps=2000,
             n_records=40,
             merge_shapes=False,
         )
     if name == "gpu":  # the full grid's shapes up to d = 256 in minutes on one GPU
         return dataclasses.replace(preset("full"), preset="gpu", dims=(16, 64, 256), seeds=20,
-                                   gd_seeds=0, steps=5000, merge_shapes=True, chunk=2048)
+                                   gd_seeds=0, steps=5000, gd_steps=0, merge_shapes=True, chunk=2048)
     raise ValueError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
 
 
