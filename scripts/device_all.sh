@@ -11,7 +11,7 @@ export PY="${PY:-python3}"
 T0=$(date +%s)
 echo "== realdata: batched lr grid vs per-lr loop"
 OUT="$W/grid" REPS="${REPS:-1}" GRID_TIMEOUT="${GRID_TIMEOUT:-170}" bash scripts/device_grid.sh
-echo "== sims: compile cache, batch curve, twolayer on the device, --full slice"
+echo "== sims: compile cache, batch curve, twolayer on the device (--full: scripts/device_full.sh)"
 OUT="$W/sims" bash scripts/device_sims.sh
 tar -czf "$OUT/device.tar.gz" -C "$W" grid sims
 echo "done in $(( $(date +%s) - T0 )) s"

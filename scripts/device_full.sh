@@ -13,7 +13,7 @@
 #                    is under 20 MB
 # Usage: OUT=dir [MINUTES=5] [TINY=1] bash scripts/device_full.sh
 # TINY=1 (or no GPU): a CPU-sized --full (d = 16, 64, k <= 4, 4 seeds, GD on 2, 200 steps) in about a
-# minute, to test the script.
+# couple of minutes, to test the script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -27,7 +27,7 @@ P="$(timeout 120 "$PY" -c "import jax; print(jax.devices()[0].platform)" 2>/dev/
 if [ "${TINY:-0}" = "1" ]; then
   FLAGS=(--dims 16,64 --widths 2,4 --n-ratios 0.25,0.5,1,2 --seeds 4 --gd-seeds 2 --steps 200
          --gd-steps 200 --n-records 5 --mc-samples 512)
-  SLICE="${SLICE:-1/3}"; MINUTES="${MINUTES_TINY:-0.5}"
+  SLICE="${SLICE:-1/3}"; MINUTES="${MINUTES_TINY:-1.5}"
 else
   FLAGS=(); SLICE="${SLICE:-1/37}"
 fi

@@ -5,8 +5,7 @@
 #   batch_curve.json seconds per GD step of twolayer.finetune_batch vs batch size (1 ... 16k)
 #   twolayer.jsonl   the 256-problem benchmark of tests/benchmarks/test_twolayer_gd.py, every
 #                    (activation, tune), on the device
-#   full_slice.json  a time-boxed slice of `python -m sims.sweep --full` (d = 256 groups) and the
-#                    projected wall time of the whole --full grid (a projection, not a measurement)
+# (The time-boxed slice of `--full` and its projection: scripts/device_full.sh.)
 # Without a GPU jax it tries `pip install "jax[cuda12]"` (same jax version); if that fails (e.g. no
 # network) it says so in env.json and runs everything on CPU at tiny sizes (TINY=1 forces that).
 # Usage: OUT=dir bash scripts/device_sims.sh
@@ -48,10 +47,8 @@ cat "$OUT/env.json"; echo
 
 if [ "${TINY:-0}" = "1" ]; then
   BENCH=(--seeds 2 --loop-sample 10); CURVE="1,4,16,64"; TL=(--problems 16 --steps 200)
-  SLICE=(--dims 16 --seeds 2 --steps 100 --max-minutes 0.5); PROJ=(--seeds 2 --steps 100)
 else
   BENCH=(--loop-sample 100); CURVE="1,16,256,1024,4096,16384"; TL=(--problems 256 --steps 2000)
-  SLICE=(--dims 256 --max-minutes 0.75); PROJ=()
 fi
 
 echo "== sims.bench (cold / cached / warm)"
@@ -68,24 +65,4 @@ echo "== twolayer 256-problem benchmark on the device"
 timeout 60 "$PY" scripts/device_twolayer.py "${TL[@]}" --chunks auto 2> "$W/tl.err" \
   | tee "$OUT/twolayer.jsonl" || tail -3 "$W/tl.err"
 
-echo "== --full slice and projection"
-s=$(date +%s)
-timeout 80 "$PY" -m sims.sweep --full "${SLICE[@]}" --executor serial --quiet --no-figures \
-  --compile-cache "$W/cache" --out "$W/full" > "$W/full.txt" 2>&1; rc=$?
-tail -4 "$W/full.txt"
-timeout 20 "$PY" scripts/device_sims_project.py --results "$W/full" --preset full "${PROJ[@]}" \
-  > "$W/proj.json" 2> "$W/proj.err" || tail -3 "$W/proj.err"
-"$PY" - "$OUT/full_slice.json" "$W/proj.json" "$W/full.txt" "$rc" "$(( $(date +%s) - s ))" \
-  "${SLICE[*]}" <<'PYEOF'
-import json, sys
-out, proj, log, rc, wall, flags = sys.argv[1:]
-try:
-    projection = json.load(open(proj))
-except Exception as exc:
-    projection = {"error": str(exc)}
-json.dump({"slice_flags": flags, "sweep_rc": int(rc), "slice_wall_s": int(wall),
-           "sweep_tail": open(log).read().splitlines()[-4:], "projection": projection},
-          open(out, "w"), indent=1)
-PYEOF
-cat "$OUT/full_slice.json"
 echo "done in $(( $(date +%s) - T0 )) s"

@@ -44,8 +44,8 @@ import numpy as np
 from scipy.optimize import nnls
 
 from sims.claims import evaluate
-from sims.config import SweepConfig, preset, with_overrides
-from sims.grid import ShapeGroup, in_gd_tier, shape_groups
+from sims.config import PRESETS, SweepConfig, preset, with_overrides
+from sims.grid import ShapeGroup, in_gd_tier, run_methods, shape_groups
 from sims.infra import RunStore
 from sims.summary import summarize, to_csv
 from twolayer import TUNE_MODES, uses_closed_form
@@ -98,15 +98,20 @@ def _post_seconds(records: list[dict], cfg: SweepConfig, results: Path) -> dict:
             "bytes_per_record": size / n}
 
 
-def project(results: Path, target_name: str | None = None) -> dict:
-    """The projection (module docstring) as a JSON-ready dict; ValueError if it cannot be made."""
+def project(results: Path, target: SweepConfig | None = None) -> dict:
+    """The projection (module docstring) of ``target`` (default: the slice's preset) from the
+    slice in ``results``, as a JSON-ready dict; ValueError if it cannot be made."""
     cfg = _config(results)
-    target = preset(target_name or cfg.preset)
+    if target is None:
+        target = preset(cfg.preset) if cfg.preset in PRESETS else cfg
     records = RunStore(results).load()
     by_id = {r["id"]: r for r in records}
+    present = {(r["d"], r["family"], r["k"], r["n"]) for r in records}
     rows = []
     frac: dict[tuple, float] = defaultdict(float)
     for g in shape_groups(cfg):
+        if not any((g.d, g.family, k, n) in present for k in g.ks for n in g.ns):
+            continue  # no record of the group: not measured (skips hashing its ids)
         ids = g.record_ids()
         if not all(i in by_id for i in ids):
             continue
@@ -136,7 +141,8 @@ def project(results: Path, target_name: str | None = None) -> dict:
         per_d: dict[int, float] = defaultdict(float)
         for g in shape_groups(target):
             per_d[g.d] += float(features(g, steps_of) @ coef)
-        n_records = sum(len(g.record_ids()) for g in shape_groups(target))
+        n_records = sum(len(run_methods(target, r)) for g in shape_groups(target)
+                        for r in g.runs())
         post_s = n_records * (post["load_s_per_record"] + post["judge_s_per_record"])
         return {"runs_s": sum(per_d.values()), "per_d_s": {str(d): s for d, s in per_d.items()},
                 "records": n_records, "judge_and_load_s": post_s,
@@ -152,6 +158,8 @@ def project(results: Path, target_name: str | None = None) -> dict:
         "note": "a projection from a measured slice, not a measurement of the whole sweep",
         "target": target.preset, "measured_config_differs": differ,
         "groups_total": len(shape_groups(target)), "groups_measured": len(rows),
+        "measured_dims": sorted({g.d for g, _, _ in rows}),
+        "extrapolated_dims": sorted({g.d for g in shape_groups(target)} - {g.d for g, _, _ in rows}),
         "measured_s": float(secs.sum()),
         "model": "group seconds = a + b * closed-form work + c * GD work (non-negative least squares)",
         "fit": dict(zip(TERMS, map(float, coef))),
@@ -175,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="preset whose whole grid is projected (default: the slice's preset)")
     args = p.parse_args(argv)
     try:
-        print(json.dumps(project(args.results, args.preset)))
+        print(json.dumps(project(args.results, None if args.preset is None else preset(args.preset))))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -261,6 +261,10 @@ def preset(name: str) -> SweepConfig:
     ``medium`` resolves the winning tune mode over 8 x 4 (n/d, k/d) cells per (activation, shift)
     at d = 64 with Gaussian inputs (one compiled group: k and n zero-padded), 8 seeds and 1000 GD
     steps (early stop on convergence).
+
+    ``full`` is tiered by cost: the closed-form tune modes (last layer, linear first layer) on 100
+    seeds per cell and 20,000 steps, the span-iteration gradient descent (ReLU first/full, linear
+    full) on the first 32 seeds and at most 2,000 steps (``gd_seeds``, ``gd_steps``).
     """
     if name == "quick":
         return SweepConfig()

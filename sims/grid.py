@@ -1,7 +1,8 @@
 """The sweep grid: runs (one problem + data set each), their record ids, and shape groups.
 
 A *run* is one seeded problem (d, k, activation, family, shift, seed index) with n target samples;
-each run yields one record per method (:data:`RECORD_METHODS`). A
+each run yields one record per method (:data:`RECORD_METHODS`; a run past the config's
+gradient-descent tier, ``gd_seeds``, records only the closed-form tune modes: :func:`run_methods`). A
 *shape group* is the unit of work: the runs that share array shapes, problems and data (one
 compiled builder, one compiled runner per activation). With ``merge_shapes`` (the quick preset) a
 group is (d, family) and smaller k and n are zero-padded to the group's largest (exact: padded

@@ -259,14 +259,14 @@ def _run_locked(args: argparse.Namespace, cfg: SweepConfig, out: Path) -> int:
     fn = run_group if args.max_minutes is None else functools.partial(
         run_group_until, deadline=time.time() + 60 * args.max_minutes)
     mine = slice_groups(groups, args.slice)
+    ids = {g.key: group_ids(g) for g in groups}  # hashed once (1.2M records in --full)
     try:
         write_json_atomic(out / "config.json", {"config": cfg.to_dict(), "executor": executor_name,
                                                 "groups": [g.key for g in groups]})
-        report = run_units(mine, fn, store, executor, unit_ids=group_ids,
+        report = run_units(mine, fn, store, executor, unit_ids=lambda g: ids[g.key],
                            progress=not args.quiet, desc="shape groups")
     finally:
         executor.close()
-    ids = {g.key: g.record_ids() for g in groups}
     wanted = {i for g in groups for i in ids[g.key]}
     records = [r for r in store.load() if r["id"] in wanted]
     done = {r["id"] for r in records}

@@ -49,14 +49,15 @@ def test_dask_sweep_equals_serial(tmp_path: Path) -> None:
 
 
 _SCRIPT = """
-import json, sys
+import dataclasses, json, sys
 import jax
 from sims.engine import compute_group, default_devices
 from sims.grid import shape_groups
 from tests.sims.tiny import TINY
 n = int(sys.argv[1])
 assert len(jax.devices()) == n, jax.devices()
-recs = compute_group(shape_groups(TINY)[0], devices=jax.devices())
+tiered = dataclasses.replace(TINY, gd_seeds=3, gd_steps=200)  # both cost tiers, odd batches
+recs = compute_group(shape_groups(tiered)[0], devices=jax.devices())
 print(json.dumps({r["id"]: [r["target_loss"], r.get("trace")] for r in recs}))
 """
 

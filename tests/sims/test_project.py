@@ -1,0 +1,95 @@
+"""scripts/device_sims_project.py: the fit recovers a known cost model, reports its residuals, and
+refuses to project from too few groups."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sims.grid import record_id, run_methods, shape_groups
+from sims.infra import RunStore, write_json_atomic
+from tests.sims.tiny import TINY
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "device_sims_project.py"
+spec = importlib.util.spec_from_file_location("device_sims_project", SCRIPT)
+proj = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(proj)
+
+SLICE = dataclasses.replace(TINY, preset="custom", dims=(8, 16), merge_shapes=False, seeds=4,
+                            gd_seeds=2, steps=300, gd_steps=100)
+TARGET = dataclasses.replace(SLICE, dims=(8, 16, 32), seeds=10, gd_seeds=4)
+COEF = np.array([2.0, 3e-6, 4e-8])  # seconds per group, per closed-form unit, per GD unit
+
+
+def _steps_taken(group, activation: str, tune: str) -> int:
+    return 40 + 10 * group.ks[0] + (20 if activation == "relu" else 0) + (5 if tune == "full" else 0)
+
+
+def _write_slice(out: Path, groups, seconds_of) -> None:
+    """A sweep folder whose records have the fields the projection reads; a group's wall time is
+    ``seconds_of(group)``."""
+    write_json_atomic(out / "config.json", {"config": SLICE.to_dict()})
+    records = []
+    for g in groups:
+        runs = g.runs()
+        for r in runs:
+            for m in run_methods(SLICE, r):
+                rec = {"id": record_id(SLICE, r, m), **r.fields(), "method": m,
+                       "wall_s": seconds_of(g) / len(runs), "steps": SLICE.gd_step_budget}
+                rec["steps_taken"] = _steps_taken(g, r.activation, m)
+                records.append(rec)
+    RunStore(out).append(records)
+
+
+def _model(g) -> float:
+    return float(proj.features(g, lambda a, t: _steps_taken(g, a, t)) @ COEF)
+
+
+@pytest.fixture(autouse=True)
+def _no_judging(monkeypatch):
+    """The synthetic records cannot be judged: no post-processing seconds."""
+    monkeypatch.setattr(proj, "_post_seconds", lambda recs, cfg, res: {
+        "load_s_per_record": 0.0, "judge_s_per_record": 0.0, "bytes_per_record": 1.0})
+
+
+def test_the_fit_recovers_the_cost_model_and_projects_the_target(tmp_path: Path) -> None:
+    groups = shape_groups(SLICE)
+    _write_slice(tmp_path, groups[::2], _model)
+    out = proj.project(tmp_path, TARGET)
+    assert out["projection"] is True and "not a measurement" in out["note"]
+    assert out["groups_measured"] == len(groups[::2]) and out["rms_rel_residual"] < 1e-6
+    np.testing.assert_allclose(list(out["fit"].values()), COEF, rtol=1e-5)
+    budget = {key: TARGET.gd_step_budget for key in proj.span_modes(TARGET)}
+    upper = sum(float(proj.features(g, lambda a, t: budget[(a, t)]) @ COEF)
+                for g in shape_groups(TARGET))
+    assert out["upper"]["runs_s"] == pytest.approx(upper, rel=1e-5)
+    assert out["expected"]["runs_s"] < out["upper"]["runs_s"]
+    assert set(out["expected"]["per_d_s"]) == {"8", "16", "32"}
+    assert out["measured_config_differs"]["seeds"] == [4, 10]
+
+
+def test_a_wrong_cost_model_shows_in_the_residuals(tmp_path: Path) -> None:
+    """Mutation: wall times that grow with d^5 per group are not fitted by the model."""
+    groups = shape_groups(SLICE)
+    _write_slice(tmp_path, groups[::2], lambda g: 1e-4 * g.d ** 5 / max(g.ns))
+    assert proj.project(tmp_path, TARGET)["rms_rel_residual"] > 0.1
+
+
+def test_too_few_groups_are_refused(tmp_path: Path, capsys) -> None:
+    _write_slice(tmp_path, shape_groups(SLICE)[:3], _model)
+    with pytest.raises(ValueError, match="needs at least 4"):
+        proj.project(tmp_path, TARGET)
+    assert proj.main(["--results", str(tmp_path)]) == 2
+    assert "needs at least 4" in capsys.readouterr().err
+    assert proj.main(["--results", str(tmp_path / "nothing")]) == 2
+
+
+def test_the_script_prints_one_json_object(tmp_path: Path, capsys) -> None:
+    _write_slice(tmp_path, shape_groups(SLICE)[::2], _model)
+    assert proj.main(["--results", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["groups_total"] == len(shape_groups(SLICE))
