@@ -12,7 +12,7 @@
 #   full_small.tgz   config.json, verdicts.json (if complete), summary.csv, and runs.jsonl.gz if it
 #                    is under 20 MB
 # Usage: OUT=dir [MINUTES=5] [TINY=1] bash scripts/device_full.sh
-# TINY=1 (or no GPU): a CPU-sized --full (d = 16, 64, k <= 4, 4 seeds, GD on 2, 200 steps) in about a
+# TINY=1 (or no GPU): a CPU-sized --full (d = 8, 16, k <= 4, 4 seeds, GD on 2 for 100 steps) in a
 # couple of minutes, to test the script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,17 +25,19 @@ T0=$(date +%s)
 P="$(timeout 120 "$PY" -c "import jax; print(jax.devices()[0].platform)" 2>/dev/null | tail -1)"
 [ "$P" = "gpu" ] || TINY=1
 if [ "${TINY:-0}" = "1" ]; then
-  FLAGS=(--dims 16,64 --widths 2,4 --n-ratios 0.25,0.5,1,2 --seeds 4 --gd-seeds 2 --steps 200
-         --gd-steps 200 --n-records 5 --mc-samples 512)
-  SLICE="${SLICE:-1/3}"; MINUTES="${MINUTES_TINY:-1.5}"
+  FLAGS=(--dims 8,16 --widths 2,4 --n-ratios 0.5,1 --seeds 4 --gd-seeds 2 --steps 200
+         --gd-steps 100 --n-records 5 --mc-samples 512)
+  SLICE="${SLICE:-1/2}"; MINUTES="${MINUTES_TINY:-1.5}"
 else
   FLAGS=(); SLICE="${SLICE:-1/37}"
 fi
 LOG="$RESULTS.log"; mkdir -p "$RESULTS"; : > "$LOG"
 minutes_left() { awk -v t0="$T0" -v now="$(date +%s)" -v m="$1" 'BEGIN{printf "%.2f", m-(now-t0)/60}'; }
 sweep() {  # sweep NAME MINUTES ARGS...: one resumable call, its exit code appended to $RESULTS.codes
-  # a group already running when --max-minutes passes finishes; the timeout only stops a hang
-  timeout "$(awk -v m="$2" 'BEGIN{printf "%d", m*60+600}')" "$PY" -m sims.sweep --full "${FLAGS[@]}" --executor serial \
+  # a group already running when --max-minutes passes finishes, up to GRACE seconds (default 120,
+  # so that the whole script fits a 9-minute call with MINUTES=5); a killed group is lost, the
+  # stored ones are kept
+  timeout "$(awk -v m="$2" -v g="${GRACE:-120}" 'BEGIN{printf "%d", m*60+g}')" "$PY" -m sims.sweep --full "${FLAGS[@]}" --executor serial \
     --quiet --no-figures --out "$RESULTS" "${@:3}" >> "$LOG" 2>&1
   echo "$1 $?" >> "$RESULTS.codes"
 }

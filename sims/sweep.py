@@ -245,10 +245,11 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 def _run_locked(args: argparse.Namespace, cfg: SweepConfig, out: Path) -> int:
     groups = shape_groups(cfg)
-    executor_name = args.executor if args.executor != "auto" else _default_executor(len(groups))
+    mine = slice_groups(groups, args.slice)
+    executor_name = args.executor if args.executor != "auto" else _default_executor(len(mine))
     workers = args.workers
     if executor_name == "processes" and workers is None:
-        workers = max(1, min(os.cpu_count() or 1, len(groups)))
+        workers = max(1, min(os.cpu_count() or 1, len(mine)))
     store = RunStore(out)
     store.load()  # an unreadable runs.jsonl fails here, before config.json is written
     executor = make_executor(
@@ -258,7 +259,6 @@ def _run_locked(args: argparse.Namespace, cfg: SweepConfig, out: Path) -> int:
     start = time.perf_counter()
     fn = run_group if args.max_minutes is None else functools.partial(
         run_group_until, deadline=time.time() + 60 * args.max_minutes)
-    mine = slice_groups(groups, args.slice)
     ids = {g.key: group_ids(g) for g in groups}  # hashed once (1.2M records in --full)
     try:
         write_json_atomic(out / "config.json", {"config": cfg.to_dict(), "executor": executor_name,
