@@ -4,6 +4,7 @@ Examples::
 
     python -m sims.sweep                      # = --quick, writes results/sweep-quick
     python -m sims.sweep --full --executor serial --out results/sweep-full   # GPU
+    python -m sims.sweep --full --slice 1/4 --max-minutes 8 --out results/sweep-full  # a slice
     python -m sims.sweep --config my.toml --seeds 8 --dims 16,32 --strict
     python -m sims.sweep --executor dask --scheduler tcp://HOST:8786
 
