@@ -153,13 +153,20 @@ def project(results: Path, target: SweepConfig | None = None) -> dict:
     upper = whole(lambda a, t: budget[(a, t)])
     differ = {k: [v, target.to_dict()[k]] for k, v in cfg.to_dict().items()
               if k != "preset" and v != target.to_dict()[k]}
+    measured_d = {g.d for g, _, _ in rows}
+    warnings = [f"{name} fitted as 0: the measured groups do not resolve it, the projection "
+                "leaves that work out" for name, c in zip(TERMS[1:], coef[1:]) if c == 0]
+    beyond = sorted({g.d for g in shape_groups(target)} - measured_d)
+    if beyond:
+        warnings.append(f"d = {beyond} extrapolated from d = {sorted(measured_d)}")
+    warnings += [f"measured with {k} = {v[0]}, projected for {v[1]}" for k, v in differ.items()
+                 if k not in ("dims", "families", "widths", "n_ratios", "ns")]
     return {
         "projection": True,
         "note": "a projection from a measured slice, not a measurement of the whole sweep",
         "target": target.preset, "measured_config_differs": differ,
         "groups_total": len(shape_groups(target)), "groups_measured": len(rows),
-        "measured_dims": sorted({g.d for g, _, _ in rows}),
-        "extrapolated_dims": sorted({g.d for g in shape_groups(target)} - {g.d for g, _, _ in rows}),
+        "measured_dims": sorted(measured_d), "extrapolated_dims": beyond, "warnings": warnings,
         "measured_s": float(secs.sum()),
         "model": "group seconds = a + b * closed-form work + c * GD work (non-negative least squares)",
         "fit": dict(zip(TERMS, map(float, coef))),

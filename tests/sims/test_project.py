@@ -71,6 +71,8 @@ def test_the_fit_recovers_the_cost_model_and_projects_the_target(tmp_path: Path)
     assert out["expected"]["runs_s"] < out["upper"]["runs_s"]
     assert set(out["expected"]["per_d_s"]) == {"8", "16", "32"}
     assert out["measured_config_differs"]["seeds"] == [4, 10]
+    assert out["extrapolated_dims"] == [32] and "d = [32] extrapolated" in out["warnings"][0]
+    assert not any("fitted as 0" in w for w in out["warnings"])
 
 
 def test_a_wrong_cost_model_shows_in_the_residuals(tmp_path: Path) -> None:
@@ -78,6 +80,13 @@ def test_a_wrong_cost_model_shows_in_the_residuals(tmp_path: Path) -> None:
     groups = shape_groups(SLICE)
     _write_slice(tmp_path, groups[::2], lambda g: 1e-4 * g.d ** 5 / max(g.ns))
     assert proj.project(tmp_path, TARGET)["rms_rel_residual"] > 0.1
+
+
+def test_a_work_term_the_slice_cannot_resolve_is_named(tmp_path: Path) -> None:
+    _write_slice(tmp_path, shape_groups(SLICE)[::2], lambda g: 5.0)  # all overhead
+    out = proj.project(tmp_path, TARGET)
+    assert out["fit"]["s_per_gd_unit"] == 0 and any("s_per_gd_unit fitted as 0" in w
+                                                     for w in out["warnings"])
 
 
 def test_too_few_groups_are_refused(tmp_path: Path, capsys) -> None:
