@@ -46,10 +46,15 @@ PYEOF
 cat "$OUT/env.json"; echo
 
 if [ "${TINY:-0}" = "1" ]; then
-  BENCH=(--seeds 2 --loop-sample 10); CURVE="1,4,16,64"; TL=(--problems 16 --steps 200)
+  BENCH=(--seeds 2 --loop-sample 10); CURVE="1,4,16,64"; TL=(--problems 16 --steps 200 --unrolls default,1)
 else
-  BENCH=(--loop-sample 100); CURVE="1,16,256,1024,4096,16384"; TL=(--problems 256 --steps 2000)
+  BENCH=(--loop-sample 40); CURVE="1,16,256,1024,4096,16384"
+  TL=(--problems 256 --steps 2000 --unrolls default,1,32)
 fi
+
+echo "== twolayer 256-problem benchmark on the device"
+timeout 100 "$PY" scripts/device_twolayer.py "${TL[@]}" --chunks auto 2> "$W/tl.err" \
+  | tee "$OUT/twolayer.jsonl" || tail -3 "$W/tl.err"
 
 echo "== sims.bench (cold / cached / warm)"
 timeout 110 "$PY" -m sims.bench "${BENCH[@]}" 2> "$W/bench.err" | tail -1 > "$OUT/bench.json" \
@@ -60,9 +65,5 @@ echo "== GD step time vs batch size"
 timeout 50 "$PY" -m sims.bench --batch-curve "$CURVE" 2> "$W/curve.err" | tail -1 \
   > "$OUT/batch_curve.json" || tail -3 "$W/curve.err"
 cat "$OUT/batch_curve.json"
-
-echo "== twolayer 256-problem benchmark on the device"
-timeout 60 "$PY" scripts/device_twolayer.py "${TL[@]}" --chunks auto 2> "$W/tl.err" \
-  | tee "$OUT/twolayer.jsonl" || tail -3 "$W/tl.err"
 
 echo "done in $(( $(date +%s) - T0 )) s"
