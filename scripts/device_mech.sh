@@ -26,7 +26,7 @@ timeout 80 "$PY" -m realdata.benchmark --task synthetic "$PRESET" --methods --de
   --train-n-grid $SIZES $EXTRA --out "$W/size" --no-progress 2>&1 | tail -4
 "$PY" -m paper_figures realdata --results "$W/size" --figure size --out "$OUT" | tail -1
 echo "== shift levels"
-"$PY" -m realdata.experiments.levels --checkpoint "$CKPT" --out "$W/levels" --corruptions all \
+"$PY" -m realdata.experiments.levels --checkpoint "$CKPT" --out "$W/levels" --variants all \
   > /dev/null && cp "$W/levels/levels.md" "$OUT/"
 rm -f "$OUT"/*.pdf
 cat "$OUT"/noise_in_block.md "$OUT"/size_curve.md 2>/dev/null
