@@ -154,8 +154,11 @@ def draw_size(results: str | Path, out_dir: str | Path | None = None) -> list[Pa
         blocks = [r for r in rows if (r["task"], r["shift"]) == key]
         head = next((r["tuned"] for r in reversed(blocks) if r["tuned"] not in ("all", "none")),
                     None)
-        for lab, colour in ((v["best_block"], "#4C72B0"), ("all", "black"), (head, "#C44E52")):
-            if lab is None or (lab == head and lab == v["best_block"]):
+        curves = [(v["best_block"], "#4C72B0"), ("all", "black")]
+        if head != v["best_block"]:  # the head is drawn once, as the best block when it is
+            curves.append((head, "#C44E52"))
+        for lab, colour in curves:
+            if lab is None:
                 continue
             pts = sorted((r["n_per_class"], r["mean_acc"], r["se"]) for r in blocks
                          if r["tuned"] == lab)

@@ -146,7 +146,9 @@ def style_table(num_classes: int = NUM_CLASSES, subpops: int = 2 * SOURCE_SUBPOP
 
     Each class's subpopulations take distinct fill styles (a fixed random order per class)."""
     rng = np.random.default_rng(_TABLE_SEED)
-    fill = np.stack([rng.permutation(len(FILL_STYLES))[:subpops] % len(FILL_STYLES)
+    if subpops > len(FILL_STYLES):
+        raise ValueError(f"at most {len(FILL_STYLES)} subpopulations (one per fill style)")
+    fill = np.stack([rng.permutation(len(FILL_STYLES))[:subpops]
                      for _ in range(num_classes)]).astype(np.float64)
     aspect = rng.uniform(0.7, 1.0, (num_classes, subpops))
     shear = rng.uniform(-0.35, 0.35, (num_classes, subpops))
@@ -181,7 +183,7 @@ def _apply_fill(mask: np.ndarray, fill: np.ndarray, u: np.ndarray, size: int) ->
 def _nuisance(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Per-image nuisance factors ``(N,)`` each; drawn without looking at ``labels``."""
     n = len(labels)
-    f = {
+    return {
         "hue": rng.uniform(0, 1, n), "sat": rng.uniform(0.3, 1.0, n),
         "bg_level": rng.uniform(0.25, 0.75, n), "bg_hue": rng.uniform(0, 1, n),
         "bg_sat": rng.uniform(0.0, 0.3, n),
@@ -190,7 +192,6 @@ def _nuisance(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndar
         "contrast": rng.uniform(0.25, 0.45, n), "sign": rng.choice([-1.0, 1.0], n),
         "alpha": rng.uniform(0.7, 1.0, n),
     }
-    return f
 
 
 def generate(
