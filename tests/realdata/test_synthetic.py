@@ -211,7 +211,8 @@ def test_tiny_end_to_end_over_corruption_targets(tmp_path, monkeypatch, one_thre
     assert bench.main(["--task", "synthetic", "--quick", "--variants", *variants, "--seeds", "0",
                        "--tuned", "block1", "head", "all", "--epochs", "1", "--lrs", "0.01",
                        "--train-n", "10", "--val-per-class", "1", "--test-per-class", "2",
-                       "--image-size", "16", "--no-progress", "--out", str(tmp_path)]) == 0
+                       "--image-size", "16", "--threads", "1", "--no-progress",
+                       "--out", str(tmp_path)]) == 0
     recs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert {r["variant"] for r in recs} == set(variants)
     assert {r["level"] for r in recs} == {"input", "output"}
