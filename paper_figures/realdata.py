@@ -124,18 +124,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m paper_figures realdata",
                                 description="Figure-2-style chart of a realdata benchmark run.")
     p.add_argument("--results", required=True, help="output folder of python -m "
-                                                     "realdata.benchmark (holds runs.jsonl)")
+                                                     "realdata.benchmark (holds runs.jsonl; "
+                                                     "levels.json for --figure levels)")
     p.add_argument("--out", default=None, help="figure folder (default RESULTS/figures)")
-    p.add_argument("--figure", choices=("blocks", "size", "noise"), default="blocks",
+    p.add_argument("--figure", choices=("blocks", "size", "noise", "levels"), default="blocks",
                    help="blocks: relative accuracy per tuned block (default); size: accuracy "
                         "against target-set size (a --train-n-grid run); noise: the "
-                        "noise-in-one-block matrix (a --task noise-in-block run)")
+                        "noise-in-one-block matrix (a --task noise-in-block run); levels: "
+                        "activation movement per block (RESULTS/levels.json of python -m "
+                        "realdata.experiments.levels)")
     args = p.parse_args(argv)
     if args.figure == "blocks":
         return print_drawn(lambda: draw(args.results, args.out))
     from paper_figures import realdata_experiments as rx
 
-    chosen = rx.draw_size if args.figure == "size" else rx.draw_noise
+    chosen = {"size": rx.draw_size, "noise": rx.draw_noise, "levels": rx.draw_levels}[args.figure]
     return print_drawn(lambda: chosen(args.results, args.out))
 
 

@@ -6,6 +6,10 @@
 * :func:`draw_size`: accuracy against labelled target examples per class for the best block,
   ``all`` and the head, one panel per ``(task, shift)`` -> ``FIG/size_curve.{png,pdf}``,
   ``FIG/size_curve.md`` (gap to ``all`` per size with s.e., and the shrink verdict).
+* :func:`draw_levels`: the level diagnostic of ``RESULTS/levels.json``
+  (:mod:`realdata.experiments.levels`): per target, the paired movement ``P_b`` of every block
+  (left) and the distribution shift ``D_b`` above the source floor (right), coloured by the
+  target's level -> ``FIG/levels.{png,pdf}``, ``FIG/levels.md``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from paper_figures.save import save_figure
 
-__all__ = ["draw_noise", "draw_size"]
+__all__ = ["draw_levels", "draw_noise", "draw_size"]
 
 
 def _records(results: Path) -> list[dict[str, Any]]:
@@ -150,8 +154,11 @@ def draw_size(results: str | Path, out_dir: str | Path | None = None) -> list[Pa
         blocks = [r for r in rows if (r["task"], r["shift"]) == key]
         head = next((r["tuned"] for r in reversed(blocks) if r["tuned"] not in ("all", "none")),
                     None)
-        for lab, colour in ((v["best_block"], "#4C72B0"), ("all", "black"), (head, "#C44E52")):
-            if lab is None or (lab == head and lab == v["best_block"]):
+        curves = [(v["best_block"], "#4C72B0"), ("all", "black")]
+        if head != v["best_block"]:  # the head is drawn once, as the best block when it is
+            curves.append((head, "#C44E52"))
+        for lab, colour in curves:
+            if lab is None:
                 continue
             pts = sorted((r["n_per_class"], r["mean_acc"], r["se"]) for r in blocks
                          if r["tuned"] == lab)
@@ -180,3 +187,68 @@ def draw_size(results: str | Path, out_dir: str | Path | None = None) -> list[Pa
     table.write_text("Gap acc(best block) − acc(all), points ± paired s.e., per labelled target "
                      "examples per class.\n\n" + "\n".join(lines) + "\n")
     return [table, *written]
+
+
+_LEVEL_COLOURS = {"input": "#4C72B0", "feature": "#55A868", "output": "#C44E52"}
+
+
+def draw_levels(results: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """The level diagnostic stored in ``results/levels.json``."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from realdata.experiments.levels import level_markdown, level_verdicts
+    from sims.infra import write_text_atomic
+
+    results = Path(results)
+    src = results / "levels.json"
+    if not src.is_file():
+        raise ValueError(f"no levels.json in {results}; run python -m realdata.experiments.levels "
+                         f"--out {results} first")
+    try:
+        table = json.loads(src.read_text())
+        blocks, targets = list(table["floor"]), table["targets"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{src} is not a levels table ({exc}); rerun the levels command") from exc
+    levels = table.get("levels", {})
+    verdicts = level_verdicts(table, levels)
+    out_dir = Path(out_dir) if out_dir else results / "figures"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    xs = range(len(blocks))
+    for name in targets:
+        colour = _LEVEL_COLOURS.get(levels.get(name, ""), "grey")
+        p = table.get("paired", {}).get(name)
+        if p:
+            ax1.plot(xs, [p[b] for b in blocks], marker="o", ms=3, color=colour, alpha=0.8)
+            ax1.annotate(name, (len(blocks) - 1, p[blocks[-1]]), fontsize=6, color=colour,
+                         xytext=(3, 0), textcoords="offset points", va="center")
+        d = targets[name]
+        ax2.plot(xs, [d[b] - table["floor"][b] for b in blocks], marker="o", ms=3, color=colour,
+                 alpha=0.8)
+        ax2.annotate(name, (len(blocks) - 1, d[blocks[-1]] - table["floor"][blocks[-1]]),
+                     fontsize=6, color=colour, xytext=(3, 0), textcoords="offset points",
+                     va="center")
+    for ax, title, ylabel in (
+            (ax1, "paired: same images, shifted vs clean", "mean ||h(x') − h(x)|| / ||h(x)||"),
+            (ax2, "distribution: mean shift above the source floor",
+             "||μ_t − μ_s|| / spread − floor")):
+        ax.set_xticks(list(xs), blocks, fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_xlim(-0.2, len(blocks) - 0.2 + 0.9)
+    handles = [plt.Line2D([], [], color=c, marker="o", label=lvl)
+               for lvl, c in _LEVEL_COLOURS.items() if lvl in set(levels.values())]
+    ax2.legend(handles=handles, fontsize=7, title="level", title_fontsize=7)
+    fig.suptitle("how much each block's activations move between source and target images",
+                 fontsize=10)
+    fig.tight_layout()
+    written = _save(fig, out_dir, "levels")
+    md = out_dir / "levels.md"
+    write_text_atomic(md, level_markdown(table, verdicts))
+    return [md, *written]

@@ -27,6 +27,8 @@ from realdata.data.layout import LAYOUTS
 from realdata.data.synthetic import BACKBONE_KWARGS as SYNTHETIC_BACKBONE
 from realdata.data.synthetic import LEVELS as SYNTHETIC_LEVELS
 from realdata.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
+from realdata.data.synthetic import QUICK_CORRUPTIONS as SYNTHETIC_QUICK_CORRUPTIONS
+from realdata.data.synthetic import READER_VERSION as SYNTHETIC_READER_VERSION
 from realdata.data.synthetic import VARIANTS as SYNTHETIC_VARIANTS
 from realdata.data.synthetic import load_synthetic
 from realdata.data.synthetic_vit import TINY_VIT, VIT_LRS
@@ -58,6 +60,8 @@ _SPURIOUS = Protocol(epochs=10, train_n=400, val_per_class=10, test_per_class=No
 _SPURIOUS_QUICK = Protocol(epochs=2, train_n=40, val_per_class=5, test_per_class=20,
                            image_size=224)
 _QUICK_CORRUPTIONS = ("gaussian_noise", "defocus_blur", "contrast")
+#: Synthetic --quick targets: one corruption per family, the channel permutation, feature, output.
+_SYNTHETIC_QUICK = (*SYNTHETIC_QUICK_CORRUPTIONS, "input-channels", "feature", "output")
 
 _SYNTHETIC = TaskSpec(
     name="synthetic", shift_level="input", backbone="resnet26",
@@ -66,14 +70,16 @@ _SYNTHETIC = TaskSpec(
                       test_per_class=100),
     quick_protocol=Protocol(epochs=5, lrs=SYNTHETIC_LRS, train_n=100, val_per_class=10,
                             test_per_class=50),
-    quick_variants=("input-noise", "input-channels", "feature", "output"),
+    quick_variants=_SYNTHETIC_QUICK,
     layout="(none: images are generated; no --data-root needed)",
     backbone_kwargs=SYNTHETIC_BACKBONE, needs_data=False,
-    description="built-in procedural images: input / feature / output shifts, offline",
+    description="built-in procedural images: 15 CIFAR-10-C corruptions and a channel permutation "
+                "(input), new shape styles (feature), a label derangement (output); offline",
     variant_levels=SYNTHETIC_LEVELS,  # type: ignore[arg-type]
     prepare_source=prepare_synthetic_source,
-    # the background grating's orientation is tied to (class, subpopulation): flips change it
+    # a subpopulation's style has a fixed shear whose sign a flip reverses
     source_flips=False,
+    reader_version=SYNTHETIC_READER_VERSION,
 )
 _CIFAR10C = TaskSpec(
     name="cifar10c", shift_level="input", backbone="resnet26", num_classes=CIFAR_CLASSES,
@@ -92,14 +98,14 @@ BUILTIN_TASKS: tuple[TaskSpec, ...] = (
                           test_per_class=100),
         quick_protocol=Protocol(epochs=5, lrs=VIT_LRS, train_n=100, val_per_class=10,
                                 test_per_class=50),
-        quick_variants=("input-noise", "input-channels", "feature", "output"),
+        quick_variants=_SYNTHETIC_QUICK,
         layout="(none: images are generated; no --data-root needed)",
         backbone_kwargs=TINY_VIT, needs_data=False,
         description="built-in procedural images with a tiny ViT source model, offline",
         variant_levels=SYNTHETIC_LEVELS,  # type: ignore[arg-type]
         prepare_source=functools.partial(prepare_synthetic_source, backbone="vit_b16",
                                          backbone_kwargs=TINY_VIT),
-        source_flips=False,
+        source_flips=False, reader_version=SYNTHETIC_READER_VERSION,
     ),
     _CIFAR10C,
     TaskSpec(

@@ -2,7 +2,7 @@
 # The mechanism experiments at the full protocol on one GPU (< 4 minutes; each step is time-boxed
 # and resumable, so a rerun into the same work folder continues where it stopped):
 # the noise-in-one-block matrix (--task noise-in-block --full, 3 seeds) and the accuracy against
-# target-set size (1..50 per class, channel and label permutations, 3 seeds), then their tables.
+# target-set size (1..50 per class, fog and the label permutation, 3 seeds), then their tables.
 # Writes noise_in_block.md, size_curve.md, levels.md and the two PNGs under $OUT.
 # Usage: OUT=dir bash scripts/device_mech.sh   (CPU smoke test: DEVICE=cpu PRESET=--quick
 #        CKPT=path/to/synthetic-source.pt EXTRA="--epochs 1 --lrs 0.1 --seeds 0" SIZES="1 2")
@@ -22,11 +22,11 @@ timeout 130 "$PY" -m realdata.benchmark --task noise-in-block "$PRESET" --method
 echo "== accuracy against target-set size"
 # shellcheck disable=SC2086
 timeout 80 "$PY" -m realdata.benchmark --task synthetic "$PRESET" --methods --device "$DEVICE" \
-  --checkpoint "$CKPT" --variants input-channels output --tuned block1 block2 block3 head all \
+  --checkpoint "$CKPT" --variants fog output --tuned block1 block2 block3 head all \
   --train-n-grid $SIZES $EXTRA --out "$W/size" --no-progress 2>&1 | tail -4
 "$PY" -m paper_figures realdata --results "$W/size" --figure size --out "$OUT" | tail -1
 echo "== shift levels"
-"$PY" -m realdata.experiments.levels --checkpoint "$CKPT" --out "$W/levels" --corruptions all \
+"$PY" -m realdata.experiments.levels --checkpoint "$CKPT" --out "$W/levels" --variants all \
   > /dev/null && cp "$W/levels/levels.md" "$OUT/"
 rm -f "$OUT"/*.pdf
 cat "$OUT"/noise_in_block.md "$OUT"/size_curve.md 2>/dev/null

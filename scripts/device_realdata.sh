@@ -14,4 +14,4 @@ timeout 150 "$PY" -m realdata.bench throughput --device cuda --batch-size 256 --
   --out "$OUT/throughput.json" 2>&1 | tee "$OUT/throughput.txt"
 # the engine end to end on the GPU (source model pretrained on CPU, fine-tuning on cuda)
 timeout 150 "$PY" -m realdata.benchmark --task synthetic --quick --device cuda --variants output \
-  input-noise --seeds 0 --no-progress --out "$OUT/synthetic_cuda" 2>&1 | tee "$OUT/synthetic_cuda.txt"
+  gaussian_noise --seeds 0 --no-progress --out "$OUT/synthetic_cuda" 2>&1 | tee "$OUT/synthetic_cuda.txt"

@@ -1,20 +1,35 @@
-"""Which block a shift moves: normalised activation distance per block, independent of fine-tuning.
+"""Which block a shift moves: normalised activation distances per block, independent of fine-tuning.
 
-For a source model and two image sets (source and target), the output of each block ``b`` (the
-stage outputs of a :class:`realdata.models.base.Backbone`, flattened) is summarized by its mean
-``mu_b`` over the set. The distance of block ``b`` is
+For a source model, the output ``h_b(x)`` of each block ``b`` (the stage outputs of a
+:class:`realdata.models.base.Backbone`, flattened) is compared between source and target images in
+two ways:
 
-    D_b = || mu_b(target) - mu_b(source) || / sqrt( mean over source x of || h_b(x) - mu_b(source) ||^2 )
+* **paired** (targets that change the pixels of source images, and the label-only ``output``
+  target): the same underlying images, clean ``x`` and shifted ``x'``::
 
-the shift of the mean activation in units of the source's spread (a linear-kernel MMD, scaled
-per block so blocks of different widths compare). Two independent source draws give the
-sampling floor ``D_b(source, source')``; :func:`level_table` reports ``D_b`` and that floor.
-An input shift should move block 1 most; an output shift (labels only) moves no activation
-(``D_b`` at the floor).
+      P_b = mean over x of || h_b(x') - h_b(x) || / || h_b(x) ||
 
-``python -m realdata.experiments.levels --task synthetic --checkpoint PATH --out DIR`` writes
-``DIR/levels.json`` and ``DIR/levels.md`` for every variant of the built-in synthetic task, and with
-``--corruptions all`` for the 15 CIFAR-10-C corruptions (severity 5) applied to the source images.
+  the relative movement of each image's representation. ``output`` changes labels only, so its
+  shifted images *are* the clean ones and ``P_b = 0`` exactly.
+* **distribution** (every target, the only one for ``feature``, whose images are new draws):
+  with ``mu_b`` the mean block output over a set,
+
+      D_b = || mu_b(target) - mu_b(source) || / sqrt( mean over source x of || h_b(x) - mu_b(source) ||^2 )
+
+  the shift of the mean activation in units of the source's spread (a linear-kernel MMD, scaled
+  per block so blocks of different widths compare). Two independent source draws give the
+  sampling floor ``D_b(source, source')``.
+
+:func:`level_verdicts` states, per target, whether the diagnostic shows the level the target
+claims: ``input`` holds when block 1 has the largest paired movement; ``output`` holds when no
+block moves (every ``P_b`` at most :data:`ZERO_TOL`); ``feature`` is described (the block with the
+largest ``D_b`` above the floor), not judged, because the paper locates it in middle blocks
+without a rule this measure could check.
+
+``python -m realdata.experiments.levels --out DIR [--checkpoint PATH] [--variants ...|all]``
+writes ``DIR/levels.json`` and ``DIR/levels.md`` for the built-in synthetic task (without
+``--checkpoint`` the task's cached source model in ``DIR/checkpoints``, pretrained there once);
+``python -m paper_figures realdata --results DIR --figure levels`` draws them.
 """
 
 from __future__ import annotations
@@ -22,7 +37,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +45,20 @@ import torch
 
 from realdata.models.base import Backbone
 
-__all__ = ["activation_distance", "block_means", "level_table", "main"]
+__all__ = ["ZERO_TOL", "activation_distance", "block_means", "level_markdown", "level_table",
+           "level_verdicts", "main", "paired_distance", "synthetic_level_table"]
+
+#: ``P_b`` at or below this counts as "no movement" (float32 round-off of identical inputs is 0).
+ZERO_TOL = 1e-6
+
+
+def _stage_outputs(model: Backbone, x: torch.Tensor) -> list[torch.Tensor]:
+    """Flattened float64 output ``(B, D_b)`` of every stage for a batch ``x``."""
+    out, h = [], x
+    for i in range(len(model.stages())):
+        h = model(h, start=i, stop=i + 1)
+        out.append(h.reshape(h.shape[0], -1).double())
+    return out
 
 
 @torch.no_grad()
@@ -48,10 +76,7 @@ def block_means(model: Backbone, images: torch.Tensor, batch_size: int = 256
     sq = [0.0] * len(names)
     n = images.shape[0]
     for x in images.split(batch_size):
-        h = x
-        for i in range(len(names)):
-            h = model(h, start=i, stop=i + 1)
-            f = h.reshape(h.shape[0], -1).double()
+        for i, f in enumerate(_stage_outputs(model, x)):
             sums[i] = f.sum(0) if sums[i] is None else sums[i] + f.sum(0)  # type: ignore[operator]
             sq[i] += float((f * f).sum())
     out = []
@@ -70,75 +95,192 @@ def activation_distance(model: Backbone, source: torch.Tensor, target: torch.Ten
             for (name, ms, var), (_, mt, _) in zip(s, t)}
 
 
+@torch.no_grad()
+def paired_distance(model: Backbone, clean: torch.Tensor, shifted: torch.Tensor,
+                    batch_size: int = 256) -> dict[str, float]:
+    """``P_b`` of every block: mean over images of ``||h_b(x') - h_b(x)|| / ||h_b(x)||``.
+
+    Args:
+        model: a backbone (put in eval mode).
+        clean, shifted: ``(N, 3, H, W)`` images, row ``i`` of both the same underlying image.
+
+    Raises:
+        ValueError: the two sets differ in shape or are empty.
+    """
+    if clean.shape != shifted.shape or clean.shape[0] == 0:
+        raise ValueError(f"paired sets need the same non-empty shape; got {tuple(clean.shape)} "
+                         f"and {tuple(shifted.shape)}")
+    model.eval()
+    names = [n for n, _ in model.stages()]
+    totals = [0.0] * len(names)
+    for x, xs in zip(clean.split(batch_size), shifted.split(batch_size)):
+        for i, (a, b) in enumerate(zip(_stage_outputs(model, x), _stage_outputs(model, xs))):
+            ref = a.norm(dim=1)
+            rel = torch.where(ref > 0, (b - a).norm(dim=1) / ref.clamp_min(1e-300),
+                              torch.zeros_like(ref))
+            totals[i] += float(rel.sum())
+    return {name: totals[i] / clean.shape[0] for i, name in enumerate(names)}
+
+
 def level_table(model: Backbone, source: torch.Tensor, source2: torch.Tensor,
-                targets: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """``{"floor": D(source, source2), "targets": {name: D(source, target)}}``."""
+                targets: Mapping[str, torch.Tensor],
+                paired: Mapping[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """``{"floor": D(source, source2), "targets": {name: D(source, target)},
+    "paired": {name: P(source, paired[name])}}`` (``paired`` images row-aligned with ``source``)."""
     return {"floor": activation_distance(model, source, source2),
-            "targets": {k: activation_distance(model, source, v) for k, v in targets.items()}}
+            "targets": {k: activation_distance(model, source, v) for k, v in targets.items()},
+            "paired": {k: paired_distance(model, source, v) for k, v in (paired or {}).items()}}
 
 
-def _markdown(table: dict[str, Any]) -> str:
+def level_verdicts(table: Mapping[str, Any], levels: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Per target: ``level``, ``most_moved`` and ``verdict`` (``holds``/``fails``/``described``)
+    with a one-line ``reason`` (rules in the module doc).
+
+    Args:
+        table: a :func:`level_table` result.
+        levels: target name -> its claimed level (``input``/``feature``/``output``).
+    """
+    floor = table["floor"]
+    out = {}
+    for name in {**table["targets"], **table.get("paired", {})}:
+        level = levels.get(name, "?")
+        p = table.get("paired", {}).get(name)
+        d = table["targets"].get(name)
+        if p:
+            blocks = list(p)
+            top = max(blocks, key=lambda b: (p[b], -blocks.index(b)))
+            moved = f"paired {', '.join(f'{b} {p[b]:.3f}' for b in blocks)}"
+        else:
+            blocks = list(d)
+            top = max(blocks, key=lambda b: (d[b] - floor[b], -blocks.index(b)))
+            moved = f"distribution above floor {', '.join(f'{b} {d[b] - floor[b]:+.3f}' for b in blocks)}"
+        if level == "output":
+            if p is None:
+                verdict, reason = "not judged", "no paired images"
+            else:
+                worst = max(p.values())
+                verdict = "holds" if worst <= ZERO_TOL else "fails"
+                top = "none" if worst <= ZERO_TOL else top
+                reason = f"largest paired movement {worst:.2e} (no movement: <= {ZERO_TOL:g})"
+        elif level == "input" and p:
+            verdict = "holds" if top == blocks[0] else "fails"
+            reason = f"{top} moves most ({moved})"
+        else:
+            verdict, reason = "described", f"{top} moves most ({moved})"
+        out[name] = {"level": level, "most_moved": top, "verdict": verdict, "reason": reason}
+    return out
+
+
+def level_markdown(table: Mapping[str, Any], verdicts: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown table of :func:`level_table` with :func:`level_verdicts` (one row per target)."""
     blocks = list(table["floor"])
-    lines = ["| target | " + " | ".join(blocks) + " | most moved |",
-             "|---|" + "---|" * (len(blocks) + 1),
-             "| (source vs source: floor) | " + " | ".join(
-                 f"{table['floor'][b]:.3f}" for b in blocks) + " | |"]
-    for name, d in table["targets"].items():
-        top = max(blocks, key=lambda b: d[b] - table["floor"][b])
-        lines.append(f"| {name} | " + " | ".join(f"{d[b]:.3f}" for b in blocks) + f" | {top} |")
+    names = list(table["targets"])
+    lines = ["Paired movement P_b = mean ||h_b(x') - h_b(x)|| / ||h_b(x)|| (same images, shifted "
+             "vs clean) and distribution shift D_b = ||mu_t - mu_s|| / source spread (floor: two "
+             "source draws).", "",
+             "| target | level | " + " | ".join(f"P {b}" for b in blocks) + " | "
+             + " | ".join(f"D {b}" for b in blocks) + " | most moved | verdict |",
+             "|---|---|" + "---|" * (2 * len(blocks) + 2),
+             "| (source vs source: floor) | | " + " | ".join("" for _ in blocks) + " | "
+             + " | ".join(f"{table['floor'][b]:.3f}" for b in blocks) + " | | |"]
+    for name in names:
+        p = table.get("paired", {}).get(name)
+        d = table["targets"][name]
+        v = verdicts.get(name, {})
+        pc = [f"{p[b]:.3f}" if p else "" for b in blocks]
+        lines.append(f"| {name} | {v.get('level', '')} | " + " | ".join(pc) + " | "
+                     + " | ".join(f"{d[b]:.3f}" for b in blocks)
+                     + f" | {v.get('most_moved', '')} | {v.get('verdict', '')} |")
     return "\n".join(lines) + "\n"
+
+
+def synthetic_level_table(model: Backbone, variants: Sequence[str], *, per_class: int,
+                          seed: int, severity: int = 5, image_size: int = 32) -> dict[str, Any]:
+    """:func:`level_table` for variants of the built-in synthetic task.
+
+    Source images: the task's source test split (``per_class`` per class, seed ``seed``); floor:
+    another draw (seed ``seed + 1``). Distribution targets: each variant's own test split, as the
+    benchmark draws it. Paired targets (pixel variants and ``output``): the source images through
+    :func:`realdata.data.synthetic.shift_images` (unchanged for ``output``).
+    """
+    from realdata.data.base import LoadRequest
+    from realdata.data.synthetic import NUM_CLASSES, PIXEL_VARIANTS, load_synthetic, shift_images
+
+    def images(variant: str, s: int) -> torch.Tensor:
+        sp = load_synthetic(LoadRequest(data_root=Path("."), variant=variant, seed=s,
+                                        severity=severity, train_n=NUM_CLASSES, val_per_class=1,
+                                        test_per_class=per_class, image_size=image_size))
+        return sp.test.images  # type: ignore[attr-defined]
+
+    src = images("source", seed)
+    targets = {v: images(v, seed) for v in variants}
+    paired = {v: shift_images(src, v, severity, seed) for v in variants
+              if v in PIXEL_VARIANTS or v == "output"}
+    return level_table(model, src, images("source", seed + 1), targets, paired)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI (see the module doc); exit 2 with a one-line reason on bad input."""
     p = argparse.ArgumentParser(prog="python -m realdata.experiments.levels",
-                                description="Normalised activation distance per block between "
+                                description="Normalised activation movement per block between "
                                             "source and target images of the synthetic task.")
     p.add_argument("--task", default="synthetic", choices=("synthetic",),
                    help="task (the built-in synthetic task)")
-    p.add_argument("--checkpoint", required=True, help="source model state_dict")
+    p.add_argument("--checkpoint", default=None,
+                   help="source model state_dict (default: the task's cached source model in "
+                        "OUT/checkpoints, pretrained there with --preset if missing)")
+    p.add_argument("--preset", choices=("quick", "full"), default="quick",
+                   help="source pretraining preset without --checkpoint (default quick)")
     p.add_argument("--out", required=True, help="output folder (levels.json, levels.md)")
+    p.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                   help="targets (default: the --quick targets; 'all' for every target)")
     p.add_argument("--per-class", type=int, default=50, help="images per class in each set")
+    p.add_argument("--severity", type=int, default=5, help="corruption severity (1..5)")
     p.add_argument("--seed", type=int, default=0, help="data seed")
-    p.add_argument("--corruptions", nargs="*", default=(), metavar="NAME",
-                   help="also measure these CIFAR-10-C corruptions (realdata.data.corruptions, "
-                        "severity 5) applied to the source images; 'all' for the 15")
     a = p.parse_args(argv)
     try:
         from realdata.data.base import LoadRequest
-        from realdata.data.synthetic import BACKBONE_KWARGS, NUM_CLASSES, VARIANTS, load_synthetic
+        from realdata.data.synthetic import BACKBONE_KWARGS, LEVELS, NUM_CLASSES
         from realdata.models import build_backbone, load_checkpoint
+        from realdata.tasks import get_task
         from sims.infra import write_json_atomic, write_text_atomic
 
+        spec = get_task(a.task)
         if a.per_class < 2:
             raise ValueError(f"--per-class must be >= 2; got {a.per_class}")
-        if not Path(a.checkpoint).is_file():
+        if not 1 <= a.severity <= 5:
+            raise ValueError(f"--severity must be in 1..5; got {a.severity}")
+        variants = (list(spec.variants) if a.variants == ["all"] else
+                    list(a.variants or spec.preset(True)[1]))
+        unknown = [v for v in variants if v not in spec.variants]
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}; known: all, "
+                             f"{', '.join(spec.variants)}")
+        out = Path(a.out)
+        if a.checkpoint is None:
+            from realdata.pretrain import prepare_synthetic_source
+
+            ckpt = prepare_synthetic_source(
+                LoadRequest(data_root=Path("."), extra={"preset": a.preset, "progress": "lines"}),
+                out / "checkpoints")
+        elif not Path(a.checkpoint).is_file():
             raise ValueError(f"checkpoint file not found: {a.checkpoint}")
+        else:
+            ckpt = Path(a.checkpoint)
         model = build_backbone("resnet26", NUM_CLASSES, **BACKBONE_KWARGS)  # type: ignore[arg-type]
-        load_checkpoint(model, a.checkpoint)
-
-        def images(variant: str, seed: int) -> torch.Tensor:
-            sp = load_synthetic(LoadRequest(data_root=Path("."), variant=variant, seed=seed,
-                                            train_n=NUM_CLASSES, val_per_class=1,
-                                            test_per_class=a.per_class))
-            return sp.test.images  # type: ignore[attr-defined]
-
-        from realdata.data.corruptions import CORRUPTIONS, corrupt, validate_corruption
-
-        names = list(CORRUPTIONS) if list(a.corruptions) == ["all"] else [
-            validate_corruption(c) for c in a.corruptions]
-        src = images("source", a.seed)
-        targets = {v: images(v, a.seed) for v in VARIANTS}
-        targets.update({f"corrupt:{c}": corrupt(src, c, 5, seed=a.seed) for c in names})
-        table = level_table(model, src, images("source", a.seed + 1), targets)
+        load_checkpoint(model, ckpt)
+        table = synthetic_level_table(model, variants, per_class=a.per_class, seed=a.seed,
+                                      severity=a.severity)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(a.out)
+    verdicts = level_verdicts(table, LEVELS)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "levels.json", {"checkpoint": a.checkpoint, "per_class": a.per_class,
-                                            "seed": a.seed, **table})
-    md = _markdown(table)
+    write_json_atomic(out / "levels.json", {
+        "task": a.task, "checkpoint": str(ckpt), "per_class": a.per_class, "seed": a.seed,
+        "severity": a.severity, "levels": {v: LEVELS[v] for v in variants}, **table,
+        "verdicts": verdicts})
+    md = level_markdown(table, verdicts)
     write_text_atomic(out / "levels.md", md)
     print(md, end="")
     return 0

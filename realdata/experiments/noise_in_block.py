@@ -170,7 +170,7 @@ def noise_task(name: str, base: TaskSpec, load_source: Callable[[LoadRequest], T
         description=description or f"noise in one block of the {base.name} source model, "
                                    f"tuned on source data (level {level:g})",
         prepare_source=base.prepare_source, source_flips=base.source_flips,
-        model_transform=transform,
+        reader_version=base.reader_version, model_transform=transform,
         task_verdicts=noise_verdicts)
 
 

@@ -1,20 +1,68 @@
-"""The level diagnostic: identical sets are at zero, a pixel change moves block 1, CLI runs."""
+"""The level diagnostic: identical sets are at zero, paired movement on a network where block 1
+moves most by construction, the output target does not move, verdicts can fail, CLI and figure."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
 
-from realdata.experiments.levels import activation_distance, block_means, main
+import realdata.data.synthetic as syn
+from paper_figures.realdata import main as figure_main
+from realdata.experiments.levels import (
+    ZERO_TOL,
+    activation_distance,
+    block_means,
+    level_table,
+    level_verdicts,
+    main,
+    paired_distance,
+    synthetic_level_table,
+)
+from realdata.models.base import Backbone
 from tests.realdata.conftest import blobs, tiny
 
 
-def test_identical_sets_are_at_zero_and_a_pixel_shift_is_not():
+class Smoother(Backbone):
+    """block1 = identity, block2 = 4x4 average pooling, block3 = global average, head = linear:
+    white pixel noise on smooth images moves block 1 most, by construction. ``sharpen`` makes
+    block 2 a high-pass filter instead (the fault: it amplifies the noise)."""
+
+    def __init__(self, sharpen: bool = False) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.sharpen = sharpen
+
+    def _block2(self, x: torch.Tensor) -> torch.Tensor:
+        if self.sharpen:
+            return x - F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+        return F.avg_pool2d(x, 4)
+
+    def stages(self):
+        return [("block1", lambda x: x), ("block2", self._block2),
+                ("block3", lambda x: x.mean(dim=(2, 3))), ("head", self.fc)]
+
+    def block_map(self):
+        return {"block1": (), "block2": (), "block3": (), "head": ("fc",)}
+
+
+def _smooth_images(n: int = 16, side: int = 16) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.rand(n, 3, 4, 4, generator=g)
+    return 0.2 + 0.6 * F.interpolate(coarse, size=side, mode="bilinear", align_corners=False)
+
+
+def test_identical_sets_are_at_zero_and_a_pixel_shift_is_not(one_thread):
     model = tiny("resnet26")
     x = blobs(24, side=16).images
     d0 = activation_distance(model, x, x.clone())
     assert list(d0) == ["block1", "block2", "block3", "head"] and all(v == 0 for v in d0.values())
+    assert all(v == 0 for v in paired_distance(model, x, x.clone()).values())
     d = activation_distance(model, x, (x + 0.3).clamp(0, 1))
     assert all(v > 0.05 for v in d.values())
 
@@ -29,14 +77,85 @@ def test_block_means_match_a_direct_computation():
     assert abs(var - float(((h - h.mean(0)) ** 2).sum(1).mean())) < 1e-6 * max(1.0, var)
 
 
-def test_cli_writes_a_table_with_the_floor(tmp_path, capsys):
+def test_paired_distance_matches_a_direct_computation_and_batches_agree():
+    model = tiny("resnet26").eval()
+    x = blobs(10, side=16).images
+    xs = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    with torch.no_grad():
+        a = model(x, start=0, stop=1).reshape(10, -1).double()
+        b = model(xs, start=0, stop=1).reshape(10, -1).double()
+    want = float(((b - a).norm(dim=1) / a.norm(dim=1)).mean())
+    got = paired_distance(model, x, xs, batch_size=3)
+    # float32 convolutions differ in the last bits between batch sizes
+    assert got["block1"] == pytest.approx(want, rel=1e-6)
+    assert got == pytest.approx(paired_distance(model, x, xs, batch_size=10), rel=1e-6)
+    with pytest.raises(ValueError, match="same non-empty shape"):
+        paired_distance(model, x, xs[:5])
+
+
+def test_pixel_noise_moves_block1_most_by_construction_and_a_sharpening_fault_fails():
+    x = _smooth_images()
+    noisy = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    levels = {"noise": "input"}
+    good = level_table(Smoother(), x, x, {"noise": noisy}, {"noise": noisy})
+    p = good["paired"]["noise"]
+    assert p["block1"] > p["block2"] > p["block3"]
+    assert level_verdicts(good, levels)["noise"]["verdict"] == "holds"
+    bad = level_table(Smoother(sharpen=True), x, x, {"noise": noisy}, {"noise": noisy})
+    v = level_verdicts(bad, levels)["noise"]
+    assert v["verdict"] == "fails" and v["most_moved"] != "block1", v
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.floats(0.0, 0.5), st.integers(0, 1000))
+def test_paired_movement_is_nonnegative_and_zero_only_without_a_change(scale, seed):
+    x = _smooth_images(4, 8)
+    xs = x + scale * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    p = paired_distance(Smoother(), x, xs)
+    assert all(v >= 0 for v in p.values())
+    assert (p["block1"] == 0) == torch.equal(x, xs)
+
+
+def test_output_target_does_not_move_and_an_output_that_moves_is_caught(monkeypatch, one_thread):
+    model = tiny("resnet26", num_classes=10)
+    variants = ["gaussian_noise", "input-channels", "feature", "output"]
+    table = synthetic_level_table(model, variants, per_class=2, seed=0, image_size=16)
+    assert set(table["paired"]) == {"gaussian_noise", "input-channels", "output"}
+    assert max(table["paired"]["output"].values()) <= ZERO_TOL
+    assert min(table["paired"]["gaussian_noise"].values()) > 0.01
+    v = level_verdicts(table, syn.LEVELS)
+    assert v["output"]["verdict"] == "holds" and v["output"]["most_moved"] == "none"
+    assert v["feature"]["verdict"] == "described"
+    real = syn.shift_images
+
+    def leaky(x, variant, severity, seed):  # the fault: the output target changes pixels
+        return real(x, "gaussian_noise" if variant == "output" else variant, severity, seed)
+
+    monkeypatch.setattr(syn, "shift_images", leaky)
+    bad = synthetic_level_table(model, ["output"], per_class=2, seed=0, image_size=16)
+    assert level_verdicts(bad, syn.LEVELS)["output"]["verdict"] == "fails"
+
+
+def test_cli_writes_table_and_verdicts_and_the_figure_draws_them(tmp_path, capsys, one_thread):
     from realdata.data.synthetic import BACKBONE_KWARGS
     from realdata.models import build_backbone
 
     ckpt = tmp_path / "m.pt"
     torch.save(build_backbone("resnet26", 10, **BACKBONE_KWARGS).state_dict(), ckpt)
-    assert main(["--checkpoint", str(ckpt), "--out", str(tmp_path), "--per-class", "2"]) == 0
-    table = json.loads((tmp_path / "levels.json").read_text())
-    assert set(table["targets"]) >= {"input-channels", "output"}
+    out = tmp_path / "res"
+    assert main(["--checkpoint", str(ckpt), "--out", str(out), "--per-class", "2",
+                 "--variants", "gaussian_noise", "feature", "output"]) == 0
+    table = json.loads((out / "levels.json").read_text())
+    assert set(table["targets"]) == {"gaussian_noise", "feature", "output"}
+    assert table["verdicts"]["output"]["verdict"] == "holds"
+    assert table["levels"]["gaussian_noise"] == "input"
     assert "floor" in capsys.readouterr().out
-    assert main(["--checkpoint", str(tmp_path / "no.pt"), "--out", str(tmp_path)]) == 2
+    assert figure_main(["--results", str(out), "--figure", "levels"]) == 0
+    png = out / "figures" / "levels.png"
+    assert png.is_file() and png.stat().st_size > 5000
+    assert "| output | output |" in (out / "figures" / "levels.md").read_text()
+    assert main(["--checkpoint", str(tmp_path / "no.pt"), "--out", str(out)]) == 2
+    assert main(["--checkpoint", str(ckpt), "--out", str(out), "--variants", "rain"]) == 2
+    assert "unknown variant(s) ['rain']" in capsys.readouterr().err
+    assert figure_main(["--results", str(tmp_path), "--figure", "levels"]) == 2
+    assert "no levels.json" in capsys.readouterr().err

@@ -106,7 +106,7 @@ def _tiny_noise_task(tmp_path: Path) -> list[str]:
 
     base = get_task("synthetic")
     spec = nib.noise_task("tinynoise", base, nib.load_synthetic_source, protocol=Protocol(
-        epochs=1, lrs=(1e-2,), train_n=20, val_per_class=2, test_per_class=3, batch_size=10))
+        epochs=1, lrs=(1e-2,), train_n=20, val_per_class=2, test_per_class=10, batch_size=10))
     register_task(spec, replace_existing=True)
     ckpt = tmp_path / "src.pt"
     with torch.random.fork_rng():
@@ -114,8 +114,8 @@ def _tiny_noise_task(tmp_path: Path) -> list[str]:
         from realdata.models import build_backbone
         torch.save(build_backbone("resnet26", 10, **BACKBONE_KWARGS).state_dict(), ckpt)
     return ["--task", "tinynoise", "--checkpoint", str(ckpt), "--seeds", "0", "1", "--methods",
-            "--no-progress", "--variants", "block1", "head", "--tuned", "none", "block1",
-            "head", "all", "--out", str(tmp_path / "out")]
+            "--no-progress", "--threads", "1", "--variants", "block1", "head", "--tuned", "none",
+            "block1", "head", "all", "--out", str(tmp_path / "out")]
 
 
 def test_cli_end_to_end_writes_records_matrix_and_verdicts(tmp_path, capsys):

@@ -83,3 +83,23 @@ def test_train_n_and_grid_together_exit_2(tmp_path, capsys):
                        str(tmp_path)]) == 2
     assert "not both" in capsys.readouterr().err
     assert bench.main([*ARGS, "--train-n-grid", "0", "--out", str(tmp_path)]) == 2
+
+
+def test_size_figure_draws_the_best_block_when_it_is_the_head(tmp_path, monkeypatch):
+    import paper_figures.realdata_experiments as rx
+    from sims.infra import RunStore
+
+    head_best = {n: {"block1": [0.1, 0.1], "head": [0.5 + n / 100, 0.6], "all": [0.2, 0.25]}
+                 for n in (1, 10)}
+    RunStore(tmp_path).append([{**r, "id": f"{i}", "settings": "s"}
+                               for i, r in enumerate(_recs(head_best))])
+    drawn = {}
+
+    def keep(fig, out_dir, stem):
+        drawn[stem] = [t.get_text() for ax in fig.axes if ax.get_legend()
+                       for t in ax.get_legend().get_texts()]
+        return []
+
+    monkeypatch.setattr(rx, "_save", keep)
+    rx.draw_size(tmp_path)
+    assert drawn["size_curve"] == ["head (best block)", "all"], drawn
