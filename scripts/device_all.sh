@@ -1,17 +1,33 @@
 #!/usr/bin/env bash
-# One GPU batch for a session (< 9.5 minutes on one H100/H200): the batched lr grid of realdata
-# (scripts/device_grid.sh) and the sims engine checks (scripts/device_sims.sh). The device tool
-# returns at most 8 files, so every JSON/text output is packed into $OUT/device.tar.gz, with the
-# console log beside it.  Usage: OUT=dir bash scripts/device_all.sh
+# A session's GPU checks in two calls that each fit a device call (< 9 minutes on one H100/H200):
+#   PART=sims  the twolayer 256-problem table, a time-boxed slice of --full and
+#              its projection (scripts/device_full.sh), the GD step time against batch size and
+#              python -m sims.bench's cold / cached / warm (scripts/device_sims.sh)
+#   PART=grid  the batched lr grid with seeds and targets in one model (scripts/device_grid2.sh)
+# The device tool returns at most 8 files, so every output is packed into $OUT/<PART>.tar.gz.
+# Usage: OUT=dir PART=sims|grid bash scripts/device_all.sh   (TINY=1 / QUICK=1: CPU smoke test)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT="${OUT:-device_out}"; mkdir -p "$OUT"; W="$(mktemp -d /tmp/device_all.XXXXXX)"
 export PY="${PY:-python3}"
 T0=$(date +%s)
-echo "== realdata: batched lr grid vs per-lr loop"
-OUT="$W/grid" REPS="${REPS:-1}" GRID_TIMEOUT="${GRID_TIMEOUT:-170}" bash scripts/device_grid.sh
-echo "== sims: compile cache, batch curve, twolayer on the device (--full: scripts/device_full.sh)"
-OUT="$W/sims" bash scripts/device_sims.sh
-tar -czf "$OUT/device.tar.gz" -C "$W" grid sims
+case "${PART:-sims}" in
+  sims)
+    echo "== twolayer on the device"
+    mkdir -p "$W/sims"
+    timeout 90 "$PY" scripts/device_twolayer.py --problems "${TL_PROBLEMS:-256}" --steps 2000 \
+      --unrolls "${UNROLLS:-default}" --chunks auto 2> "$W/sims/tl.err" | tee "$W/sims/twolayer.jsonl"
+    echo "== --full slice ($(( $(date +%s) - T0 )) s)"
+    OUT="$W/full" MINUTES="${MINUTES:-2}" GRACE="${GRACE:-40}" PROJ_TIMEOUT=75 JUDGE_TIMEOUT=75 RESULTS="$W/sims-full" \
+      bash scripts/device_full.sh
+    echo "== batch curve and bench ($(( $(date +%s) - T0 )) s)"
+    OUT="$W/sims" SKIP_TWOLAYER=1 bash scripts/device_sims.sh
+    tar -czf "$OUT/sims.tar.gz" -C "$W" sims full ;;
+  grid)
+    echo "== realdata: batched lr grid (seeds and targets in one model) vs per-lr loop"
+    OUT="$W/grid" bash scripts/device_grid2.sh
+    tar -czf "$OUT/grid.tar.gz" -C "$W" grid ;;
+  *) echo "PART must be sims or grid" >&2; exit 2 ;;
+esac
 echo "done in $(( $(date +%s) - T0 )) s"

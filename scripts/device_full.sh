@@ -52,9 +52,9 @@ fi
 tail -5 "$LOG"
 
 echo "== judge what is stored, project the whole --full"
-timeout 300 "$PY" scripts/device_sims_project.py --results "$RESULTS" --preset full \
+timeout "${PROJ_TIMEOUT:-300}" "$PY" scripts/device_sims_project.py --results "$RESULTS" --preset full \
   > "$RESULTS.proj" 2> "$RESULTS.proj.err" || tail -3 "$RESULTS.proj.err"
-"$PY" - "$OUT/full.json" "$RESULTS" "$P" "$SLICE" "$MINUTES" "$(( $(date +%s) - T0 ))" <<'PYEOF'
+timeout "${JUDGE_TIMEOUT:-300}" "$PY" - "$OUT/full.json" "$RESULTS" "$P" "$SLICE" "$MINUTES" "$(( $(date +%s) - T0 ))" <<'PYEOF'
 import json, sys
 from pathlib import Path
 import jax
