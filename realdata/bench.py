@@ -240,7 +240,8 @@ def grid_speed(options: Sequence[str] = ("block1", "block2", "block3", "head", "
                n: int = 1000, val: int = 100, test: int = 900, epochs: int = 1,
                lrs: Sequence[float] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5), batch_size: int = 64,
                depth: int = 26, reps: int = 1, device: str = "cpu", seed: int = 0,
-               grid_group: int = 0, targets: int = 1, bf16: bool = True) -> dict[str, Any]:
+               grid_group: int = 0, targets: int = 1, bf16: bool = True,
+               on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Per-lr loop vs batched grid, interleaved (loop, batched, loop, ...) in this process.
 
     Each timing is whole fine-tuning runs on random 32x32 images (``n`` training, ``val``
@@ -257,7 +258,7 @@ def grid_speed(options: Sequence[str] = ("block1", "block2", "block3", "head", "
     exact comparison.
 
     Returns:
-        JSON-able dict: ``rows`` (one per option), ``projection``, ``measured_peak``, settings
+        JSON-able dict: ``rows`` (one per option), ``projection``, ``measured_peak_flops``, settings
         and the formulas.
     """
     proto = Protocol(epochs=epochs, lrs=tuple(lrs), batch_size=batch_size)
@@ -268,13 +269,34 @@ def grid_speed(options: Sequence[str] = ("block1", "block2", "block3", "head", "
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     if cuda and not bf16:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    settings = {
+        "what": "per-lr loop vs batched grid (lrs x targets), whole fine-tuning runs (random "
+                "images)",
+        "device": device, "bf16_autocast": bf16, "fp32_tf32_off": cuda and not bf16,
+        "threads": torch.get_num_threads(), "depth": depth, "n": n, "val": val, "test": test,
+        "epochs": epochs, "lrs": list(lrs), "targets": targets,
+        "members": len(lrs) * targets, "batch_size": batch_size, "reps": reps,
+        "grid_group": grid_group,
+        "peak_fraction_formula": "images_per_s * flops_per_image / peak_flops",
+        "flops_per_image_counts": "one training step (forward from the first tuned stage + "
+                                  "backward) per image, FlopCounterMode (matmul/conv only)"}
+    rows: list[dict[str, Any]] = []
     try:
         dev_name, peak = _peak(device, bf16)
         ceiling = measured_peak(device, bf16, batch_size)
-        rows = [_grid_row(opt, data, proto, device, depth, seed, grid_group, bf16, reps,
-                          batch_size, peak, ceiling) for opt in options]
+        settings.update(device_name=dev_name, peak_flops=peak, measured_peak_flops=ceiling)
+        for opt in options:
+            rows.append(_grid_row(opt, data, proto, device, depth, seed, grid_group, bf16, reps,
+                                  batch_size, peak, ceiling))
+            if on_row is not None:
+                on_row(_grid_result(settings, rows))
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    return _grid_result(settings, rows)
+
+
+def _grid_result(settings: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON of :func:`grid_speed` for the options measured so far."""
     p = CIFAR10C_PROTOCOL
     per_run_images = p["train_n"] * p["epochs"] * p["lrs"]
     runs = p["corruptions"] * p["seeds"]
@@ -282,18 +304,8 @@ def grid_speed(options: Sequence[str] = ("block1", "block2", "block3", "head", "
         key: runs * sum(per_run_images / r[f"{key}_images_per_s"] for r in rows)
         for key in ("loop", "batched")}
     return {
-        "what": "per-lr loop vs batched grid (lrs x targets), whole fine-tuning runs (random "
-                "images)",
-        "device": device, "device_name": dev_name, "bf16_autocast": bf16,
-        "fp32_tf32_off": cuda and not bf16,
-        "threads": torch.get_num_threads(), "depth": depth, "n": n, "val": val, "test": test,
-        "epochs": epochs, "lrs": list(lrs), "targets": targets,
-        "members": len(lrs) * targets, "batch_size": batch_size, "reps": reps,
-        "grid_group": grid_group, "peak_flops": peak, "measured_peak_flops": ceiling,
-        "peak_fraction_formula": "images_per_s * flops_per_image / peak_flops",
-        "flops_per_image_counts": "one training step (forward from the first tuned stage + "
-                                  "backward) per image, FlopCounterMode (matmul/conv only)",
-        "rows": rows,
+        **settings,
+        "rows": list(rows),
         "projection": {
             "protocol": p,
             "formula": "corruptions * seeds * sum over the trained options of "
@@ -409,6 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             kw.update(options=["block1", "head", "all"], n=128, val=40, test=40, depth=8)
         if min(kw["n"], kw["val"], kw["test"], kw["epochs"], kw["reps"], kw["targets"]) < 1:
             p.error("--n, --val, --test, --epochs, --reps and --targets must be >= 1")
+        if a.out:
+            kw["on_row"] = lambda partial: _write(a.out, partial)
         res = grid_speed(**kw)
         print(json.dumps(res, indent=2))
     elif a.what == "cache":
@@ -422,9 +436,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{r['tuned']:>6}  bf16+channels_last={r['bf16_channels_last']!s:5}  "
                   f"{r['images_per_s']:.0f} images/s")
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(a.out), res)
+        _write(a.out, res)
     return 0
+
+
+def _write(out: str, res: Any) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(out), res)
 
 
 if __name__ == "__main__":
