@@ -604,7 +604,8 @@ def group_units(units: Sequence[RunUnit], batch_targets: int) -> list[tuple[RunU
         if not shareable:
             groups.append([u])
             continue
-        key = (u.task, u.settings, u.finetune, u.checkpoint, u.backbone_kwargs, u.threads)
+        key = (u.task, u.settings, repr(u.finetune), repr(u.checkpoint),
+               repr(u.backbone_kwargs), u.threads)
         group = open_groups.get(key)
         if group is None or len(group) >= batch_targets:
             group = open_groups[key] = []

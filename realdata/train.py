@@ -115,7 +115,9 @@ class FinetuneConfig:
         snr_threshold: Auto-SNR freezes tensors whose min-max-normalized score is below this.
         l1_strengths: L1-regularize strengths, selected on validation with the lr (``l1`` only).
         gradual_every: gradual unfreezing interval in epochs (``None``: epochs // blocks).
-        cache_limit_bytes: do not cache prefix outputs larger than this (all splits together).
+        cache_limit_bytes: do not cache prefix outputs larger than this (all splits of one
+            target together); the batched grid also stages targets' training splits on the
+            device when they fit in this together.
         workers: DataLoader workers for datasets read from disk (0: in the main process).
         device: torch device for the model and batches (``"cpu"``, ``"cuda"``).
         bf16: allow bf16 autocast (used on CUDA devices that support bf16).
@@ -591,10 +593,10 @@ def _evaluate_split(model: nn.Module, split: _Split, start: int, bs: int, metric
 
 def _cache_all(split_sets: Sequence[Sequence[_Split]], model: nn.Module, start: int, bs: int,
                limit: int) -> bool:
-    """Cache the prefix of every target's splits (``limit`` shared by all of them); if one
-    target's outputs do not fit, no target stays cached."""
+    """Cache the prefix of every target's splits (``limit`` per target, as for a single run);
+    if one target's outputs do not fit, no target stays cached."""
     for i, splits in enumerate(split_sets):
-        if not _cache_prefix(splits, model, start, bs, limit // len(split_sets)):
+        if not _cache_prefix(splits, model, start, bs, limit):
             for s in (s for done in split_sets[:i] for s in done):
                 s.feats = s.labels = s.groups = None
             return False
