@@ -30,14 +30,14 @@ else
   SIZE=()
   TARGETS="${TARGETS:-15}"; BIG_TARGETS="${BIG_TARGETS:-57}"; EPOCHS="${EPOCHS:-2}"
   # warm-up (CUDA context, cuDNN kernel choice) outside the timed runs; result discarded
-  timeout 25 "$PY" "${G[@]}" --quick --targets 2 --out "$OUT/warmup.json" > /dev/null 2>&1 || true
+  timeout 20 "$PY" "${G[@]}" --quick --targets 2 --out "$OUT/warmup.json" > /dev/null 2>&1 || true
   rm -f "$OUT/warmup.json"
 fi
-timeout "${GRID_TIMEOUT:-120}" "$PY" "${G[@]}" "${SIZE[@]}" --epochs "$EPOCHS" \
+timeout "${GRID_TIMEOUT:-110}" "$PY" "${G[@]}" "${SIZE[@]}" --epochs "$EPOCHS" \
   --targets "$TARGETS" --out "$OUT/grid.json" > "$OUT/grid.log" 2>&1 || echo "grid: exit $?"
-timeout "${BIG_TIMEOUT:-60}" "$PY" "${G[@]}" "${SIZE[@]}" --epochs 1 --options block1 all \
+timeout "${BIG_TIMEOUT:-75}" "$PY" "${G[@]}" "${SIZE[@]}" --epochs 1 --options block1 all \
   --targets "$BIG_TARGETS" --out "$OUT/big.json" > "$OUT/big.log" 2>&1 || echo "big: exit $?"
-timeout "${FP32_TIMEOUT:-35}" "$PY" "${G[@]}" "${SIZE[@]}" --epochs "$EPOCHS" --fp32 \
+timeout "${FP32_TIMEOUT:-30}" "$PY" "${G[@]}" "${SIZE[@]}" --epochs "$EPOCHS" --fp32 \
   --options block2 block3 head --out "$OUT/fp32.json" > "$OUT/fp32.log" 2>&1 \
   || echo "fp32: exit $?"
 "$PY" - "$OUT" <<'PYEOF' | tee "$OUT/summary.txt"
