@@ -17,9 +17,9 @@ Each member follows the per-lr loop exactly: the same batches and flips, :class:
 in train mode with per-member running statistics, a member whose loss becomes non-finite stops
 with the loop's error message, validation after every epoch, and a snapshot of each member at
 its :func:`realdata.train.row_best` epoch. Selection happens in :func:`realdata.train.finetune`
-with :func:`realdata.train.select_best`, the same function as for the loop. Within an epoch
-nothing waits for the device (losses stay on it; a diverged member is masked out of the update
-and dropped at the epoch's end).
+with :func:`realdata.train.select_best`, the same function as for the loop. A training step does
+not wait for the device (losses stay on it; a diverged member is masked out of the update and
+dropped at the epoch's end; batches come from training splits staged on the device).
 
 Memory: a group of ``k`` members needs about ``k`` times the loop's activations and tuned
 state (the frozen tensors are not copied; :func:`member_bytes` estimates one member). The group
@@ -411,9 +411,9 @@ def _train_group(
 
     Each step draws one batch per target present (from the target's own generator, as the loop
     does per lr), runs the frozen prefix once per target, and feeds every member its target's
-    batch (one batch for all members when the group holds one target). Nothing synchronizes
-    with the device inside an epoch: a member whose loss becomes non-finite is masked out of
-    the update on the device and dropped at the epoch's end, with the loop's error message.
+    batch (one batch for all members when the group holds one target). The step itself does not
+    synchronize with the device: a member whose loss becomes non-finite is masked out of the
+    update on the device and dropped at the epoch's end, with the loop's error message.
     """
     targets = sorted({i for i, _, _ in members})
     lrs = [lr for _, _, lr in members]
