@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,11 @@ from realdata.data.base import TensorImages
 from realdata.models import build_backbone
 from realdata.surgery import configure_surgery, resolve_tuned
 from realdata.tasks import Protocol
-from realdata.train import FinetuneConfig, accelerations, finetune
+from realdata.train import FinetuneConfig, accelerations, finetune, finetune_many
 from sims.infra import write_json_atomic
 
 __all__ = ["PEAK_FLOPS", "cache_speedup", "flops_per_image", "grid_speed", "main",
-           "throughput"]
+           "measured_peak", "throughput"]
 
 
 def _random_splits(n: int, k: int = 10, seed: int = 0) -> tuple[TensorImages, ...]:
@@ -178,70 +179,134 @@ def _peak(device: str, bf16: bool) -> tuple[str, float | None]:
 
 def _protocol_splits(n: int, val: int, test: int, k: int = 10, seed: int = 0
                      ) -> tuple[TensorImages, ...]:
+    """Learnable random 32x32 images: class ``c`` is a fixed random template (the same for every
+    seed) at half intensity plus uniform noise; labels and noise drawn from ``seed``. With
+    learnable labels the validation scores are not a sea of near-ties, so whether two training
+    paths select the same (lr, epoch) means something."""
+    templates = torch.rand(k, 3, 32, 32, generator=torch.Generator().manual_seed(12345))
     g = torch.Generator().manual_seed(seed)
-    return tuple(TensorImages(torch.rand(m, 3, 32, 32, generator=g),
-                              torch.randint(0, k, (m,), generator=g)) for m in (n, val, test))
+
+    def make(m: int) -> TensorImages:
+        y = torch.randint(0, k, (m,), generator=g)
+        return TensorImages(0.5 * templates[y] + 0.5 * torch.rand(m, 3, 32, 32, generator=g), y)
+
+    return tuple(make(m) for m in (n, val, test))
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _flop_rate(fn: Callable[[], Any], flops: float, device: str, reps: int) -> float:
+    """FLOP/s of ``fn`` (``flops`` per call): best of ``reps`` timed calls after one warm-up."""
+    fn()
+    best = math.inf
+    for _ in range(reps):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return flops / best
+
+
+def measured_peak(device: str = "cpu", bf16: bool = False, batch_size: int = 64,
+                  reps: int = 3) -> dict[str, float]:
+    """FLOP/s this process reaches on dense work, as the same-process ceiling for training:
+
+    * ``matmul``: a square matrix product (2048 on CUDA, 512 on CPU);
+    * ``conv``: forward + backward (input and weight gradients) of the ResNet-26's 3x3
+      convolutions at ``batch_size`` (16 channels at 32x32, 32 at 16x16, 64 at 8x8), the layers
+      that hold nearly all of a training step's FLOPs; FLOPs counted by ``FlopCounterMode``.
+
+    In bf16 when ``bf16`` (autocast), else fp32.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    side = 2048 if torch.device(device).type == "cuda" else 512
+    a = torch.rand(side, side, device=device, dtype=dtype)
+    out = {"matmul": _flop_rate(lambda: a @ a, 2 * side ** 3, device, reps)}
+    convs = []
+    for c, hw in ((16, 32), (32, 16), (64, 8)):
+        x = torch.rand(batch_size, c, hw, hw, device=device, dtype=dtype, requires_grad=True)
+        w = torch.rand(c, c, 3, 3, device=device, dtype=dtype, requires_grad=True)
+        convs.append((x, w))
+
+    def step() -> None:
+        for x, w in convs:
+            F.conv2d(x, w, padding=1).sum().backward()
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    out["conv"] = _flop_rate(step, counter.get_total_flops(), device, reps)
+    return out
 
 
 def grid_speed(options: Sequence[str] = ("block1", "block2", "block3", "head", "all"),
                n: int = 1000, val: int = 100, test: int = 900, epochs: int = 1,
                lrs: Sequence[float] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5), batch_size: int = 64,
                depth: int = 26, reps: int = 1, device: str = "cpu", seed: int = 0,
-               grid_group: int = 0) -> dict[str, Any]:
+               grid_group: int = 0, targets: int = 1, bf16: bool = True,
+               on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Per-lr loop vs batched grid, interleaved (loop, batched, loop, ...) in this process.
 
-    Each timing is a whole :func:`realdata.train.finetune` run (all of ``lrs`` for ``epochs``
-    epochs on ``n`` random 32x32 images, batch ``batch_size``; validation ``val`` and test
-    ``test`` images), so images/s = ``n * epochs * len(lrs) / wall``. Ratios are paired within
-    a repetition (loop seconds / batched seconds); their median is reported. The projection
-    uses each option's median images/s for the 5 trained options (``none`` trains nothing).
+    Each timing is whole fine-tuning runs on learnable random 32x32 images (class template +
+    noise; ``n`` training, ``val``
+    validation, ``test`` test images, batch ``batch_size``, ``epochs`` epochs, every lr of
+    ``lrs``). The batched grid trains ``targets`` targets at once
+    (:func:`realdata.train.finetune_many`; each target its own images and seed, standing for the
+    seeds x corruptions of the protocol), so ``len(lrs) * targets`` members; the loop runs
+    :func:`realdata.train.finetune` on the first target (its images/s do not depend on how many
+    targets follow one another). images/s = member-images trained / wall seconds (validation and
+    test passes included). Ratios are paired within a repetition (batched images/s / loop
+    images/s); their median is reported. ``same_selection``: the first target's selected
+    (lr, epoch) agree. The projection uses each option's median images/s for the 5 trained
+    options (``none`` trains nothing). ``bf16=False`` runs fp32 with TF32 off (CUDA), for an
+    exact comparison.
 
     Returns:
-        JSON-able dict: ``rows`` (one per option), ``projection``, settings and the formulas.
+        JSON-able dict: ``rows`` (one per option), ``projection``, ``measured_peak_flops``, settings
+        and the formulas.
     """
     proto = Protocol(epochs=epochs, lrs=tuple(lrs), batch_size=batch_size)
-    splits = _protocol_splits(n, val, test, seed=seed)
-    cfg0 = FinetuneConfig(device=device)
+    data = [_protocol_splits(n, val, test, seed=seed + i) for i in range(targets)]
+    cfg0 = FinetuneConfig(device=device, bf16=bf16)
     bf16 = accelerations(cfg0).bf16
-    dev_name, peak = _peak(device, bf16)
     cuda = torch.device(device).type == "cuda"
-    rows = []
-    for opt in options:
-        times: dict[bool, list[float]] = {False: [], True: []}
-        same = True
-        info: dict[str, Any] = {}
-        for _ in range(reps):
-            res = {}
-            for batched in (False, True):
-                torch.manual_seed(seed)
-                model = build_backbone("resnet26", 10, depth=depth)
-                cfg = FinetuneConfig(tuned=opt, device=device, grid_batch=batched,
-                                     grid_group=grid_group)
-                if cuda:
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                res[batched] = finetune(model, model.block_map(), *splits, protocol=proto,
-                                        config=cfg, seed=seed)
-                if cuda:
-                    torch.cuda.synchronize()
-                times[batched].append(time.perf_counter() - t0)
-            same &= (res[True].best_lr, res[True].best_epoch) == (res[False].best_lr,
-                                                                  res[False].best_epoch)
-            info = {"grid": res[True].grid, "cached": res[True].cached,
-                    "lr_errors_loop": sum(t.error is not None for t in res[False].traces),
-                    "lr_errors_batched": sum(t.error is not None for t in res[True].traces)}
-        imgs = n * epochs * len(lrs)
-        ratios = sorted(a / b for a, b in zip(times[False], times[True]))
-        fpi = flops_per_image(opt, depth=depth, batch_size=batch_size, device=device)
-        row = {"tuned": opt, "loop_s": times[False], "batched_s": times[True],
-               "loop_images_per_s": imgs / _median(times[False]),
-               "batched_images_per_s": imgs / _median(times[True]),
-               "ratio_batched_over_loop": ratios[len(ratios) // 2], "ratios": ratios,
-               "same_selection": same, "flops_per_image": fpi, **info}
-        for key in ("loop", "batched"):
-            row[f"{key}_peak_fraction"] = (row[f"{key}_images_per_s"] * fpi / peak
-                                           if peak else None)
-        rows.append(row)
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if cuda and not bf16:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    settings = {
+        "what": "per-lr loop vs batched grid (lrs x targets), whole fine-tuning runs (random "
+                "images: a class template plus noise)",
+        "device": device, "bf16_autocast": bf16, "fp32_tf32_off": cuda and not bf16,
+        "threads": torch.get_num_threads(), "depth": depth, "n": n, "val": val, "test": test,
+        "epochs": epochs, "lrs": list(lrs), "targets": targets,
+        "members": len(lrs) * targets, "batch_size": batch_size, "reps": reps,
+        "grid_group": grid_group,
+        "peak_fraction_formula": "images_per_s * flops_per_image / peak_flops",
+        "flops_per_image_counts": "one training step (forward from the first tuned stage + "
+                                  "backward) per image, FlopCounterMode (matmul/conv only)"}
+    rows: list[dict[str, Any]] = []
+    try:
+        dev_name, peak = _peak(device, bf16)
+        ceiling = measured_peak(device, bf16, batch_size)
+        settings.update(device_name=dev_name, peak_flops=peak, measured_peak_flops=ceiling)
+        for opt in options:
+            rows.append(_grid_row(opt, data, proto, device, depth, seed, grid_group, bf16, reps,
+                                  batch_size, peak, ceiling))
+            if on_row is not None:
+                on_row(_grid_result(settings, rows))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    return _grid_result(settings, rows)
+
+
+def _grid_result(settings: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON of :func:`grid_speed` for the options measured so far."""
     p = CIFAR10C_PROTOCOL
     per_run_images = p["train_n"] * p["epochs"] * p["lrs"]
     runs = p["corruptions"] * p["seeds"]
@@ -249,15 +314,8 @@ def grid_speed(options: Sequence[str] = ("block1", "block2", "block3", "head", "
         key: runs * sum(per_run_images / r[f"{key}_images_per_s"] for r in rows)
         for key in ("loop", "batched")}
     return {
-        "what": "per-lr loop vs batched lr grid, whole fine-tuning runs (random images)",
-        "device": device, "device_name": dev_name, "bf16_autocast": bf16,
-        "threads": torch.get_num_threads(), "depth": depth, "n": n, "val": val, "test": test,
-        "epochs": epochs, "lrs": list(lrs), "batch_size": batch_size, "reps": reps,
-        "grid_group": grid_group, "peak_flops": peak,
-        "peak_fraction_formula": "images_per_s * flops_per_image / peak_flops",
-        "flops_per_image_counts": "one training step (forward from the first tuned stage + "
-                                  "backward) per image, FlopCounterMode (matmul/conv only)",
-        "rows": rows,
+        **settings,
+        "rows": list(rows),
         "projection": {
             "protocol": p,
             "formula": "corruptions * seeds * sum over the trained options of "
@@ -267,6 +325,65 @@ def grid_speed(options: Sequence[str] = ("block1", "block2", "block3", "head", "
             "loop_min": projection["loop"] / 60, "batched_min": projection["batched"] / 60,
         },
     }
+
+
+def _grid_row(opt: str, data: Sequence[tuple[TensorImages, ...]], proto: Protocol, device: str,
+              depth: int, seed: int, grid_group: int, bf16: bool, reps: int, batch_size: int,
+              peak: float | None, ceiling: dict[str, float]) -> dict[str, Any]:
+    """One option of :func:`grid_speed`."""
+    cuda = torch.device(device).type == "cuda"
+    times: dict[bool, list[float]] = {False: [], True: []}
+    mem: dict[bool, int] = {}
+    same = True
+    info: dict[str, Any] = {}
+    targets = [(*d, seed + i) for i, d in enumerate(data)]
+    for _ in range(reps):
+        res = {}
+        for batched in (False, True):
+            torch.manual_seed(seed)
+            model = build_backbone("resnet26", 10, depth=depth)
+            cfg = FinetuneConfig(tuned=opt, device=device, grid_batch=batched,
+                                 grid_group=grid_group, bf16=bf16)
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            if batched:
+                res[True] = finetune_many(model, model.block_map(), targets, protocol=proto,
+                                          config=cfg)[0]
+            else:
+                res[False] = finetune(model, model.block_map(), *data[0], protocol=proto,
+                                      config=cfg, seed=seed)
+            if cuda:
+                torch.cuda.synchronize()
+                mem[batched] = torch.cuda.max_memory_allocated()
+            times[batched].append(time.perf_counter() - t0)
+        same &= (res[True].best_lr, res[True].best_epoch) == (res[False].best_lr,
+                                                              res[False].best_epoch)
+        info = {"grid": res[True].grid, "cached": res[True].cached,
+                "lr_errors_loop": sum(t.error is not None for t in res[False].traces),
+                "lr_errors_batched": sum(t.error is not None for t in res[True].traces),
+                "selected_loop": [res[False].best_lr, res[False].best_epoch],
+                "selected_batched": [res[True].best_lr, res[True].best_epoch]}
+    imgs = len(data[0][0]) * proto.epochs * len(proto.lrs)
+    members = len(data)
+    loop_ips = imgs / _median(times[False])
+    batched_ips = imgs * members / _median(times[True])
+    ratios = sorted(imgs * members / b / (imgs / a) for a, b in zip(times[False], times[True]))
+    fpi = flops_per_image(opt, depth=depth, batch_size=batch_size, device=device)
+    row = {"tuned": opt, "loop_s": times[False], "batched_s": times[True],
+           "loop_images_per_s": loop_ips, "batched_images_per_s": batched_ips,
+           "ratio_batched_over_loop": ratios[len(ratios) // 2], "ratios": ratios,
+           "same_selection": same, "flops_per_image": fpi, **info}
+    for key, ips in (("loop", loop_ips), ("batched", batched_ips)):
+        row[f"{key}_gflop_per_s"] = ips * fpi / 1e9
+        row[f"{key}_peak_fraction"] = ips * fpi / peak if peak else None
+        row[f"{key}_conv_ceiling_fraction"] = ips * fpi / ceiling["conv"]
+    if mem:
+        row["loop_peak_bytes"], row["batched_peak_bytes"] = mem[False], mem[True]
+        row["batched_peak_over_loop_peak_times_members"] = mem[True] / (
+            mem[False] * members * len(proto.lrs))
+    return row
 
 
 def _median(xs: Sequence[float]) -> float:
@@ -296,6 +413,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     gr.add_argument("--depth", type=int, default=26)
     gr.add_argument("--reps", type=int, default=1)
     gr.add_argument("--grid-group", type=int, default=0)
+    gr.add_argument("--targets", type=int, default=1,
+                    help="targets trained at once by the batched grid (members = lrs x targets; "
+                         "the protocol has 19 corruptions x 3 seeds = 57)")
+    gr.add_argument("--fp32", action="store_true",
+                    help="fp32 without TF32 on CUDA (exact comparison) instead of bf16 autocast")
     gr.add_argument("--quick", action="store_true",
                     help="tiny smoke settings (depth 8, 128 images, block1 head all)")
     gr.add_argument("--out", default=None, help="write the result JSON here")
@@ -303,11 +425,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.what == "grid":
         kw: dict[str, Any] = {"options": a.options, "n": a.n, "val": a.val, "test": a.test,
                               "epochs": a.epochs, "depth": a.depth, "reps": a.reps,
-                              "device": a.device, "grid_group": a.grid_group}
+                              "device": a.device, "grid_group": a.grid_group,
+                              "targets": a.targets, "bf16": not a.fp32}
         if a.quick:
             kw.update(options=["block1", "head", "all"], n=128, val=40, test=40, depth=8)
-        if min(kw["n"], kw["val"], kw["test"], kw["epochs"], kw["reps"]) < 1:
-            p.error("--n, --val, --test, --epochs and --reps must be >= 1")
+        if min(kw["n"], kw["val"], kw["test"], kw["epochs"], kw["reps"], kw["targets"]) < 1:
+            p.error("--n, --val, --test, --epochs, --reps and --targets must be >= 1")
+        if a.out:
+            kw["on_row"] = lambda partial: _write(a.out, partial)
         res = grid_speed(**kw)
         print(json.dumps(res, indent=2))
     elif a.what == "cache":
@@ -321,9 +446,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{r['tuned']:>6}  bf16+channels_last={r['bf16_channels_last']!s:5}  "
                   f"{r['images_per_s']:.0f} images/s")
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(a.out), res)
+        _write(a.out, res)
     return 0
+
+
+def _write(out: str, res: Any) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(out), res)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,14 @@ from realdata.pretrain import Progress
 from realdata.records import RunRecord, load_records
 from realdata.summary import edge_warning, summarize, summary_csv, verdicts
 from realdata.tasks import Protocol, TaskSpec, all_tasks, get_task, load_task_modules
-from realdata.train import FinetuneConfig, FinetuneResult, LrTrace, accelerations, finetune
+from realdata.train import (
+    FinetuneConfig,
+    FinetuneResult,
+    LrTrace,
+    accelerations,
+    finetune,
+    finetune_many,
+)
 from sims.infra import (
     FolderLock,
     InputError,
@@ -66,9 +73,23 @@ from sims.infra import (
     write_text_atomic,
 )
 
-__all__ = ["BenchmarkConfig", "DataLocation", "RunUnit", "SourceCheckpoint", "TaskPlan",
-           "build_units", "check_device", "check_folder", "check_head", "main", "plan_task",
-           "run_benchmark", "run_unit"]
+__all__ = [
+    "BenchmarkConfig",
+    "DataLocation",
+    "RunUnit",
+    "SourceCheckpoint",
+    "TaskPlan",
+    "build_units",
+    "check_device",
+    "check_folder",
+    "check_head",
+    "group_units",
+    "main",
+    "plan_task",
+    "run_benchmark",
+    "run_group",
+    "run_unit",
+]
 
 METHODS = ("rgn", "snr", *BASELINES)
 #: ``extra_id`` keys that belong to one method (not to the benchmark setting).
@@ -247,6 +268,9 @@ class BenchmarkConfig:
         grid_batch: train each run's lr grid as one batched model (``--no-grid-batch``: the
             per-lr loop; see :mod:`realdata.grid_batch`). Not part of a run's id: both paths
             give the same numbers.
+        batch_targets: with ``grid_batch``, up to this many runs of one task and tuned option
+            (its seeds and variants) train as one batched model (:func:`group_units`); 1: each
+            run alone. Not part of a run's id (same numbers, tested).
     """
 
     tasks: tuple[str, ...]
@@ -278,8 +302,11 @@ class BenchmarkConfig:
     objective: str = "supervised"
     online: Mapping[str, Any] = field(default_factory=dict)
     grid_batch: bool = True
+    batch_targets: int = 1
 
     def __post_init__(self) -> None:
+        if self.batch_targets < 1:
+            raise ValueError(f"--batch-targets must be >= 1; got {self.batch_targets}")
         if self.objective not in ("supervised", *OBJECTIVES):
             raise ValueError(f"--objective must be supervised|memo|tent; got {self.objective!r}")
         if self.objective != "supervised":
@@ -530,14 +557,9 @@ def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
         unit.task, unit.protocol, unit.data, unit.variant, unit.seed))))
         if spec.model_transform is not None else None)
     block_map = model.block_map()
-    found = splits_fingerprint(splits, spec.reader_version)
-    if found != unit.data_fingerprint:
-        res = FinetuneResult("failed", (), None, 0, math.nan, math.nan, math.nan, [], False, 0,
-                             0.0)
-        return [_record(unit, spec, splits, block_map, res, time.perf_counter() - t0, error=(
-            f"the reader returned other data ({found}) than when the run was planned "
-            f"({unit.data_fingerprint}); readers must be deterministic in the request"),
-            transform_info=transform_info)]
+    mismatch = _data_mismatch(unit, spec, splits, block_map, t0, transform_info)
+    if mismatch is not None:
+        return [mismatch]
     if unit.online is not None:
         model.to(unit.finetune.device)
         online = adapt_online(model, block_map, splits.val, splits.test, config=unit.online,
@@ -550,6 +572,83 @@ def run_unit(unit: RunUnit) -> list[dict[str, Any]]:
                    config=unit.finetune, progress=unit.progress, desc=desc)
     return [_record(unit, spec, splits, block_map, res, time.perf_counter() - t0,
                     transform_info=transform_info)]
+
+
+def _data_mismatch(unit: RunUnit, spec: TaskSpec, splits: TargetSplits,
+                   block_map: Mapping[str, Any], t0: float,
+                   transform_info: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """A ``failed`` record when the data differ from the planned fingerprint (else ``None``)."""
+    found = splits_fingerprint(splits, spec.reader_version)
+    if found == unit.data_fingerprint:
+        return None
+    res = FinetuneResult("failed", (), None, 0, math.nan, math.nan, math.nan, [], False, 0, 0.0)
+    return _record(unit, spec, splits, block_map, res, time.perf_counter() - t0, error=(
+        f"the reader returned other data ({found}) than when the run was planned "
+        f"({unit.data_fingerprint}); readers must be deterministic in the request"),
+        transform_info=transform_info)
+
+
+def group_units(units: Sequence[RunUnit], batch_targets: int) -> list[tuple[RunUnit, ...]]:
+    """The units in groups that train as one batched model (:func:`run_group`), each at most
+    ``batch_targets`` units, in the order of ``units``.
+
+    Units share a group when they differ only in seed, variant and data: supervised, method
+    ``fixed``, batched grid on, and a task without a model transform (its source model is then
+    the same for every seed). Every other unit is a group of one.
+    """
+    groups: list[list[RunUnit]] = []
+    open_groups: dict[tuple[Any, ...], list[RunUnit]] = {}
+    for u in units:
+        shareable = (batch_targets > 1 and u.online is None and u.method == "fixed"
+                     and u.finetune.grid_batch and get_task(u.task).model_transform is None)
+        if not shareable:
+            groups.append([u])
+            continue
+        key = (u.task, u.settings, repr(u.finetune), repr(u.checkpoint),
+               repr(u.backbone_kwargs), u.threads)
+        group = open_groups.get(key)
+        if group is None or len(group) >= batch_targets:
+            group = open_groups[key] = []
+            groups.append(group)
+        group.append(u)
+    return [tuple(g) for g in groups]
+
+
+def run_group(group: Sequence[RunUnit]) -> list[dict[str, Any]]:
+    """Run the units of a group (:func:`group_units`) as one batched model
+    (:func:`realdata.train.finetune_many`) and return their records; a group of one is
+    :func:`run_unit`. Each record's ``wall_s`` is its share (group wall time / units)."""
+    if len(group) == 1:
+        return run_unit(group[0])
+    first = group[0]
+    torch.set_num_threads(first.threads)
+    if first.task_modules:
+        load_task_modules(first.task_modules)
+    t0 = time.perf_counter()
+    spec = get_task(first.task)
+    model = _build(spec, dict(first.backbone_kwargs))
+    load_checkpoint(model, first.checkpoint.path)
+    block_map = model.block_map()
+    records: list[dict[str, Any]] = []
+    runs: list[tuple[RunUnit, TargetSplits]] = []
+    for u in group:
+        splits = _read(spec, _request(u.task, u.protocol, u.data, u.variant, u.seed))
+        check_head(spec, splits)
+        mismatch = _data_mismatch(u, spec, splits, block_map, t0)
+        if mismatch is not None:
+            records.append(mismatch)
+        else:
+            runs.append((u, splits))
+    if runs:
+        desc = f"{first.task} {first.tuned}/{first.method} x{len(runs)} targets"
+        results = finetune_many(model, block_map,
+                                [(sp.train, sp.val, sp.test, u.seed) for u, sp in runs],
+                                protocol=first.protocol, config=first.finetune,
+                                metric=spec.metric, progress=first.progress, desc=desc)
+        wall = (time.perf_counter() - t0) / len(group)
+        records += [_record(u, spec, sp, block_map, res, wall)
+                    for (u, sp), res in zip(runs, results)]
+    return records
 
 
 def _checkpoint(cfg: BenchmarkConfig, spec: TaskSpec, proto: Protocol, out: Path,
@@ -720,15 +819,19 @@ def _run_locked(cfg: BenchmarkConfig, out: Path, progress: bool, force_new_setti
     store.load()  # an unreadable runs.jsonl fails here, before config.json is written
     check_folder(out, units, force=force_new_settings)
     executor = make_executor(cfg.executor, workers=cfg.workers, scheduler=cfg.scheduler)
+    groups = group_units(units, cfg.batch_targets)
+    stored = store.done_ids()
+    skipped = sum(u.id in stored for u in units)
     try:
         write_json_atomic(out / "config.json", {
             "config": to_jsonable(cfg), "package_version": package_version(),
             "checkpoints": {p.task: to_jsonable(p.checkpoint) for p in plans},
             "protocols": {p.task: to_jsonable(p.protocol) for p in plans},
-            "threads": _threads(cfg), "n_units": len(units),
+            "threads": _threads(cfg), "n_units": len(units), "n_groups": len(groups),
             "settings": {u.task: u.settings for u in units}})
-        report = run_units(units, run_unit, store, executor, unit_ids=lambda u: [u.id],
-                           progress=progress, desc="realdata")
+        report = run_units(groups, run_group, store, executor,
+                           unit_ids=lambda g: [u.id for u in g], progress=progress,
+                           desc="realdata")
     finally:
         executor.close()
     # summarize every record in the folder (several tasks may share one OUT, one call each);
@@ -745,7 +848,8 @@ def _run_locked(cfg: BenchmarkConfig, out: Path, progress: bool, force_new_setti
     wanted = {u.id for u in units}
     mine = [r for r in records if r["id"] in wanted]
     targets = {(u.task, u.variant or "") for u in units}
-    return {"units": len(units), "run": report.units_run, "skipped": report.units_skipped,
+    return {"units": len(units), "run": len(units) - skipped, "skipped": skipped,
+            "groups_run": report.units_run,
             "failed": sum(r["status"] != "ok" for r in mine),
             "wall_s": time.perf_counter() - t0,
             "verdicts": [x for x in v if (x["task"], x["shift"]) in targets],
@@ -882,6 +986,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-grid-batch", action="store_true",
                    help="train the lr grid one lr at a time (the reference loop) instead of as "
                         "one batched model")
+    p.add_argument("--batch-targets", type=int, default=1, metavar="N",
+                   help="train up to N runs of one task and tuned option (seeds x variants) as "
+                        "one batched model (method fixed; same numbers; 57 = the CIFAR-10-C "
+                        "protocol's 19 corruptions x 3 seeds; default 1: each run alone)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars: one line per (lr, epoch) and source epoch instead")
     return p
@@ -944,7 +1052,7 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
         source_flips=a.source_flips,
         l1_strengths=tuple(a.l1_strengths) if a.l1_strengths else DEFAULT_L1_STRENGTHS,
         gradual_every=a.gradual_every, objective=a.objective, online=online,
-        grid_batch=not a.no_grid_batch)
+        grid_batch=not a.no_grid_batch, batch_targets=a.batch_targets)
 
 
 def _verdict_line(v: Mapping[str, Any]) -> str:

@@ -81,9 +81,11 @@ __all__ = [
     "LrTrace",
     "NonFiniteLossError",
     "Progress",
+    "Target",
     "accelerations",
     "evaluate",
     "finetune",
+    "finetune_many",
     "lr_loop",
     "pretrain",
     "row_best",
@@ -113,7 +115,9 @@ class FinetuneConfig:
         snr_threshold: Auto-SNR freezes tensors whose min-max-normalized score is below this.
         l1_strengths: L1-regularize strengths, selected on validation with the lr (``l1`` only).
         gradual_every: gradual unfreezing interval in epochs (``None``: epochs // blocks).
-        cache_limit_bytes: do not cache prefix outputs larger than this (all splits together).
+        cache_limit_bytes: do not cache prefix outputs larger than this (all splits of one
+            target together); the batched grid also stages targets' training splits on the
+            device when they fit in this together.
         workers: DataLoader workers for datasets read from disk (0: in the main process).
         device: torch device for the model and batches (``"cpu"``, ``"cuda"``).
         bf16: allow bf16 autocast (used on CUDA devices that support bf16).
@@ -121,8 +125,11 @@ class FinetuneConfig:
         pin_memory: allow pinned host memory for batches copied to the device (used on CUDA).
         grid_batch: train the learning-rate grid as one batched model
             (:mod:`realdata.grid_batch`; method ``"fixed"`` only) instead of one lr at a time.
-        grid_group: at most this many learning rates per batched group (0: the whole grid);
-            groups are halved further when the device runs out of memory.
+        grid_group: at most this many members (learning rates x targets) per batched group
+            (0: the whole grid); groups are halved further when the device runs out of memory.
+        grid_memory: bytes a batched group may use (0: on CUDA the device's free memory when
+            the grid starts, on CPU no limit); the group size is capped at this divided by the
+            estimated bytes of one member (:func:`realdata.grid_batch.member_bytes`).
     """
 
     tuned: str = "all"
@@ -142,8 +149,12 @@ class FinetuneConfig:
     pin_memory: bool = True
     grid_batch: bool = True
     grid_group: int = 0
+    grid_memory: int = 0
 
     def __post_init__(self) -> None:
+        if self.grid_memory < 0:
+            raise ValueError(f"grid_memory must be >= 0 bytes (0: automatic); got "
+                             f"{self.grid_memory}")
         if self.grid_group < 0:
             raise ValueError(f"grid_group must be >= 0 (0: whole grid); got {self.grid_group}")
         if self.workers < 0:
@@ -509,21 +520,67 @@ def finetune(
     Raises:
         ValueError: empty split, unknown block, bad block map.
     """
+    ((res, state),) = _finetune_targets(model, block_map, [(train, val, test, seed)],
+                                        protocol=protocol, config=config, metric=metric,
+                                        progress=progress, desc=desc)
+    if state is not None:
+        model.load_state_dict(state, strict=False)
+    return res
+
+
+Target = tuple[Dataset, Dataset, Dataset, int]
+"""One fine-tuning problem of :func:`finetune_many`: ``(train, val, test, seed)``."""
+
+
+def finetune_many(
+    model: nn.Module,
+    block_map: BlockMap,
+    targets: Sequence[Target],
+    *,
+    protocol: Protocol,
+    config: FinetuneConfig,
+    metric: MetricName = "accuracy",
+    progress: Progress = "off",
+    desc: str = "finetune",
+) -> list[FinetuneResult]:
+    """:func:`finetune` of the same pretrained ``model`` on several ``(train, val, test, seed)``
+    targets (seeds of one target, or several targets sharing the source model).
+
+    With ``config.grid_batch`` every (target, lr) pair is one member of the batched grid
+    (:mod:`realdata.grid_batch`; each member with its own target's data and data order); without
+    it, the targets run one after another with the per-lr loop. Each result equals
+    :func:`finetune`'s on that target alone (tested), except ``train_seconds``: each target's
+    share (wall time / targets) of the whole call. The model ends at its initial state.
+    """
+    out = _finetune_targets(model, block_map, targets, protocol=protocol, config=config,
+                            metric=metric, progress=progress, desc=desc)
+    return [res for res, _ in out]
+
+
+def _finetune_targets(
+    model: nn.Module, block_map: BlockMap, targets: Sequence[Target], *, protocol: Protocol,
+    config: FinetuneConfig, metric: MetricName, progress: Progress, desc: str,
+) -> list[tuple[FinetuneResult, dict[str, torch.Tensor] | None]]:
+    """Splits built, model on its device, autocast set; then :func:`_finetune` (the model ends at
+    its initial state)."""
+    if not targets:
+        raise ValueError("finetune_many needs at least one (train, val, test, seed) target")
     blocks = tuple(block_map)
     tuned = resolve_tuned(config.tuned, blocks)
     accel = accelerations(config)
-    splits = [_Split(d, n, config.workers, config.device, accel)
-              for d, n in ((train, "train"), (val, "val"), (test, "test"))]
+    split_sets = [[_Split(d, n, config.workers, config.device, accel)
+                   for d, n in ((tr, "train"), (va, "val"), (te, "test"))]
+                  for tr, va, te, _ in targets]
     model.to(config.device)
     if accel.channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    epochs = protocol.epochs_for(splits[0].n) if tuned else 0
+    epochs = [protocol.epochs_for(s[0].n) if tuned else 0 for s in split_sets]
     runs = len(protocol.lrs) * (len(config.l1_strengths) if config.method == "l1" else 1)
-    reporter = _Reporter(progress, runs * epochs if tuned else 0, desc)
+    reporter = _Reporter(progress, runs * sum(epochs) if tuned else 0, desc)
     try:
         with _autocast(config.device, accel.bf16):
-            return _finetune(model, block_map, blocks, tuned, splits, protocol, config, seed,
-                             metric, epochs, reporter)
+            return _finetune(model, block_map, blocks, tuned, split_sets,
+                             [t[3] for t in targets], protocol, config, metric, epochs, reporter)
     finally:
         reporter.close()
 
@@ -534,12 +591,25 @@ def _evaluate_split(model: nn.Module, split: _Split, start: int, bs: int, metric
     return _metric(pred, y, g, metric), _metric(pred, y, g, "accuracy")
 
 
+def _cache_all(split_sets: Sequence[Sequence[_Split]], model: nn.Module, start: int, bs: int,
+               limit: int) -> bool:
+    """Cache the prefix of every target's splits (``limit`` per target, as for a single run);
+    if one target's outputs do not fit, no target stays cached."""
+    for i, splits in enumerate(split_sets):
+        if not _cache_prefix(splits, model, start, bs, limit):
+            for s in (s for done in split_sets[:i] for s in done):
+                s.feats = s.labels = s.groups = None
+            return False
+    return True
+
+
 def _finetune(
     model: nn.Module, block_map: BlockMap, blocks: tuple[str, ...], tuned: tuple[str, ...],
-    splits: Sequence[_Split], protocol: Protocol, config: FinetuneConfig, seed: int,
-    metric: MetricName, epochs: int, reporter: _Reporter,
-) -> FinetuneResult:
-    """The body of :func:`finetune` (splits built, model on its device, autocast set)."""
+    split_sets: Sequence[Sequence[_Split]], seeds: Sequence[int], protocol: Protocol,
+    config: FinetuneConfig, metric: MetricName, epochs: Sequence[int], reporter: _Reporter,
+) -> list[tuple[FinetuneResult, dict[str, torch.Tensor] | None]]:
+    """Per target: the result and the selected snapshot (``None``: the initial state); the model
+    ends at its initial state."""
     init_state = copy.deepcopy(model.state_dict())
     t0 = time.perf_counter()
     bs = protocol.eval_batch_size
@@ -550,30 +620,56 @@ def _finetune(
     cached = False
     if start > 0 and config.cache and not config.augment:
         model.eval()
-        cached = _cache_prefix(splits, model, start, bs, config.cache_limit_bytes)
+        cached = _cache_all(split_sets, model, start, bs, config.cache_limit_bytes)
     if not cached:
         start = 0
 
     # the untuned network (always measured; a candidate with --select-with-start or tuned=none)
     configure_surgery(model, block_map, (), config.bn)
-    start_val, _ = _evaluate_split(model, splits[1], start, bs, metric)
-    start_test, start_acc = _evaluate_split(model, splits[2], start, bs, metric)
-    starts = {"start_val_metric": start_val, "start_test_metric": start_test,
-              "start_test_accuracy": start_acc}
+    starts = []
+    for splits in split_sets:
+        start_val, _ = _evaluate_split(model, splits[1], start, bs, metric)
+        start_test, start_acc = _evaluate_split(model, splits[2], start, bs, metric)
+        starts.append({"start_val_metric": start_val, "start_test_metric": start_test,
+                       "start_test_accuracy": start_acc})
     if not tuned:
-        return FinetuneResult("ok", (), None, 0, start_val, start_test, start_acc, [], cached, 0,
-                              time.perf_counter() - t0, **starts, epochs=0, lrs=protocol.lrs)
+        return [(FinetuneResult("ok", (), None, 0, st["start_val_metric"],
+                                st["start_test_metric"], st["start_test_accuracy"], [], cached,
+                                0, time.perf_counter() - t0, **st, epochs=0, lrs=protocol.lrs),
+                 None) for st in starts]
 
     if config.grid_batch:
-        from realdata.grid_batch import train_grid as run_grid
+        from realdata.grid_batch import train_grids
+        runs = train_grids(model, block_map, tuned, protocol.lrs, split_sets, protocol, config,
+                           start, seeds, metric, init_state, epochs=epochs, reporter=reporter)
     else:
-        run_grid = lr_loop
-    run = run_grid(model, block_map, tuned, protocol.lrs, splits, protocol, config, start, seed,
-                   metric, init_state, epochs=epochs, reporter=reporter)
+        runs = [lr_loop(model, block_map, tuned, protocol.lrs, splits, protocol, config, start,
+                        seed, metric, init_state, epochs=e, reporter=reporter)
+                for splits, seed, e in zip(split_sets, seeds, epochs)]
+    out = []
+    for run, splits, st, e in zip(runs, split_sets, starts, epochs):
+        out.append(_conclude(model, run, splits, st, (block_map, tuned, start, cached, e),
+                             protocol, config, metric, init_state,
+                             lambda: (time.perf_counter() - t0) / len(split_sets)))
+    model.load_state_dict(init_state)
+    return out
+
+
+def _conclude(
+    model: nn.Module, run: GridRun, splits: Sequence[_Split], starts: dict[str, float],
+    how: tuple[BlockMap, tuple[str, ...], int, bool, int], protocol: Protocol,
+    config: FinetuneConfig, metric: MetricName, init_state: dict[str, torch.Tensor],
+    seconds: Callable[[], float],
+) -> tuple[FinetuneResult, dict[str, torch.Tensor] | None]:
+    """Selection and the test metric of one target's trained grid (model left at the snapshot).
+
+    ``how`` is ``(block map, tuned blocks, start stage, cached, epochs)``; ``seconds()`` the
+    target's share of the wall time."""
+    block_map, tuned, start, cached, epochs = how
     traces, n_trainable = run.traces, run.n_trainable
     best = Best()
     if protocol.select_with_start:
-        best.offer(start_val, None, 0, None)
+        best.offer(starts["start_val_metric"], None, 0, None)
     chosen = select_best(traces)
     if chosen is not None:
         i, e = chosen
@@ -587,12 +683,15 @@ def _finetune(
     if not best.found:
         errors = "; ".join(t.error or "" for t in traces)
         return FinetuneResult("failed", tuned, None, 0, math.nan, math.nan, math.nan,
-                              train_seconds=time.perf_counter() - t0,
-                              error=f"every learning rate diverged: {errors}", **common)
+                              train_seconds=seconds(),
+                              error=f"every learning rate diverged: {errors}", **common), None
     if best.state is None:  # the untuned network won
-        return FinetuneResult("ok", tuned, None, 0, best.val, start_test, start_acc,
-                              train_seconds=time.perf_counter() - t0, **common)
+        return FinetuneResult("ok", tuned, None, 0, best.val, starts["start_test_metric"],
+                              starts["start_test_accuracy"],
+                              train_seconds=seconds(), **common), None
     model.load_state_dict(best.state, strict=False)
-    test_metric, test_acc = _evaluate_split(model, splits[2], start, bs, metric)
+    test_metric, test_acc = _evaluate_split(model, splits[2], start, protocol.eval_batch_size,
+                                            metric)
     return FinetuneResult("ok", tuned, best.lr, best.epoch, best.val, test_metric, test_acc,
-                          train_seconds=time.perf_counter() - t0, best_l1=best.l1, **common)
+                          train_seconds=seconds(), best_l1=best.l1, **common), best.state
+

@@ -18,6 +18,7 @@ def test_head_flops_are_the_fc_forward_and_weight_gradient():
 
 def test_grid_json_projection_and_peak_fraction(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(bench, "_peak", lambda device, bf16: ("fake", 1e12))
+    monkeypatch.setattr(bench, "measured_peak", lambda *a, **k: {"matmul": 1e9, "conv": 1e9})
     assert bench.main(["grid", "--options", "head", "--n", "16", "--val", "8", "--test", "8",
                        "--depth", "8", "--out", str(tmp_path / "g.json")]) == 0
     d = json.loads(capsys.readouterr().out)
@@ -37,3 +38,27 @@ def test_grid_bad_sizes_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(["grid", "--n", "0"])
     assert exc.value.code == 2 and "--n, --val" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["grid", "--targets", "0"])
+    assert exc.value.code == 2 and "--targets must be >= 1" in capsys.readouterr().err
+
+
+def test_grid_with_targets_counts_every_member(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "measured_peak", lambda *a, **k: {"matmul": 1e9, "conv": 1e9})
+    assert bench.main(["grid", "--options", "block3", "--n", "16", "--val", "8", "--test", "8",
+                       "--depth", "8", "--targets", "2"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    (row,) = d["rows"]
+    assert d["members"] == 10 and row["grid"]["targets"] == 2 and row["grid"]["groups"] == [10]
+    assert row["batched_images_per_s"] == pytest.approx(16 * 5 * 2 / row["batched_s"][0])
+    assert row["loop_images_per_s"] == pytest.approx(16 * 5 / row["loop_s"][0])
+    assert row["ratio_batched_over_loop"] == pytest.approx(
+        row["batched_images_per_s"] / row["loop_images_per_s"])
+    assert row["batched_conv_ceiling_fraction"] == pytest.approx(
+        row["batched_images_per_s"] * row["flops_per_image"] / 1e9)
+    assert row["same_selection"] and row["selected_loop"] == row["selected_batched"]
+
+
+def test_measured_peak_is_positive_and_counts_the_convolutions():
+    peak = bench.measured_peak("cpu", batch_size=2, reps=1)
+    assert set(peak) == {"matmul", "conv"} and min(peak.values()) > 0

@@ -12,7 +12,7 @@ from realdata import grid_batch, train
 from realdata.grid_batch import StackedAdam, is_out_of_memory
 from realdata.tasks import Protocol
 from realdata.train import FinetuneConfig, LrTrace, finetune, row_best, select_best
-from tests.realdata.conftest import tiny
+from tests.realdata.conftest import blobs, tiny
 
 PROTO = Protocol(epochs=2, lrs=(1e-2, 1e-3, 1e-4), batch_size=32, eval_batch_size=64)
 
@@ -59,7 +59,8 @@ FAST = {("block1", "eval"), ("block2", "train"), ("head", "eval"), ("all", "trai
 def test_batched_grid_equals_loop(toy_splits, tuned, bn):
     loop, loop_sd, grid, grid_sd = _pair(toy_splits, tuned=tuned, bn=bn)
     assert loop.grid == {"batched": False}
-    assert grid.grid == {"batched": True, "groups": [3], "fallbacks": []}
+    assert grid.grid == {"batched": True, "groups": [3], "fallbacks": [], "targets": 1,
+                         "member_bytes": None, "memory_budget": None}
     assert grid.cached == loop.cached and grid.n_trainable == loop.n_trainable
     assert _same(loop, loop_sd, grid, grid_sd)
 
@@ -123,10 +124,10 @@ def test_out_of_memory_halves_the_group_and_is_recorded(toy_splits, monkeypatch)
     proto = Protocol(epochs=2, lrs=(1e-2, 3e-3, 1e-3, 1e-4), batch_size=32)
     real = grid_batch._train_group
 
-    def small_device(model, block_map, tuned, lrs, *args):
-        if len(lrs) > 2:
+    def small_device(model, block_map, tuned, members, *args):
+        if len(members) > 2:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(model, block_map, tuned, lrs, *args)
+        return real(model, block_map, tuned, members, *args)
 
     monkeypatch.setattr(grid_batch, "_train_group", small_device)
     loop, a, grid, b = _pair(toy_splits, proto=proto, tuned="head")
@@ -219,3 +220,139 @@ def test_channels_last_model_runs_batched(toy_splits):
     loop, loop_sd, grid, grid_sd = _pair(toy_splits, tuned="block1", model_fn=model_fn)
     assert grid.grid.get("channels_last_dropped") is True
     assert _same(loop, loop_sd, grid, grid_sd)
+
+
+# ------------------------------------------------------- several targets (seeds, corruptions)
+
+
+def _targets(toy_splits, n2: int = 64):
+    """Three targets of equal training size: the toy splits with seeds 0 and 1 (same data,
+    other order) and other data (other val/test sizes) with seed 2; ``n2`` resizes the third's
+    training set (another shape: it trains in its own group)."""
+    other = (blobs(n2, seed=4), blobs(20, seed=5), blobs(16, seed=6))
+    return [(*toy_splits, 0), (*toy_splits, 1), (*other, 2)]
+
+
+def _many(targets, proto=PROTO, **cfg):
+    """Per target ``(loop result, loop change, batched result, batched change)``: the loop runs
+    :func:`finetune` on each target alone; the batched path trains all of them as one grid."""
+    loops = []
+    for tr, va, te, seed in targets:
+        model = tiny("resnet26")
+        init = {k: v.clone() for k, v in model.state_dict().items()}
+        res = finetune(model, model.block_map(), tr, va, te, protocol=proto, seed=seed,
+                       config=FinetuneConfig(grid_batch=False, **cfg))
+        loops.append((res, {k: v.double() - init[k].double()
+                            for k, v in model.state_dict().items()}))
+    model = tiny("resnet26")
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    out = train._finetune_targets(model, model.block_map(), targets, protocol=proto,
+                                  config=FinetuneConfig(**cfg), metric="accuracy",
+                                  progress="off", desc="t")
+    assert all(torch.equal(v, init[k]) for k, v in model.state_dict().items())
+    pairs = []
+    for (loop, loop_d), (res, state) in zip(loops, out, strict=True):
+        final = {**init, **(state or {})}
+        pairs.append((loop, loop_d, res, {k: final[k].double() - init[k].double()
+                                          for k in init}))
+    return pairs
+
+
+@pytest.mark.parametrize(("tuned", "bn"), [
+    pytest.param(t, b, marks=() if (t, b) in {("block1", "train"), ("head", "eval")}
+                 else pytest.mark.slow)
+    for t in ("block1", "block2", "block3", "head", "all") for b in ("eval", "train")])
+def test_targets_and_seeds_batched_equal_the_loop_per_target(toy_splits, tuned, bn):
+    pairs = _many(_targets(toy_splits), tuned=tuned, bn=bn)
+    for loop, a, grid, b in pairs:
+        assert grid.grid["batched"] and grid.grid["targets"] == 3 and grid.grid["groups"] == [9]
+        assert _same(loop, a, grid, b)
+    assert len({tuple(p[2].traces[0].train_loss) for p in pairs}) == 3  # three data orders
+
+
+def test_groups_split_across_targets_and_shapes(toy_splits):
+    """Groups of 4 members over 2 targets x 3 lrs, and a third target of another training size
+    in its own groups; each target still equals its loop."""
+    pairs = _many(_targets(toy_splits, n2=48), tuned="block3", grid_group=4)
+    assert pairs[0][2].grid["groups"] == [4, 2, 3]
+    assert all(_same(*p) for p in pairs)
+
+
+def test_a_forced_small_memory_budget_splits_groups_with_the_same_results(toy_splits):
+    probe = _many(_targets(toy_splits)[:2], tuned="block2", grid_memory=10**15)
+    one = probe[0][2].grid["member_bytes"]
+    assert probe[0][2].grid["groups"] == [6] and one > 0
+    pairs = _many(_targets(toy_splits)[:2], tuned="block2", grid_memory=int(2.5 * one))
+    assert pairs[0][2].grid["groups"] == [2, 2, 2]
+    assert pairs[0][2].grid["memory_budget"] == int(2.5 * one)
+    assert all(_same(*p) for p in pairs)
+    with pytest.raises(ValueError, match="grid_memory must be >= 0"):
+        FinetuneConfig(grid_memory=-1)
+
+
+def test_member_bytes_grows_with_the_batch_and_the_tuned_blocks(toy_splits):
+    model = tiny("resnet26")
+    split = train._Split(toy_splits[0], "train", 0)
+    sizes = {(t, bs): grid_batch.member_bytes(model, model.block_map(), t, split, 0, bs, "eval")
+             for t in (("head",), ("block1", "block2", "block3", "head")) for bs in (8, 32)}
+    assert sizes[("head",), 8] < sizes[("head",), 32]
+    assert sizes[("head",), 32] < sizes[("block1", "block2", "block3", "head"), 32]
+
+
+def test_divergence_among_targets(toy_splits):
+    proto = Protocol(epochs=2, lrs=(1e30, 1e-3), batch_size=32)
+    pairs = _many(_targets(toy_splits)[1:], proto=proto, tuned="block3-head")
+    for loop, a, grid, b in pairs:
+        assert grid.best_lr == 1e-3 and grid.traces[0].error and _same(loop, a, grid, b)
+        assert grid.traces[0].error.split(")")[1] == loop.traces[0].error.split(")")[1]
+
+
+def test_members_fed_the_wrong_target_order_are_caught(toy_splits, monkeypatch):
+    """Mutation: every target drawn with the first target's seed no longer matches the loop."""
+    real = grid_batch._train_group
+
+    def one_seed(model, block_map, tuned, members, split_sets, seeds, *args):
+        return real(model, block_map, tuned, members, split_sets, [seeds[0]] * len(seeds),
+                    *args)
+
+    monkeypatch.setattr(grid_batch, "_train_group", one_seed)
+    pairs = _many(_targets(toy_splits)[:2], tuned="head")
+    assert _same(*pairs[0]) and not _same(*pairs[1])
+
+
+def test_finetune_many_returns_per_target_results_and_checks_input(toy_splits):
+    model = tiny("resnet26")
+    res = train.finetune_many(model, model.block_map(), _targets(toy_splits)[:2], protocol=PROTO,
+                              config=FinetuneConfig(tuned="head"))
+    assert [r.grid["targets"] for r in res] == [2, 2] and res[0].lrs == PROTO.lrs
+    loop = train.finetune_many(model, model.block_map(), _targets(toy_splits)[:2],
+                               protocol=PROTO, config=FinetuneConfig(tuned="head",
+                                                                     grid_batch=False))
+    assert [r.test_metric for r in res] == [r.test_metric for r in loop]
+    with pytest.raises(ValueError, match="at least one"):
+        train.finetune_many(model, model.block_map(), [], protocol=PROTO,
+                            config=FinetuneConfig())
+
+
+def test_stacked_adam_mask_freezes_masked_members_only():
+    torch.manual_seed(0)
+    init = torch.randn(3, 5)
+    grads = [torch.randn(3, 5) for _ in range(4)]
+    full, masked = init.clone(), init.clone()
+    a, b = StackedAdam([full], [1e-2] * 3, 1e-2), StackedAdam([masked], [1e-2] * 3, 1e-2)
+    mask = torch.tensor([True, False, True])
+    for g in grads:
+        a.step([full], [g])
+        bad = g.clone()
+        bad[1] = float("nan")  # a masked member's gradient may be non-finite
+        b.step([masked], [bad], mask=mask)
+    assert torch.equal(masked[1], init[1]) and torch.equal(b.exp_avg[0][1], torch.zeros(5))
+    assert torch.equal(masked[mask], full[mask])
+
+
+def test_streamed_batches_and_staged_flips_follow_the_loop(toy_splits):
+    """Targets staged on the device with flips drawn up front, and (limit 0: no prefix cache,
+    nothing staged) batches streamed from the splits with the frozen prefix run per step."""
+    for cfg in ({"augment": True}, {"cache_limit_bytes": 0}):
+        pairs = _many(_targets(toy_splits), tuned="block2", **cfg)
+        assert not pairs[0][2].cached and all(_same(*p) for p in pairs)
