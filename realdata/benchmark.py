@@ -83,6 +83,7 @@ __all__ = [
     "check_device",
     "check_folder",
     "check_head",
+    "grid_batch_enabled",
     "group_units",
     "main",
     "plan_task",
@@ -983,9 +984,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="no channels_last memory format (default: on for CUDA)")
     p.add_argument("--no-pin-memory", action="store_true",
                    help="no pinned host memory for batches (default: on for CUDA)")
-    p.add_argument("--no-grid-batch", action="store_true",
-                   help="train the lr grid one lr at a time (the reference loop) instead of as "
-                        "one batched model")
+    p.add_argument("--grid-batch", choices=("auto", "on", "off"), default="auto",
+                   help="train each lr grid as one batched model (on) or one lr at a time, the "
+                        "reference loop (off); auto: batched on a CUDA device, the loop on CPU, "
+                        "where the batched grid measured slower")
+    p.add_argument("--no-grid-batch", action="store_true", help="the same as --grid-batch off")
     p.add_argument("--batch-targets", type=int, default=1, metavar="N",
                    help="train up to N runs of one task and tuned option (seeds x variants) as "
                         "one batched model (method fixed; same numbers; 57 = the CIFAR-10-C "
@@ -1052,7 +1055,21 @@ def _config_from_args(a: argparse.Namespace) -> BenchmarkConfig:
         source_flips=a.source_flips,
         l1_strengths=tuple(a.l1_strengths) if a.l1_strengths else DEFAULT_L1_STRENGTHS,
         gradual_every=a.gradual_every, objective=a.objective, online=online,
-        grid_batch=not a.no_grid_batch, batch_targets=a.batch_targets)
+        grid_batch=grid_batch_enabled(a.grid_batch, a.no_grid_batch, a.device),
+        batch_targets=a.batch_targets)
+
+
+def grid_batch_enabled(mode: str, off: bool, device: str) -> bool:
+    """Whether the lr grid trains as one batched model: ``--grid-batch on|off|auto``
+    (``--no-grid-batch`` = off); auto is on for a CUDA device and off on CPU, where the batched grid
+    ran 0.6-1.0x the per-lr loop (2 cores; README, lr-grid section).
+
+    >>> grid_batch_enabled("auto", False, "cuda:0"), grid_batch_enabled("auto", False, "cpu")
+    (True, False)
+    """
+    if off or mode == "off":
+        return False
+    return mode == "on" or str(device).startswith("cuda")
 
 
 def _verdict_line(v: Mapping[str, Any]) -> str:

@@ -8,7 +8,9 @@ import json
 import pytest
 
 import realdata.benchmark as bench
-from tests.realdata.test_benchmark import ARGS  # registers the tiny task
+from tests.realdata.test_benchmark import ARGS as TINY_ARGS  # registers the tiny task
+
+ARGS = (*TINY_ARGS, "--grid-batch", "on")  # on CPU the default (auto) is the per-lr loop
 
 SAME = ("status", "best_lr", "best_epoch", "val_metric", "test_metric", "test_accuracy",
         "start_val_metric", "val_curves", "tuned_blocks", "n_trainable", "cached")
@@ -58,3 +60,10 @@ def test_bad_batch_targets_exits_2(tmp_path, capsys):
     assert "--batch-targets must be >= 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="batch-targets"):
         bench.BenchmarkConfig(tasks=("tinytask",), batch_targets=0)
+
+
+@pytest.mark.parametrize("mode, off, device, batched", [
+    ("auto", False, "cpu", False), ("auto", False, "cuda", True), ("auto", False, "cuda:1", True),
+    ("on", False, "cpu", True), ("off", False, "cuda", False), ("on", True, "cuda", False)])
+def test_grid_batch_mode(mode, off, device, batched):
+    assert bench.grid_batch_enabled(mode, off, device) is batched

@@ -187,7 +187,8 @@ def test_select_best_is_the_first_maximum_over_lr_then_epoch(table):
 
 def test_no_grid_batch_flag_reaches_the_run():
     argv = ["--task", "synthetic", "--out", "o"]
-    for extra, want in (([], True), (["--no-grid-batch"], False)):
+    for extra, want in (([], False), (["--grid-batch", "on"], True), (["--no-grid-batch"], False),
+                        (["--grid-batch", "off"], False)):  # default auto: the loop on CPU
         cfg = bench._config_from_args(bench._parser().parse_args([*argv, *extra]))
         plan = bench.TaskPlan(
             task="synthetic", protocol=Protocol(), variants=(None,), blocks=("block1",),
