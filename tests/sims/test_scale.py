@@ -62,15 +62,17 @@ def test_auto_chunk_size() -> None:
     assert 1 <= huge < 10**6  # memory-bound: chunks
 
 
-@pytest.mark.parametrize("bad", ["big", 0, -3, True])
-def test_finetune_batch_rejects_bad_chunk_size(bad) -> None:
+@pytest.mark.parametrize("name, bad", [
+    *(("chunk_size", b) for b in ("big", 0, -3, True)),
+    *(("unroll", b) for b in (0, -1, 2.5, True, "8"))])
+def test_finetune_batch_rejects_bad_chunk_size_and_unroll(name, bad) -> None:
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     ps = jax.vmap(lambda k: tl.make_problem(k, d=4, k=2, activation="relu", family="gaussian",
                                             shift=tl.InputShift(1, 2.0)))(keys)
     X, y = jax.vmap(lambda k, p: tl.sample_target(k, p, "gaussian", "relu", 3))(keys, ps)
-    with pytest.raises(ValueError, match="chunk_size"):
+    with pytest.raises(ValueError, match=name):
         tl.finetune_batch(ps, X, y, tune="full", activation="relu", family="gaussian", steps=5,
-                          chunk_size=bad)
+                          **{name: bad})
 
 
 def test_batch_curve_rows() -> None:
@@ -104,16 +106,6 @@ def test_bench_phase_reports_compile_counters(capsys) -> None:
     assert len(out["pass_s"]) == 2 and out["compile"][0]["programs"] > 0
     assert out["compile"][1]["programs"] == 0  # the second pass is warm: nothing compiles
 
-
-@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "8"])
-def test_finetune_batch_rejects_bad_unroll(bad) -> None:
-    keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    ps = jax.vmap(lambda k: tl.make_problem(k, d=4, k=2, activation="relu", family="gaussian",
-                                            shift=tl.InputShift(1, 2.0)))(keys)
-    X, y = jax.vmap(lambda k, p: tl.sample_target(k, p, "gaussian", "relu", 3))(keys, ps)
-    with pytest.raises(ValueError, match="unroll"):
-        tl.finetune_batch(ps, X, y, tune="full", activation="relu", family="gaussian", steps=5,
-                          unroll=bad)
 
 
 def _stored(out: Path) -> dict[str, str]:
