@@ -72,7 +72,7 @@ def _loss_vs_n(plt, records: list[dict], family: str, out_dir: Path) -> list[Pat
     for i, act in enumerate(acts):
         for j, shift in enumerate(shifts):
             ax = axes[i][j]
-            sel = [r for r in records if r["activation"] == act and r["shift"] == shift]
+            sel = [r for r in same_seeds(records) if r["activation"] == act and r["shift"] == shift]
             for method in ("none", "first", "last", "full", "oracle"):
                 by_x: dict[float, list[float]] = defaultdict(list)
                 for r in sel:
@@ -130,22 +130,40 @@ def _c5(plt, records: list[dict], p1: float, zero_rtol: float, out_dir: Path) ->
     return paths
 
 
+def same_seeds(records: list[dict]) -> list[dict]:
+    """The records of the seeds on which every tune mode ran: with cost tiers (``gd_seeds`` in the
+    records) the span-iteration modes ran only on seeds ``0 .. gd_seeds - 1``, so comparing tune
+    modes on all seeds would compare means over different seeds; untiered records pass unchanged.
+
+    >>> same_seeds([{"seed_index": 0, "gd_seeds": 1}, {"seed_index": 1, "gd_seeds": 1}, {"seed_index": 5}])
+    [{'seed_index': 0, 'gd_seeds': 1}, {'seed_index': 5}]
+    """
+    return [r for r in records if not r.get("gd_seeds") or r["seed_index"] < r["gd_seeds"]]
+
+
+def phase_winners(records: list[dict], act: str, shift: str):
+    """The winning tune mode (index into ``TUNES``, lowest mean relative target loss over the same
+    seeds, :func:`same_seeds`) per (n/d, k/d) cell; ``(xs, ys, grid)`` with grid[y][x] (NaN: empty)."""
+    cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in same_seeds(records):
+        if r["activation"] == act and r["shift"] == shift and r["method"] in TUNES:
+            cells[(r["n"] / r["d"], r["k"] / r["d"])][r["method"]].append(_rel(r))
+    xs = sorted({c[0] for c in cells})
+    ys = sorted({c[1] for c in cells})
+    grid = [[float("nan")] * len(xs) for _ in ys]
+    for (x, y), by_m in cells.items():
+        means = {m: sum(v) / len(v) for m, v in by_m.items()}
+        grid[ys.index(y)][xs.index(x)] = TUNES.index(min(means, key=means.get))
+    return xs, ys, grid
+
+
 def _phase(plt, records: list[dict], family: str, out_dir: Path) -> list[Path]:
     acts, shifts, fig, axes = _panel_grid(plt, records)
     cmap = ListedColormap([STYLE[t][1] for t in TUNES])
     for i, act in enumerate(acts):
         for j, shift in enumerate(shifts):
             ax = axes[i][j]
-            cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-            for r in records:
-                if r["activation"] == act and r["shift"] == shift and r["method"] in TUNES:
-                    cells[(r["n"] / r["d"], r["k"] / r["d"])][r["method"]].append(_rel(r))
-            xs = sorted({c[0] for c in cells})
-            ys = sorted({c[1] for c in cells})
-            grid = [[float("nan")] * len(xs) for _ in ys]
-            for (x, y), by_m in cells.items():
-                means = {m: sum(v) / len(v) for m, v in by_m.items()}
-                grid[ys.index(y)][xs.index(x)] = TUNES.index(min(means, key=means.get))
+            xs, ys, grid = phase_winners(records, act, shift)
             ax.imshow(grid, origin="lower", cmap=cmap, vmin=-0.5, vmax=len(TUNES) - 0.5,
                       aspect="auto")
             ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])

@@ -64,3 +64,27 @@ def test_figures_respect_the_umask_and_leave_no_temp(results: Path, tmp_path: Pa
         os.umask(old)
     assert paths and sorted(tmp_path.iterdir()) == sorted(paths)
     assert {oct(p.stat().st_mode & 0o777) for p in paths} == {"0o644"}
+
+
+def _rec(method: str, seed: int, loss: float, gd_seeds: int | None) -> dict:
+    r = {"activation": "relu", "shift": "output", "method": method, "n": 8, "d": 16, "k": 2,
+         "seed_index": seed, "target_loss": loss, "initial_target_loss": 1.0}
+    return r if gd_seeds is None else {**r, "gd_seeds": gd_seeds}
+
+
+def test_phase_compares_tune_modes_on_the_same_seeds() -> None:
+    """With cost tiers, `full` ran on seeds 0-1 only; `last` is worse than `full` there but far better
+    on the closed-form-only seeds 2-3. The winner must come from seeds 0-1 (full), not from means over
+    different seeds (which would pick last); untiered records use every seed."""
+    from paper_figures.theory import TUNES, phase_winners
+
+    def records(gd_seeds):
+        rs = [_rec("full", s, 0.15, gd_seeds) for s in (0, 1)]
+        rs += [_rec("last", s, 0.2, gd_seeds) for s in (0, 1)]
+        rs += [_rec("last", s, 0.001, gd_seeds) for s in (2, 3)]
+        return rs
+
+    _, _, grid = phase_winners(records(2), "relu", "output")
+    assert TUNES[grid[0][0]] == "full"
+    _, _, grid = phase_winners(records(None), "relu", "output")  # untiered: all seeds count
+    assert TUNES[grid[0][0]] == "last"
