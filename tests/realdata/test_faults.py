@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import sims.infra.executors as executors
 from realdata import pretrain
 from realdata.data.base import LoadRequest
 from realdata.make_corrupted import make_corrupted
-from tests.infra.cli_faults import OUT_CASES, one_line_error
+from tests.infra.cli_faults import OUT_CASES, assert_refused_keeps_folder, one_line_error
 from tests.realdata.data.fixtures import make_cifar10
 from tests.realdata.test_benchmark import ARGS as _REGISTERS_TINYTASK  # noqa: F401
 
@@ -72,18 +70,6 @@ def test_generated_cifar10c_and_synthetic_source_respect_the_umask(tmp_path: Pat
 # ------------------------------------------------------------------ bad input, config.json kept
 
 
-def _hold_lock(out: Path) -> subprocess.Popen:
-    code = textwrap.dedent(f"""
-        import time
-        from sims.infra import FolderLock
-        FolderLock({str(out)!r}).acquire()
-        print("locked", flush=True)
-        time.sleep(120)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
 
 
 def _bad_line(out: Path, raw: bytes) -> list[str]:
@@ -138,23 +124,8 @@ def test_bad_input_is_one_line_and_keeps_the_finished_folder(
     if case == "device cuda without CUDA" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     monkeypatch.setattr(executors, "SCHEDULER_TIMEOUT_S", 1.0)
-    out = tmp_path / "out"
-    shutil.copytree(finished, out)
-    prepare, match = CASES[case]
-    match = match.replace("{n}", str(len((out / "runs.jsonl").read_text().splitlines()) + 1))
-    extra = prepare(out, tmp_path)
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
-    holder = _hold_lock(out) if case == "folder in use" else None
-    try:
-        assert bench.main([*SMALL, *extra, "--out", str(out)]) == 2
-    finally:
-        if holder is not None:
-            holder.kill()
-            holder.communicate()
-    one_line_error(capsys, match)
-    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
-    assert after == before  # config.json (and every other result file) byte-identical
-    assert (out / "config.json").read_bytes() == (finished / "config.json").read_bytes()
+    assert_refused_keeps_folder(lambda a: bench.main([*SMALL, *a]), case, CASES, finished,
+                                tmp_path, capsys)
 
 
 @pytest.mark.parametrize("case", list(OUT_CASES))

@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 
 import sims.infra.executors as executors
 from sims.sweep import main
-from tests.infra.cli_faults import OUT_CASES, one_line_error
+from tests.infra.cli_faults import OUT_CASES, assert_refused_keeps_folder, one_line_error
 from tests.infra.test_executor_faults import kill_parent_and_check_workers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,18 +88,6 @@ def test_kill_parent_leaves_no_pool_worker(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ bad input, config.json kept
 
 
-def _hold_lock(out: Path) -> subprocess.Popen:
-    code = textwrap.dedent(f"""
-        import time
-        from sims.infra import FolderLock
-        FolderLock({str(out)!r}).acquire()
-        print("locked", flush=True)
-        time.sleep(120)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], env=_env(), stdout=subprocess.PIPE,
-                            text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
 
 
 def _bad_line(out: Path, raw: bytes) -> list[str]:
@@ -146,23 +132,8 @@ CASES: dict[str, tuple[Callable[[Path, Path], list[str]], str]] = {
 def test_bad_input_is_one_line_and_keeps_the_finished_folder(
         case: str, finished: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(executors, "SCHEDULER_TIMEOUT_S", 1.0)
-    out = tmp_path / "out"
-    shutil.copytree(finished, out)
-    prepare, match = CASES[case]
-    match = match.replace("{n}", str(len((out / "runs.jsonl").read_text().splitlines()) + 1))
-    extra = prepare(out, tmp_path)
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
-    holder = _hold_lock(out) if case == "folder in use" else None
-    try:
-        assert main([*SMALL, *extra, "--out", str(out), "--quiet", "--no-figures"]) == 2
-    finally:
-        if holder is not None:
-            holder.kill()
-            holder.communicate()
-    one_line_error(capsys, match)
-    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
-    assert after == before  # config.json (and every other result file) byte-identical
-    assert (out / "config.json").read_bytes() == (finished / "config.json").read_bytes()
+    assert_refused_keeps_folder(lambda a: main([*SMALL, *a, "--quiet", "--no-figures"]), case,
+                                CASES, finished, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("case", list(OUT_CASES))
