@@ -51,7 +51,7 @@ timeout 100 "$PY" scripts/device_twolayer.py "${TL[@]}" --chunks auto 2> "$W/tl.
 }
 
 echo "== sims.bench (cold / cached / warm)"
-timeout 100 "$PY" -m sims.bench "${BENCH[@]}" 2> "$W/bench.err" | tail -1 > "$OUT/bench.json" \
+timeout "${BENCH_TIMEOUT:-200}" "$PY" -m sims.bench "${BENCH[@]}" 2> "$W/bench.err" | tail -1 > "$OUT/bench.json" \
   || tail -3 "$W/bench.err"
 cat "$OUT/bench.json"
 
