@@ -33,18 +33,16 @@ and freezing) and a grid of one member use the per-lr loop, also recorded.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
-from torch.overrides import TorchFunctionMode
 
+from realdata.member_layout import MemberOps
 from realdata.metrics import metric_value
 from realdata.models.base import Backbone
 from realdata.models.blocks import BlockMap
@@ -63,7 +61,8 @@ from realdata.train import (
     row_best,
 )
 
-__all__ = ["StackedAdam", "is_out_of_memory", "member_bytes", "train_grids", "unsupported_reason"]
+__all__ = ["StackedAdam", "is_out_of_memory", "member_bytes", "member_losses", "stacked_state",
+           "train_grids", "unsupported_reason"]
 
 Tensors = dict[str, torch.Tensor]
 
@@ -129,42 +128,19 @@ class StackedAdam:
         self.exp_avg_sq = [v[idx.to(v.device)] for v in self.exp_avg_sq]
 
 
-class _AutocastUnderVmap(TorchFunctionMode):
-    """Autocast's casts for the ops of the built-in backbones, applied by hand under ``vmap``.
-
-    ``vmap``'s batching rules run before autocast and call ops autocast does not list (a
-    convolution of stacked weights becomes ``aten::convolution``), so inside the batched model
-    nothing would be cast. This mode does what autocast does for the eager ops: convolutions and
-    ``linear`` in the autocast dtype, ``cross_entropy`` in fp32, and ``batch_norm`` (which the
-    eager kernels run on a low-precision input with fp32 parameters, computing in fp32) on the
-    input upcast to fp32, its output cast back.
-    """
-
-    def __init__(self, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.dtype = dtype
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None
-                           ) -> Any:
-        kwargs = kwargs or {}
-        if func in _LOW:
-            args = tuple(a.to(self.dtype) if isinstance(a, torch.Tensor)
-                         and a.is_floating_point() else a for a in args)
-        elif func is F.cross_entropy:
-            args = (args[0].float(), *args[1:])
-        elif func is F.batch_norm and args[0].dtype != torch.float32:
-            return func(args[0].float(), *args[1:], **kwargs).to(args[0].dtype)
-        return func(*args, **kwargs)
+#: Whether the batched grid keeps the member axis after the examples
+#: (:class:`realdata.member_layout.MemberOps`); ``False`` leaves the layout to ``vmap``'s
+#: built-in rules, which copy activations (``python -m realdata.bench grid --builtin-layout``
+#: measures the difference).
+MEMBER_LAYOUT = True
 
 
-_LOW = (F.conv1d, F.conv2d, F.conv3d, F.linear)
-
-
-def _autocast_under_vmap(device: torch.device) -> contextlib.AbstractContextManager:
-    """:class:`_AutocastUnderVmap` while autocast is on for ``device`` (else a no-op)."""
-    if not torch.is_autocast_enabled(device.type):
-        return contextlib.nullcontext()
-    return _AutocastUnderVmap(torch.get_autocast_dtype(device.type))
+def _member_ops(device: torch.device) -> MemberOps:
+    """:class:`realdata.member_layout.MemberOps` for a ``vmap`` over members, with autocast's
+    casts while autocast is on for ``device``."""
+    dtype = (torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type)
+             else None)
+    return MemberOps(dtype, layout=MEMBER_LAYOUT)
 
 
 def unsupported_reason(config: FinetuneConfig, members: int) -> str | None:
@@ -401,6 +377,30 @@ class _Feed:
             yield x, y_all[which, cols]
 
 
+def stacked_state(model: nn.Module, names: Sequence[str], k: int) -> tuple[_Flat, Tensors]:
+    """The state ``K = k`` members train from the model's current state: the tuned parameters
+    ``names`` as one :class:`_Flat`, and the buffers a training step changes (running statistics
+    of batch norm in train mode), each stacked ``(K, *shape)``."""
+    sd = model.state_dict()
+    flat = _Flat(sd, names, k)
+    bufs = {b: sd[b].detach().unsqueeze(0).expand(k, *sd[b].shape).clone()
+            for b in _changing_state_keys(model, names) if b not in names}
+    return flat, bufs
+
+
+def member_losses(model: nn.Module, kw: dict[str, int], shared: bool
+                  ) -> Callable[[Tensors, Tensors, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Training losses of all members, ``(K,)``, from ``(params, buffers, x, y)`` (stacked along
+    a leading member axis, as :func:`stacked_state` makes them). ``shared``: every member sees
+    the same batch ``x (B, ...)``, ``y (B,)``; else ``x`` is ``(B, K, ...)`` (the member axis
+    after the examples, the layout :class:`MemberOps` keeps; call under it) and ``y (K, B)``.
+    """
+    def loss_one(p: Tensors, b: Tensors, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(model, (p, b), (x,), kw), y)
+
+    return vmap(loss_one, in_dims=(0, 0, None, None) if shared else (0, 0, 1, 0))
+
+
 def _train_group(
     model: nn.Module, block_map: BlockMap, tuned: Sequence[str], members: Members,
     split_sets: Sequence[Sequence[_Split]], seeds: Sequence[int], protocol: Protocol,
@@ -419,25 +419,17 @@ def _train_group(
     lrs = [lr for _, _, lr in members]
     device = split_sets[targets[0]][0].device
     names = configure_surgery(model, block_map, tuned, config.bn)
-    keys = _changing_state_keys(model, names)
-    sd = model.state_dict()
     k = len(members)
-    flat = _Flat(sd, names, k)
-    bufs = {b: sd[b].detach().unsqueeze(0).expand(k, *sd[b].shape).clone()
-            for b in keys if b not in names}
+    flat, bufs = stacked_state(model, names, k)
     n_trainable = sum(flat.sizes)
     stop = _prefix_stop(model, block_map, tuned, start)
     kw = {"start": stop} if stop else {}
     shared = len(targets) == 1
-
-    def loss_one(p: Tensors, b: Tensors, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(functional_call(model, (p, b), (x,), kw), y)
+    losses_of = member_losses(model, kw, shared)
 
     def logits_one(p: Tensors, b: Tensors, x: torch.Tensor) -> torch.Tensor:
         return functional_call(model, (p, b), (x,), kw)
 
-    data_dim = None if shared else 0
-    losses_of = vmap(loss_one, in_dims=(0, 0, data_dim, data_dim))
     logits_of = vmap(logits_one, in_dims=(0, 0, None))
 
     def prefix(x: torch.Tensor) -> torch.Tensor:
@@ -462,8 +454,9 @@ def _train_group(
         for xs, y in feed.epoch():
             if stop > start:
                 xs = torch.stack([prefix(x) for x in xs.unbind(0)])
-            x, y = (xs[0], y[0]) if shared else (xs[rows], y[rows])
-            with _autocast_under_vmap(device):
+            # per-member batches laid out (B, K, ...): the member axis after the examples
+            x, y = (xs[0], y[0]) if shared else (xs[rows].transpose(0, 1), y[rows])
+            with _member_ops(device):
                 losses = losses_of(flat.tensors(), bufs, x.contiguous(), y)
             ok = ok & torch.isfinite(losses.detach())
             grads = torch.autograd.grad(torch.where(ok, losses, 0.0).sum(), [flat.data])
@@ -527,7 +520,7 @@ def _evaluate_members(
         b = bufs if idx is None else {n: v[idx] for n, v in bufs.items()}
         preds, ys, gs = [], [], []
         for x, y, g in split_sets[i][1].in_order(bs):
-            with _autocast_under_vmap(device):
+            with _member_ops(device):
                 preds.append(logits_of(params, b, prefix(x.contiguous())).argmax(-1))
             ys.append(y)
             gs.append(g)
