@@ -69,16 +69,20 @@ Tensors = dict[str, torch.Tensor]
 
 class StackedAdam:
     """``torch.optim.Adam`` (amsgrad off, L2 weight decay added to the gradient) on stacked
-    tensors whose leading axis indexes members, member ``k`` with learning rate ``lrs[k]``.
+    tensors whose leading axis indexes members, member ``k`` with learning rate ``lrs[k]``; with
+    ``flat``, on the one tensor ``flat.data`` laid out parameter by parameter (see
+    :class:`_Flat`).
 
     The update per member is the one of ``torch.optim.Adam``'s single-tensor path, operation by
     operation; every member takes a step at every call (the step count is shared).
     """
 
     def __init__(self, params: Sequence[torch.Tensor], lrs: Sequence[float], weight_decay: float,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        if any(p.shape[0] != len(lrs) for p in params):
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 flat: _Flat | None = None) -> None:
+        if flat is None and any(p.shape[0] != len(lrs) for p in params):
             raise ValueError(f"every stacked tensor needs a leading axis of {len(lrs)} members")
+        self.flat = flat  # params laid out as flat.data (member of each element from it)
         self.lrs = list(lrs)
         self.weight_decay, self.betas, self.eps = weight_decay, betas, eps
         self.exp_avg = [torch.zeros_like(p) for p in params]
@@ -98,7 +102,7 @@ class StackedAdam:
         bc2_sqrt = (1 - b2 ** self.steps) ** 0.5
         for p, g, m, v in zip(params, grads, self.exp_avg, self.exp_avg_sq):
             shape = (-1, *[1] * (p.dim() - 1))
-            keep = None if mask is None else mask.view(shape)
+            keep = None if mask is None else self._per_element(mask, shape)
             if keep is not None:
                 g = torch.where(keep, g, 0.0)
             if self.weight_decay:
@@ -111,9 +115,13 @@ class StackedAdam:
                 v.copy_(torch.where(keep, v.mul(b2).addcmul_(g, g, value=1 - b2), v))
             denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
             # -lr / bc1 in float64 on the device, as Python computes it (no host copy per step)
-            size = (self._lrs(p.device).neg() / bc1).to(p.dtype).view(shape)
+            size = self._per_element((self._lrs(p.device).neg() / bc1).to(p.dtype), shape)
             step = (m / denom) * size
             p.add_(step if keep is None else torch.where(keep, step, 0.0))
+
+    def _per_element(self, per_member: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """A ``(K,)`` vector broadcastable against a parameter."""
+        return per_member.view(shape) if self.flat is None else self.flat.spread(per_member)
 
     def _lrs(self, device: torch.device) -> torch.Tensor:
         if self._lr_tensor is None or self._lr_tensor.device != device:
@@ -124,8 +132,10 @@ class StackedAdam:
         """Keep only the members ``idx`` (an index tensor into the leading axis)."""
         self.lrs = [self.lrs[i] for i in idx.tolist()]
         self._lr_tensor = None
-        self.exp_avg = [m[idx.to(m.device)] for m in self.exp_avg]
-        self.exp_avg_sq = [v[idx.to(v.device)] for v in self.exp_avg_sq]
+        pick = ((lambda t: t[idx.to(t.device)]) if self.flat is None
+                else (lambda t: self.flat.select(t, idx.to(t.device))))  # type: ignore[union-attr]
+        self.exp_avg = [pick(m) for m in self.exp_avg]
+        self.exp_avg_sq = [pick(v) for v in self.exp_avg_sq]
 
 
 #: Whether the batched grid keeps the member axis after the examples
@@ -307,24 +317,43 @@ def _prefix_stop(model: nn.Module, block_map: BlockMap, tuned: Sequence[str], st
 
 
 class _Flat:
-    """The tuned parameters of ``K`` members as one ``(K, P)`` tensor (one optimizer update per
-    step), viewed per parameter as ``(K, *shape)`` for :func:`functional_call`."""
+    """The tuned parameters of ``K`` members as one flat tensor (one optimizer update per step),
+    parameter by parameter: each parameter's ``K`` copies are one contiguous ``(K, *shape)``
+    block, so the stacked weight a grouped convolution needs, ``(K*O, C, kh, kw)``, is a view
+    (a member-major ``(K, P)`` layout would copy every tuned weight once per step, and autograd
+    would save the copy)."""
 
     def __init__(self, sd: Tensors, names: Sequence[str], k: int) -> None:
         self.names = list(names)
         self.shapes = [sd[n].shape for n in names]
         self.sizes = [sd[n].numel() for n in names]
-        one = torch.cat([sd[n].detach().reshape(-1) for n in names])
-        self.data = one.unsqueeze(0).expand(k, -1).clone().requires_grad_()
+        self.k = k
+        self.data = torch.cat([sd[n].detach().reshape(1, -1).expand(k, -1).reshape(-1)
+                               for n in names]).requires_grad_()
+
+    def _blocks(self, flat: torch.Tensor, k: int) -> list[torch.Tensor]:
+        return [b.view(k, -1) for b in flat.split([k * n for n in self.sizes])]
 
     def tensors(self, rows: torch.Tensor | None = None) -> Tensors:
-        flat = self.data if rows is None else self.data[rows]
-        parts = flat.split(self.sizes, dim=1)
-        return {n: p.reshape(flat.shape[0], *s) for n, p, s in zip(self.names, parts,
-                                                                     self.shapes)}
+        """Per parameter, the members' values ``(K, *shape)`` (views of :attr:`data`; with
+        ``rows``, copies of those members)."""
+        blocks = self._blocks(self.data, self.k)
+        if rows is not None:
+            blocks = [b[rows] for b in blocks]
+        return {n: b.view(b.shape[0], *s) for n, b, s in zip(self.names, blocks, self.shapes)}
+
+    def spread(self, per_member: torch.Tensor) -> torch.Tensor:
+        """A ``(K,)`` vector as one value per element of :attr:`data`."""
+        return torch.cat([per_member.view(-1, 1).expand(-1, n).reshape(-1)
+                          for n in self.sizes])
+
+    def select(self, t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The elements of the members ``rows`` of ``t`` (laid out as :attr:`data`)."""
+        return torch.cat([b[rows].reshape(-1) for b in self._blocks(t, self.k)])
 
     def keep(self, rows: torch.Tensor) -> None:
-        self.data = self.data.detach()[rows].requires_grad_()
+        self.data = self.select(self.data.detach(), rows).requires_grad_()
+        self.k = len(rows)
 
 
 class _Feed:
@@ -377,15 +406,24 @@ class _Feed:
             yield x, y_all[which, cols]
 
 
-def stacked_state(model: nn.Module, names: Sequence[str], k: int) -> tuple[_Flat, Tensors]:
+def stacked_state(model: nn.Module, names: Sequence[str], k: int
+                  ) -> tuple[_Flat, Tensors, Tensors]:
     """The state ``K = k`` members train from the model's current state: the tuned parameters
-    ``names`` as one :class:`_Flat`, and the buffers a training step changes (running statistics
-    of batch norm in train mode), each stacked ``(K, *shape)``."""
+    ``names`` as one :class:`_Flat`; the buffers a training step changes (running statistics
+    of batch norm in train mode), each stacked ``(K, *shape)``; and the other floating-point
+    buffers of the modules that own tuned parameters (running statistics of tuned batch norm
+    in eval mode), stacked once here so that no step copies them per member."""
     sd = model.state_dict()
     flat = _Flat(sd, names, k)
-    bufs = {b: sd[b].detach().unsqueeze(0).expand(k, *sd[b].shape).clone()
-            for b in _changing_state_keys(model, names) if b not in names}
-    return flat, bufs
+    changing = [b for b in _changing_state_keys(model, names) if b not in names]
+    owners = {n.rpartition(".")[0] for n in names}
+    fixed = [b for b, v in model.named_buffers() if b.rpartition(".")[0] in owners
+             and v.is_floating_point() and b not in changing]
+
+    def stack(b: str) -> torch.Tensor:
+        return sd[b].detach().unsqueeze(0).expand(k, *sd[b].shape).clone()
+
+    return flat, {b: stack(b) for b in changing}, {b: stack(b) for b in fixed}
 
 
 def member_losses(model: nn.Module, kw: dict[str, int], shared: bool
@@ -420,7 +458,7 @@ def _train_group(
     device = split_sets[targets[0]][0].device
     names = configure_surgery(model, block_map, tuned, config.bn)
     k = len(members)
-    flat, bufs = stacked_state(model, names, k)
+    flat, bufs, fixed = stacked_state(model, names, k)
     n_trainable = sum(flat.sizes)
     stop = _prefix_stop(model, block_map, tuned, start)
     kw = {"start": stop} if stop else {}
@@ -438,7 +476,7 @@ def _train_group(
         with torch.no_grad():
             return model(x, start=start, stop=stop)
 
-    opt = StackedAdam([flat.data], lrs, protocol.weight_decay)
+    opt = StackedAdam([flat.data], lrs, protocol.weight_decay, flat=flat)
     traces = [LrTrace(lr=lr) for lr in lrs]
     states: list[Tensors | None] = [None] * k
     alive = list(range(k))  # group member of each row of the stacked tensors
@@ -457,7 +495,7 @@ def _train_group(
             # per-member batches laid out (B, K, ...): the member axis after the examples
             x, y = (xs[0], y[0]) if shared else (xs[rows].transpose(0, 1), y[rows])
             with _member_ops(device):
-                losses = losses_of(flat.tensors(), bufs, x.contiguous(), y)
+                losses = losses_of(flat.tensors(), {**fixed, **bufs}, x.contiguous(), y)
             ok = ok & torch.isfinite(losses.detach())
             grads = torch.autograd.grad(torch.where(ok, losses, 0.0).sum(), [flat.data])
             opt.step([flat.data], grads, mask=ok)
@@ -484,10 +522,12 @@ def _train_group(
             alive = [alive[r] for r in keep]
             if not alive:
                 break
+            opt.keep(idx)  # before flat.keep: it reads the flat layout of the old members
             flat.keep(idx.to(device))
             bufs = {b: v[idx.to(device)] for b, v in bufs.items()}
-            opt.keep(idx)
-        _evaluate_members(model, logits_of, flat, bufs, [members[m][0] for m in alive],
+            fixed = {b: v[idx.to(device)] for b, v in fixed.items()}
+        _evaluate_members(model, logits_of, flat, {**fixed, **bufs},
+                          [members[m][0] for m in alive],
                           split_sets, prefix, protocol.eval_batch_size, metric,
                           [traces[m] for m in alive])
         current = flat.tensors()

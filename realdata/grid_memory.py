@@ -5,7 +5,9 @@ deterministic on any device:
 
 * ``saved``: the bytes of the tensors autograd saves for the backward pass, counted with
   :func:`torch.autograd.graph.saved_tensors_hooks`, each storage once (by its data pointer,
-  ``untyped_storage().nbytes()``); tuned and frozen parameters saved by their layers included.
+  ``untyped_storage().nbytes()``), except the storages of parameters and buffers (the model's,
+  and the batched path's stacked copies), which each path holds for the whole run (copies a
+  step makes of them, such as autocast's casts, count).
 * ``peak``: the peak over the step of the bytes of storages created during it and still alive
   (a :class:`~torch.utils._python_dispatch.TorchDispatchMode` sees every op's outputs; a storage
   counts from its first output until the last tensor on it is freed). Tensors alive before the
@@ -38,13 +40,16 @@ from realdata.surgery import configure_surgery
 __all__ = ["grid_step_memory", "peak_live_bytes", "saved_bytes"]
 
 
-def saved_bytes(step: Callable[[], Any]) -> int:
-    """Bytes of the storages autograd saves for backward while ``step()`` runs (each once)."""
+def saved_bytes(step: Callable[[], Any], state: Sequence[torch.Tensor] = ()) -> int:
+    """Bytes of the storages autograd saves for backward while ``step()`` runs (each once),
+    except the storages of ``state`` (parameters and buffers, held for the whole run)."""
     seen: dict[int, int] = {}
+    held = {t.untyped_storage().data_ptr() for t in state}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         s = t.untyped_storage()
-        seen[s.data_ptr()] = max(seen.get(s.data_ptr(), 0), s.nbytes())
+        if s.data_ptr() not in held:
+            seen[s.data_ptr()] = max(seen.get(s.data_ptr(), 0), s.nbytes())
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -111,13 +116,13 @@ def grid_step_memory(model: nn.Module, block_map: BlockMap, tuned: Sequence[str]
 
     The forward starts at the first tuned block of a :class:`~realdata.models.base.Backbone`
     (the frozen stages before it run once, without gradients, as with the prefix cache or the
-    batched grid's shared prefix); each step's input batch is copied inside it, so that both
-    counts include it. ``shared``: every member trains on ``x (B, ...)``, ``y (B,)`` (one
-    target); else each member on its own copy of the batch, laid out as the batched grid feeds
-    several targets (``(B, K, ...)``). ``bf16``: both steps under bf16 autocast (as the runs on
-    a GPU). On CUDA also ``*_cuda_peak_bytes``: ``torch.cuda.max_memory_allocated`` during the
-    step above the memory allocated before it (cuDNN workspaces and allocator rounding
-    included).
+    batched grid's shared prefix); each step's input batch is copied inside it and held through
+    the step, as the runs hold it, so that both counts include it. ``shared``: every member
+    trains on ``x (B, ...)``, ``y (B,)`` (one target); else each member on its own copy of the
+    batch, laid out as the batched grid feeds several targets (``(B, K, ...)``). ``bf16``: both
+    steps under bf16 autocast (as the runs on a GPU). On CUDA also ``*_cuda_peak_bytes``:
+    ``torch.cuda.max_memory_allocated`` during the step above the memory allocated before it
+    (cuDNN workspaces and allocator rounding included).
 
     Returns:
         ``{"members", "loop_saved_bytes", "batched_saved_bytes", "saved_ratio",
@@ -139,12 +144,14 @@ def grid_step_memory(model: nn.Module, block_map: BlockMap, tuned: Sequence[str]
     wanted = [params[n] for n in names]
 
     def loop() -> None:
+        xl = h.clone()  # the input batch, held through the step (as the runs hold it)
         with cast:
-            loss = F.cross_entropy(_forward(model, h.clone(), stop), y)
+            loss = F.cross_entropy(_forward(model, xl, stop), y)
         torch.autograd.grad(loss, wanted)
 
     kw = {"start": stop} if stop else {}
-    flat, bufs = stacked_state(model, names, members)
+    flat, bufs, fixed = stacked_state(model, names, members)
+    bufs = {**fixed, **bufs}
     losses_of = member_losses(model, kw, shared)
     yb = y if shared else y.expand(members, -1).contiguous()
 
@@ -155,10 +162,11 @@ def grid_step_memory(model: nn.Module, block_map: BlockMap, tuned: Sequence[str]
             losses = losses_of(flat.tensors(), bufs, xb, yb)
         torch.autograd.grad(losses.sum(), [flat.data])
 
+    held = [*model.parameters(), *model.buffers(), flat.data, *bufs.values()]
     out: dict[str, Any] = {"members": members, "bf16": bf16}
     keys = ["saved", "peak", "cuda_peak"] if device.type == "cuda" else ["saved", "peak"]
     for key, step in (("loop", loop), ("batched", batched)):
-        out[f"{key}_saved_bytes"] = saved_bytes(step)
+        out[f"{key}_saved_bytes"] = saved_bytes(step, held)
         out[f"{key}_peak_bytes"] = peak_live_bytes(step)
         if device.type == "cuda":
             torch.cuda.synchronize(device)

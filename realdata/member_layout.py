@@ -21,7 +21,12 @@ call) replaces those ops by rules that keep every activation laid out as ``(B, K
   (or ``(K*B, ...)`` when the member axis is physically in front), output ``(B, K, ...)``;
 * batch norm: one fused ``batch_norm`` on the ``(B, K*C, H, W)`` view with the ``K`` members'
   weights, biases and running statistics flattened to ``K*C`` channels (the loop's kernel per
-  member; running statistics update in place in the stacked buffers).
+  member; running statistics update in place in the stacked buffers); a frozen batch norm
+  (eval mode, nothing stacked) on the ``(B*K, C, H, W)`` view; one shared input normalized
+  once, each member's affine step broadcast over it;
+* concatenation: along the same axes with the member axis after the examples;
+* mean cross-entropy against class labels: one call over all members' examples (the built-in
+  rule saves extra index and mask tensors per member).
 
 With autocast on, the mode also applies autocast's casts by hand (``vmap``'s rules run before
 autocast and would leave everything in fp32): convolutions and ``linear`` in the autocast dtype,
@@ -150,6 +155,10 @@ class _BatchNorm(_Recompute):
         xd, md, vd, wd, bd = in_dims[:5]
         if training and mean is not None and (md is None or vd is None):
             raise ValueError("batch norm in train mode needs per-member running statistics")
+        if not training and md is None and vd is None and wd is None and bd is None:
+            # frozen batch norm (eval mode, nothing stacked): the members ride in the batch axis
+            merged, first = _merge(x, xd)  # type: ignore[arg-type]
+            return _split(F.batch_norm(merged, mean, var, w, b, False, momentum, eps), k, first)
         stats = [_front(t, d, k) for t, d in ((mean, md), (var, vd))]
         affine = [_front(t, d, k) for t, d in ((w, wd), (b, bd))]
         if xd is None:  # one input for all members: normalize once, broadcast the affine step
@@ -213,6 +222,26 @@ class _Cat(_Recompute):
         return torch.cat(laid, dim + 1 if dim > 0 else dim), 1
 
 
+class _CrossEntropy(_Recompute):
+    """Mean cross-entropy of ``(B, classes)`` logits against ``(B,)`` class labels (every label
+    a class index: the mean is over all ``B`` examples, so the ignored index -100, which the
+    package's data never holds, would count in the denominator)."""
+
+    op = staticmethod(F.cross_entropy)
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, ...], logits: torch.Tensor,
+             target: torch.Tensor) -> tuple[torch.Tensor, int]:
+        k = info.batch_size
+        ld, td = in_dims
+        lk = logits.unsqueeze(0).expand(k, *logits.shape) if ld is None else logits.movedim(ld, 0)
+        tk = target.unsqueeze(0).expand(k, *target.shape) if td is None else target.movedim(td, 0)
+        merged, first = _merge(lk, 0)  # (K, B, classes) -> (N, classes), a view when dense
+        labels = (tk if first else tk.transpose(0, 1)).reshape(-1)
+        losses, _ = _split(F.cross_entropy(merged, labels, reduction="none"), k, first)
+        return losses.mean(1 if first else 0), 0
+
+
 _LOW = (F.conv1d, F.conv2d, F.conv3d, F.linear)
 
 
@@ -247,12 +276,19 @@ class MemberOps(TorchFunctionMode):
             return _BatchNorm.apply(*_bind(_BN, args, kwargs))
         if func is F.avg_pool2d:
             return _AvgPool2d.apply(*_bind(_POOL, args, kwargs))
+        if (func is F.cross_entropy and len(args) == 2 and args[1].dtype == torch.long
+                and all(kwargs.get(n, d) == d for n, d in _CE_DEFAULTS.items())):
+            return _CrossEntropy.apply(*args)
         if func is torch.cat and not kwargs.get("out"):
             tensors, dim = _bind((("tensors", None), ("dim", 0)), args, kwargs)
             if tensors and all(t.dim() > 0 for t in tensors):
                 return _Cat.apply(dim, *tensors)
         return func(*args, **kwargs)
 
+
+#: Keyword arguments of ``cross_entropy`` under which :class:`_CrossEntropy` applies.
+_CE_DEFAULTS = {"weight": None, "size_average": None, "ignore_index": -100, "reduce": None,
+                "reduction": "mean", "label_smoothing": 0.0}
 
 #: Parameters (name, default) of the intercepted functions, in order.
 _CONV = (("input", None), ("weight", None), ("bias", None), ("stride", 1), ("padding", 0),
