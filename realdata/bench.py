@@ -33,7 +33,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from realdata import grid_batch
 from realdata.data.base import TensorImages
+from realdata.grid_memory import grid_step_memory
 from realdata.models import build_backbone
 from realdata.surgery import configure_surgery, resolve_tuned
 from realdata.tasks import Protocol
@@ -250,6 +252,8 @@ def grid_speed(options: Sequence[str] = ("block1", "block2", "block3", "head", "
                lrs: Sequence[float] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5), batch_size: int = 64,
                depth: int = 26, reps: int = 1, device: str = "cpu", seed: int = 0,
                grid_group: int = 0, targets: int = 1, bf16: bool = True,
+               memory: bool = True, memory_members: int = 0, builtin_layout: bool = False,
+               compare_layout: bool = False,
                on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Per-lr loop vs batched grid, interleaved (loop, batched, loop, ...) in this process.
 
@@ -286,11 +290,15 @@ def grid_speed(options: Sequence[str] = ("block1", "block2", "block3", "head", "
         "threads": torch.get_num_threads(), "depth": depth, "n": n, "val": val, "test": test,
         "epochs": epochs, "lrs": list(lrs), "targets": targets,
         "members": len(lrs) * targets, "batch_size": batch_size, "reps": reps,
-        "grid_group": grid_group,
+        "grid_group": grid_group, "member_layout": not builtin_layout,
         "peak_fraction_formula": "images_per_s * flops_per_image / peak_flops",
         "flops_per_image_counts": "one training step (forward from the first tuned stage + "
                                   "backward) per image, FlopCounterMode (matmul/conv only)"}
     rows: list[dict[str, Any]] = []
+    layout = grid_batch.MEMBER_LAYOUT
+    grid_batch.MEMBER_LAYOUT = not builtin_layout
+    k = len(lrs) * targets
+    mem_k = min(memory_members or k, k)
     try:
         dev_name, peak = _peak(device, bf16)
         ceiling = measured_peak(device, bf16, batch_size)
@@ -298,10 +306,22 @@ def grid_speed(options: Sequence[str] = ("block1", "block2", "block3", "head", "
         for opt in options:
             rows.append(_grid_row(opt, data, proto, device, depth, seed, grid_group, bf16, reps,
                                   batch_size, peak, ceiling))
+            if memory:
+                rows[-1]["memory"] = _step_memory(opt, data[0][0], batch_size, device, depth,
+                                                  seed, mem_k, targets == 1, bf16)
+            if memory and compare_layout:
+                grid_batch.MEMBER_LAYOUT = builtin_layout
+                try:
+                    rows[-1]["memory_builtin_layout"] = _step_memory(
+                        opt, data[0][0], batch_size, device, depth, seed, mem_k, targets == 1,
+                        bf16)
+                finally:
+                    grid_batch.MEMBER_LAYOUT = not builtin_layout
             if on_row is not None:
                 on_row(_grid_result(settings, rows))
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+        grid_batch.MEMBER_LAYOUT = layout
     return _grid_result(settings, rows)
 
 
@@ -386,6 +406,22 @@ def _grid_row(opt: str, data: Sequence[tuple[TensorImages, ...]], proto: Protoco
     return row
 
 
+def _step_memory(opt: str, train: TensorImages, batch_size: int, device: str, depth: int,
+                 seed: int, members: int, shared: bool, bf16: bool) -> dict[str, Any]:
+    """:func:`realdata.grid_memory.grid_step_memory` of option ``opt`` on the first
+    ``batch_size`` training images (BN in eval mode, as the runs)."""
+    torch.manual_seed(seed)
+    model = build_backbone("resnet26", 10, depth=depth).to(device)
+    idx = torch.arange(min(batch_size, len(train)))
+    x, y, _ = train.batch(idx)
+    tuned = resolve_tuned(opt, tuple(model.block_map()))
+    out = grid_step_memory(model, model.block_map(), tuned, "eval", x.to(device), y.to(device),
+                           members, shared, bf16)
+    out["layout"] = "member axis after the examples" if grid_batch.MEMBER_LAYOUT else \
+        "vmap built-in rules"
+    return out
+
+
 def _median(xs: Sequence[float]) -> float:
     s = sorted(xs)
     return s[len(s) // 2] if len(s) % 2 else 0.5 * (s[len(s) // 2 - 1] + s[len(s) // 2])
@@ -418,6 +454,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "the protocol has 19 corruptions x 3 seeds = 57)")
     gr.add_argument("--fp32", action="store_true",
                     help="fp32 without TF32 on CUDA (exact comparison) instead of bf16 autocast")
+    gr.add_argument("--no-memory", action="store_true",
+                    help="skip the per-option training-memory accounting (one step each)")
+    gr.add_argument("--memory-members", type=int, default=0,
+                    help="members in the memory accounting (default 0: all of the run's)")
+    gr.add_argument("--compare-layout", action="store_true",
+                    help="also account memory with vmap's built-in layout rules")
+    gr.add_argument("--builtin-layout", action="store_true",
+                    help="run the batched grid with vmap's built-in layout rules (before/after)")
     gr.add_argument("--quick", action="store_true",
                     help="tiny smoke settings (depth 8, 128 images, block1 head all)")
     gr.add_argument("--out", default=None, help="write the result JSON here")
@@ -426,11 +470,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         kw: dict[str, Any] = {"options": a.options, "n": a.n, "val": a.val, "test": a.test,
                               "epochs": a.epochs, "depth": a.depth, "reps": a.reps,
                               "device": a.device, "grid_group": a.grid_group,
-                              "targets": a.targets, "bf16": not a.fp32}
+                              "targets": a.targets, "bf16": not a.fp32,
+                              "memory": not a.no_memory, "memory_members": a.memory_members,
+                              "builtin_layout": a.builtin_layout,
+                              "compare_layout": a.compare_layout}
         if a.quick:
             kw.update(options=["block1", "head", "all"], n=128, val=40, test=40, depth=8)
         if min(kw["n"], kw["val"], kw["test"], kw["epochs"], kw["reps"], kw["targets"]) < 1:
             p.error("--n, --val, --test, --epochs, --reps and --targets must be >= 1")
+        if a.memory_members < 0:
+            p.error("--memory-members must be >= 0 (0: all members)")
         if a.out:
             kw["on_row"] = lambda partial: _write(a.out, partial)
         res = grid_speed(**kw)

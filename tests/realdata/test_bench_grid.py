@@ -32,6 +32,11 @@ def test_grid_json_projection_and_peak_fraction(monkeypatch, tmp_path, capsys):
         want = 19 * 3 * 1000 * 15 * 5 / ips
         assert d["projection"][f"{key}_s"] == pytest.approx(want)
     assert row["ratio_batched_over_loop"] == pytest.approx(row["loop_s"][0] / row["batched_s"][0])
+    mem = row["memory"]
+    assert mem["members"] == 5 and d["member_layout"] and "memory_builtin_layout" not in row
+    for key in ("saved", "peak"):
+        assert mem[f"{key}_ratio"] == pytest.approx(
+            mem[f"batched_{key}_bytes"] / (5 * mem[f"loop_{key}_bytes"]))
 
 
 def test_grid_bad_sizes_exit_2(capsys):
@@ -41,6 +46,27 @@ def test_grid_bad_sizes_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(["grid", "--targets", "0"])
     assert exc.value.code == 2 and "--targets must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["grid", "--memory-members", "-1"])
+    assert exc.value.code == 2 and "--memory-members must be >= 0" in capsys.readouterr().err
+
+
+def test_grid_memory_accounting_compares_the_layouts(monkeypatch, capsys):
+    """The JSON's accounting: within loop x members with the member layout, above it with
+    ``vmap``'s built-in rules (``--compare-layout``); ``--builtin-layout`` runs them."""
+    monkeypatch.setattr(bench, "measured_peak", lambda *a, **k: {"matmul": 1e9, "conv": 1e9})
+    args = ["grid", "--options", "block1", "--n", "16", "--val", "8", "--test", "8", "--depth",
+            "8", "--memory-members", "3"]
+    assert bench.main([*args, "--compare-layout"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    ours, builtin = row["memory"], row["memory_builtin_layout"]
+    assert ours["members"] == builtin["members"] == 3
+    assert ours["saved_ratio"] <= 1 and ours["peak_ratio"] <= 1
+    assert builtin["saved_ratio"] > 1.2 and builtin["loop_saved_bytes"] == ours["loop_saved_bytes"]
+    assert bench.main([*args, "--builtin-layout", "--no-memory"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert not d["member_layout"] and "memory" not in d["rows"][0] and d["rows"][0]["same_selection"]
+    assert bench.grid_batch.MEMBER_LAYOUT  # restored
 
 
 def test_grid_with_targets_counts_every_member(monkeypatch, capsys):
