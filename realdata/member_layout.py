@@ -30,7 +30,11 @@ call) replaces those ops by rules that keep every activation laid out as ``(B, K
 
 With autocast on, the mode also applies autocast's casts by hand (``vmap``'s rules run before
 autocast and would leave everything in fp32): convolutions and ``linear`` in the autocast dtype,
-``cross_entropy`` in fp32, batch norm computed in fp32 on the upcast input, cast back.
+``cross_entropy`` in fp32; batch norm gets the low-precision input with fp32 parameters, as in
+eager autocast (the kernel computes in fp32 and returns the input's dtype). With the built-in
+rules (``layout=False``) batch norm runs on the input upcast to fp32, its output cast back
+(``vmap``'s rule would otherwise multiply a low-precision activation by fp32 weights), which
+saves an fp32 copy of every normalized activation.
 """
 
 from __future__ import annotations
@@ -193,7 +197,8 @@ def _shared_batch_norm(x: torch.Tensor, stats: list[torch.Tensor | None],
         invstd = torch.sqrt(var + eps).reciprocal()
         alpha = invstd if w is None else invstd * w
         beta = -mean * alpha if b is None else b - mean * alpha
-        return torch.addcmul(beta.reshape(shape), x.unsqueeze(1), alpha.reshape(shape))
+        return torch.addcmul(beta.reshape(shape), x.unsqueeze(1),
+                             alpha.reshape(shape)).to(x.dtype)
     out = F.batch_norm(x, None, None, None, None, True, momentum, eps).unsqueeze(1)
     if mean is not None and var is not None:
         with torch.no_grad():
@@ -205,7 +210,7 @@ def _shared_batch_norm(x: torch.Tensor, stats: list[torch.Tensor | None],
         out = out * w.reshape(shape)
     if b is not None:
         out = out + b.reshape(shape)
-    return out
+    return out.to(x.dtype)
 
 
 class _Cat(_Recompute):
@@ -265,9 +270,9 @@ class MemberOps(TorchFunctionMode):
                              and a.is_floating_point() else a for a in args)
             elif func is F.cross_entropy:
                 args = (args[0].float(), *args[1:])
-            elif func is F.batch_norm and args[0].dtype != torch.float32:
-                return self.__torch_function__(func, types, (args[0].float(), *args[1:]),
-                                               kwargs).to(args[0].dtype)
+            elif (func is F.batch_norm and args[0].dtype != torch.float32
+                  and not self.layout):  # vmap's rule multiplies by the weight separately
+                return func(args[0].float(), *args[1:], **kwargs).to(args[0].dtype)
         if not self.layout:
             return func(*args, **kwargs)
         if func is F.conv2d:

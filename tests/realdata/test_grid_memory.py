@@ -16,13 +16,14 @@ from realdata.member_layout import MemberOps
 from tests.realdata.conftest import tiny
 
 
-def _step(tuned: str, shared: bool = True, bn: str = "eval", members: int = 3) -> dict:
+def _step(tuned: str, shared: bool = True, bn: str = "eval", members: int = 3,
+          bf16: bool = False) -> dict:
     model = tiny("resnet26")
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(8, 3, 16, 16, generator=g), torch.randint(0, 4, (8,), generator=g)
     blocks = tuple(model.block_map())
     return grid_step_memory(model, model.block_map(), blocks if tuned == "all" else (tuned,), bn,
-                            x, y, members, shared)
+                            x, y, members, shared, bf16)
 
 
 def test_saved_bytes_counts_each_storage_once():
@@ -45,10 +46,12 @@ def test_peak_live_bytes_follows_frees():
     assert peak_live_bytes(step) == 8000
 
 
-@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize(("shared", "bf16"), [(True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("tuned", ["block1", "all"])
-def test_batched_step_needs_no_more_than_loop_times_members(tuned, shared):
-    r = _step(tuned, shared)
+def test_batched_step_needs_no_more_than_loop_times_members(tuned, shared, bf16):
+    """Bytes saved for backward and peak live bytes of one step (fp32, and bf16 autocast as
+    on a GPU): batched <= loop x members."""
+    r = _step(tuned, shared, bf16=bf16)
     assert r["members"] == 3 and r["loop_saved_bytes"] > 0
     assert r["saved_ratio"] <= 1 and r["peak_ratio"] <= 1, r
 
@@ -65,8 +68,9 @@ def test_builtin_vmap_layout_exceeds_loop_times_members(monkeypatch):
     separate affine step) make the accounting fail."""
     monkeypatch.setattr(grid_batch, "MEMBER_LAYOUT", False)
     for tuned in ("block1", "all"):
-        r = _step(tuned)
-        assert r["saved_ratio"] > 1.2 and r["peak_ratio"] > 1, r
+        for bf16 in (False, True):
+            r = _step(tuned, bf16=bf16)
+            assert r["saved_ratio"] > 1.2 and r["peak_ratio"] > 1, r
 
 
 def test_one_extra_activation_copy_is_caught(monkeypatch):
