@@ -22,7 +22,11 @@ not wait for the device (losses stay on it; a diverged member is masked out of t
 dropped at the epoch's end; batches come from training splits staged on the device).
 
 Memory: a group of ``k`` members needs about ``k`` times the loop's activations and tuned
-state (the frozen tensors are not copied; :func:`member_bytes` estimates one member). The group
+state (the frozen tensors are not copied; :func:`member_bytes` estimates one member). Every
+activation keeps the member axis physically after the examples and the ops that would move it
+(convolution, batch norm, pooling, concatenation, the loss) follow
+:class:`realdata.member_layout.MemberOps`, so one step saves no more for backward than ``k``
+steps of the loop (:mod:`realdata.grid_memory` counts it). The group
 size is the whole grid, capped by ``FinetuneConfig.grid_group`` and by
 ``FinetuneConfig.grid_memory`` (on CUDA by default the device's free memory) over
 :func:`member_bytes`; when the device still runs out of memory, that group restarts with half

@@ -202,7 +202,8 @@ def test_no_grid_batch_flag_reaches_the_run():
 
 def test_bf16_autocast_and_channels_last_follow_the_loop(toy_splits, monkeypatch):
     """The GPU paths on CPU: under vmap the autocast casts are applied by hand
-    (``_AutocastUnderVmap``); the batched run follows the loop's bf16 losses."""
+    (:class:`realdata.member_layout.MemberOps`); the batched run follows the loop's bf16
+    losses."""
     monkeypatch.setattr(train, "accelerations",
                         lambda cfg: train.Accelerations(bf16=True, channels_last=True))
     loop, _, grid, _ = _pair(toy_splits, tuned="block2", bn="train")
