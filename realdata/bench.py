@@ -16,8 +16,9 @@ run, validation and test passes included), their ratio, the training FLOPs per i
 with ``torch.utils.flop_counter.FlopCounterMode``, the fraction of the device's peak FLOP rate
 reached (``images_per_s * flops_per_image / peak_flops``; the peak is known for H100/H200), and
 the projected wall time of the full CIFAR-10-C protocol (19 corruptions x 6 options x 5 lrs x
-15 epochs x 3 seeds on 1,000 training images) from the measured throughput
-(``scripts/device_grid.sh`` runs it on a GPU).
+15 epochs x 3 seeds on 1,000 training images) from the measured throughput, and per option the
+training memory of one step, loop x members vs batched (:mod:`realdata.grid_memory`; on any
+device) (``scripts/device_grid2.sh`` runs it on a GPU).
 """
 
 from __future__ import annotations
