@@ -3,15 +3,19 @@
 # stored and project the whole --full wall time from it (a projection, not a measurement).
 # Resumable: RESULTS (default /tmp/sims-full) keeps the records, so running this again on the same
 # machine goes on where it stopped; once every shape group is stored the sweep writes its verdicts.
-# What it runs: the slice SLICE of --full (default 1/37: every 37th shape group, a spread over
-# d = 16 ... 1024, k and n), up to MINUTES minutes (--max-minutes: no group starts after that; one
-# already running finishes), then the rest of --full in order while time is left (TOTAL_MINUTES).
+# What it runs: the slice SLICE of --full (default 1/11: every 11th shape group, a spread over
+# d = 16 ... 1024, k and n with about 3 groups per shape bucket, so the projection can tell the
+# compilation of a bucket's programs from a group's own cost), up to MINUTES minutes (--max-minutes:
+# no group starts after that; one already running finishes), then the rest of --full in order while
+# time is left (TOTAL_MINUTES). --full pads every group to one shape bucket per (d, family)
+# (shape_buckets = [2.0]); SWEEP_FLAGS adds sweep flags, e.g. SWEEP_FLAGS=--shape-buckets= for none
+# (records do not depend on it, so one RESULTS folder may mix both).
 # Files under $OUT (few and small):
 #   full.json        environment, sweep exit codes and progress lines, the verdicts of the stored
 #                    complete shape groups (labelled partial unless the sweep finished), the projection
 #   full_small.tgz   config.json, verdicts.json (if complete), summary.csv, and runs.jsonl.gz if it
 #                    is under 20 MB
-# Usage: OUT=dir [MINUTES=5] [TINY=1] bash scripts/device_full.sh
+# Usage: OUT=dir [MINUTES=5] [TINY=1] [SWEEP_FLAGS=...] bash scripts/device_full.sh
 # TINY=1 (or no GPU): a CPU-sized --full (d = 8, 16, k <= 4, 4 seeds, GD on 2 for 100 steps) in a
 # couple of minutes, to test the script.
 set -uo pipefail
@@ -29,8 +33,10 @@ if [ "${TINY:-0}" = "1" ]; then
          --gd-steps 100 --n-records 5 --mc-samples 512)
   SLICE="${SLICE:-1/2}"; MINUTES="${MINUTES_TINY:-1.5}"
 else
-  FLAGS=(); SLICE="${SLICE:-1/37}"
+  FLAGS=(); SLICE="${SLICE:-1/11}"
 fi
+# shellcheck disable=SC2206
+FLAGS+=(${SWEEP_FLAGS:-})
 LOG="$RESULTS.log"; mkdir -p "$RESULTS"; : > "$LOG"
 minutes_left() { awk -v t0="$T0" -v now="$(date +%s)" -v m="$1" 'BEGIN{printf "%.2f", m-(now-t0)/60}'; }
 sweep() {  # sweep NAME MINUTES ARGS...: one resumable call, its exit code appended to $RESULTS.codes

@@ -3,9 +3,15 @@
 Reads a ``python -m sims.sweep`` folder (``--results``: its ``config.json`` and ``runs.jsonl``, e.g. a
 ``--slice`` or ``--max-minutes`` part of ``--full``) and fits, over its complete shape groups,
 
-    group seconds = a + b * closed-form work + c * gradient-descent work      (a, b, c >= 0)
+    group seconds = a + p * new programs + b * closed-form work + c * gradient-descent work
+                                                                          (a, p, b, c >= 0)
 
-by non-negative least squares, where for a group of runs with padded shape (n, d, k):
+by non-negative least squares, where for a group of runs with padded shape (n, d, k) (the group's
+own, or its shape bucket's: ``ShapeGroup.padded``):
+
+* new programs = the compiled programs of the group (``sims.engine.program_keys``) that no group
+  stored before it (in ``runs.jsonl`` order) had: the programs it compiled, assuming the slice ran
+  in one process with an empty compilation cache (``p`` = seconds per program);
 
 * closed-form work = runs * (d^3 + n d min(n, d)): the solves, eigendecompositions and SVDs every
   run pays (the closed-form tune modes, the limits, the evidence), counted in flop-like units;
@@ -20,20 +26,29 @@ with fewer the script refuses (exit 2). It prints every measured group's seconds
 seconds and the relative residual.
 
 The target (``--preset``, default the slice's preset) is projected group by group from the same
-model with the target's seeds and step budgets: ``expected`` with each mode's steps executed at the
+model with the target's seeds and step budgets, plus a compile term, ``p`` times the number of
+distinct programs of the whole target (one process, empty cache; ``--s-per-program`` replaces the
+fitted ``p``, e.g. by a figure measured on the device): ``expected`` with each mode's steps executed at the
 fraction of its budget measured in the slice (largest over the slice's groups of that mode), and
 ``upper`` with every mode running its whole budget. Judging, summarising and reading the records
 back scale with the number of records: their seconds per record are measured on the slice's records
 in this process and multiplied out. The rate measured on small groups is assumed for large ones (an
 accelerator usually runs large batches at a higher rate, so the projection leans high there).
+``bucket_choices`` applies the fitted model to the target under other ``shape_buckets`` (none, one
+bucket per (d, family), several sample-size buckets): programs against padded work.
 
-Usage: python scripts/device_sims_project.py --results DIR [--preset full]
+``--coef a,p,b,c`` skips the fit and evaluates the bucket choices of ``--preset`` with the given
+coefficients (no slice needed): the cost model behind the full preset's buckets.
+
+Usage: python scripts/device_sims_project.py --results DIR [--preset full] [--s-per-program S]
+       python scripts/device_sims_project.py --coef A,P,B,C [--preset full]
 Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -45,12 +60,16 @@ from scipy.optimize import nnls
 
 from sims.claims import evaluate
 from sims.config import PRESETS, SweepConfig, preset, with_overrides
+from sims.engine import DEFAULT_MEMORY_BYTES, program_keys
 from sims.grid import ShapeGroup, in_gd_tier, run_methods, shape_groups
 from sims.infra import RunStore
 from sims.summary import summarize, to_csv
 from twolayer import TUNE_MODES, uses_closed_form
 
-TERMS = ("overhead_s_per_group", "s_per_closed_form_unit", "s_per_gd_unit")
+TERMS = ("overhead_s_per_group", "s_per_program", "s_per_closed_form_unit", "s_per_gd_unit")
+
+#: Sample-size buckets (ratios n/d) compared by :func:`bucket_choices`; () = no padding.
+BUCKET_CHOICES = ((), (2.0,), (0.25, 1.0, 2.0), (0.125, 0.5, 1.0, 2.0))
 
 
 def span_modes(cfg: SweepConfig) -> list[tuple[str, str]]:
@@ -65,16 +84,60 @@ def step_work(activation: str, n: int, d: int, k: int) -> float:
     return 6.0 * k * n * m if activation == "relu" else 6.0 * (n * m + k * n)
 
 
-def features(g: ShapeGroup, steps_of) -> np.ndarray:
-    """(1, closed-form work, GD work) of group ``g``; ``steps_of(activation, tune)`` = steps run."""
-    cfg, n, k, d = g.config, max(g.ns), max(g.ks), g.d
+def features(g: ShapeGroup, steps_of, new_programs: int = 0) -> np.ndarray:
+    """(1, new programs, closed-form work, GD work) of group ``g`` at its padded shape;
+    ``steps_of(activation, tune)`` = steps run."""
+    cfg, d = g.config, g.d
+    k, n = g.padded
     runs = g.runs()
     cf = len(runs) * (d ** 3 + n * d * min(n, d))
     gd = 0.0
     for a, t in span_modes(cfg):
         gd_runs = sum(1 for r in runs if r.activation == a and in_gd_tier(cfg, r))
         gd += gd_runs * steps_of(a, t) * step_work(a, n, d, k)
-    return np.array([1.0, float(cf), float(gd)])
+    return np.array([1.0, float(new_programs), float(cf), float(gd)])
+
+
+def new_programs(groups: list[ShapeGroup], memory_bytes: float = DEFAULT_MEMORY_BYTES) -> list[int]:
+    """Programs each group compiles when ``groups`` run in this order in one process with an empty
+    cache (its :func:`sims.engine.program_keys` that no earlier group had)."""
+    seen: set[tuple] = set()
+    out = []
+    for g in groups:
+        keys = program_keys(g, memory_bytes=memory_bytes)
+        out.append(len(keys - seen))
+        seen |= keys
+    return out
+
+
+def whole_sweep(target: SweepConfig, coef: np.ndarray, steps_of,
+                memory_bytes: float = DEFAULT_MEMORY_BYTES) -> dict:
+    """Seconds of the runs of ``target`` under the model ``coef`` (TERMS order): per d, the
+    compile term (distinct programs x seconds per program) and the padded work."""
+    groups = shape_groups(target)
+    per_d: dict[int, float] = defaultdict(float)
+    work = np.zeros(4)
+    for g in groups:
+        f = features(g, steps_of)
+        work += f
+        per_d[g.d] += float(f @ coef)
+    programs = sum(new_programs(groups, memory_bytes))
+    compile_s = programs * float(coef[1])
+    return {"runs_s": sum(per_d.values()) + compile_s, "compile_s": compile_s,
+            "programs": programs, "per_d_s": {str(d): s for d, s in per_d.items()},
+            "closed_form_work": float(work[2]), "gd_work": float(work[3])}
+
+
+def bucket_choices(target: SweepConfig, coef: np.ndarray, steps_of,
+                   memory_bytes: float = DEFAULT_MEMORY_BYTES) -> list[dict]:
+    """:func:`whole_sweep` of ``target`` (unmerged groups) under each of :data:`BUCKET_CHOICES`."""
+    out = []
+    for buckets in BUCKET_CHOICES:
+        cfg = dataclasses.replace(target, merge_shapes=False, shape_buckets=buckets)
+        res = whole_sweep(cfg, coef, steps_of, memory_bytes)
+        out.append({"shape_buckets": list(buckets), **{k: res[k] for k in (
+            "programs", "compile_s", "closed_form_work", "gd_work", "runs_s")}})
+    return out
 
 
 def _config(results: Path) -> SweepConfig:
@@ -98,7 +161,8 @@ def _post_seconds(records: list[dict], cfg: SweepConfig, results: Path) -> dict:
             "bytes_per_record": size / n}
 
 
-def project(results: Path, target: SweepConfig | None = None) -> dict:
+def project(results: Path, target: SweepConfig | None = None, s_per_program: float | None = None,
+            memory_bytes: float = DEFAULT_MEMORY_BYTES) -> dict:
     """The projection (module docstring) of ``target`` (default: the slice's preset) from the
     slice in ``results``, as a JSON-ready dict; ValueError if it cannot be made."""
     cfg = _config(results)
@@ -106,12 +170,19 @@ def project(results: Path, target: SweepConfig | None = None) -> dict:
         target = preset(cfg.preset) if cfg.preset in PRESETS else cfg
     records = RunStore(results).load()
     by_id = {r["id"]: r for r in records}
-    present = {(r["d"], r["family"], r["k"], r["n"]) for r in records}
+    order = {i: r["id"] for i, r in enumerate(records)}
+    first_at = {}
+    for i in sorted(order):
+        r = by_id[order[i]]
+        first_at.setdefault((r["d"], r["family"], r["k"], r["n"]), i)
+    stored = [g for g in shape_groups(cfg)
+              if any((g.d, g.family, k, n) in first_at for k in g.ks for n in g.ns)]
+    stored.sort(key=lambda g: min(first_at.get((g.d, g.family, k, n), len(records))
+                                  for k in g.ks for n in g.ns))
+    compiled = dict(zip((g.key for g in stored), new_programs(stored, memory_bytes)))
     rows = []
     frac: dict[tuple, float] = defaultdict(float)
-    for g in shape_groups(cfg):
-        if not any((g.d, g.family, k, n) in present for k in g.ks for n in g.ns):
-            continue  # no record of the group: not measured (skips hashing its ids)
+    for g in stored:  # in the order they were stored
         ids = g.record_ids()
         if not all(i in by_id for i in ids):
             continue
@@ -124,38 +195,46 @@ def project(results: Path, target: SweepConfig | None = None) -> dict:
                 frac[key] = max(frac[key], r["steps_taken"] / r["steps"])
         walls = {tuple(r[k] for k in ("activation", "k", "n", "shift_kind", "rank", "alpha", "t",
                                       "seed_index")): r["wall_s"] for r in recs}
-        rows.append((g, features(g, lambda a, t, s=steps: s[(a, t)]), sum(walls.values())))
-    need = len(TERMS) + 1
+        rows.append((g, features(g, lambda a, t, s=steps: s[(a, t)], compiled[g.key]),
+                     sum(walls.values())))
+    free = [i for i in range(len(TERMS)) if not (i == 1 and s_per_program is not None)]
+    need = len(free) + 1
     if len(rows) < need:
-        raise ValueError(f"{len(rows)} complete shape groups in {results}: the fit of {len(TERMS)} "
-                         f"terms needs at least {need}; measure more groups (--slice, --max-minutes)")
+        raise ValueError(f"{len(rows)} complete shape groups in {results}: the fit of {len(free)} "
+                         f"terms needs at least {need}; measure more groups (--slice, --max-minutes)"
+                         + ("" if s_per_program else " or pass --s-per-program"))
     X = np.stack([f for _, f, _ in rows])
     secs = np.array([s for _, _, s in rows])
+    fixed = 0.0 if s_per_program is None else s_per_program
     scale = np.where(X.max(axis=0) > 0, X.max(axis=0), 1.0)
-    coef, _ = nnls(X / scale, secs)
-    coef = coef / scale
+    coef = np.zeros(len(TERMS))
+    coef[1] = fixed
+    sol, _ = nnls(X[:, free] / scale[free], secs - fixed * X[:, 1])
+    coef[free] = sol / scale[free]
     fitted = X @ coef
+    fit = dict(zip(TERMS, map(float, coef)))
     post = _post_seconds([by_id[i] for g, _, _ in rows for i in g.record_ids()], cfg, results)
+    n_records = sum(len(run_methods(target, r)) for g in shape_groups(target) for r in g.runs())
+    post_s = n_records * (post["load_s_per_record"] + post["judge_s_per_record"])
 
     def whole(steps_of) -> dict:
-        per_d: dict[int, float] = defaultdict(float)
-        for g in shape_groups(target):
-            per_d[g.d] += float(features(g, steps_of) @ coef)
-        n_records = sum(len(run_methods(target, r)) for g in shape_groups(target)
-                        for r in g.runs())
-        post_s = n_records * (post["load_s_per_record"] + post["judge_s_per_record"])
-        return {"runs_s": sum(per_d.values()), "per_d_s": {str(d): s for d, s in per_d.items()},
-                "records": n_records, "judge_and_load_s": post_s,
-                "total_s": sum(per_d.values()) + post_s}
+        res = whole_sweep(target, coef, steps_of, memory_bytes)
+        return {**res, "records": n_records, "judge_and_load_s": post_s,
+                "total_s": res["runs_s"] + post_s}
 
     budget = {(a, t): target.gd_step_budget for a, t in span_modes(target)}
-    expected = whole(lambda a, t: frac.get((a, t), 1.0) * budget[(a, t)])
+    expected_steps = lambda a, t: frac.get((a, t), 1.0) * budget[(a, t)]  # noqa: E731
+    expected = whole(expected_steps)
     upper = whole(lambda a, t: budget[(a, t)])
     differ = {k: [v, target.to_dict()[k]] for k, v in cfg.to_dict().items()
               if k != "preset" and v != target.to_dict()[k]}
     measured_d = {g.d for g, _, _ in rows}
     warnings = [f"{name} fitted as 0: the measured groups do not resolve it, the projection "
-                "leaves that work out" for name, c in zip(TERMS[1:], coef[1:]) if c == 0]
+                "leaves that work out" for name, c in fit.items()
+                if name != TERMS[0] and c == 0 and not (name == "s_per_program" and s_per_program)]
+    if s_per_program is None and np.ptp(X[:, 1]) == 0:
+        warnings.append("every measured group compiled as many programs: s_per_program and the "
+                        "per-group overhead are not separable; pass --s-per-program")
     beyond = sorted({g.d for g in shape_groups(target)} - measured_d)
     if beyond:
         warnings.append(f"d = {beyond} extrapolated from d = {sorted(measured_d)}")
@@ -168,8 +247,10 @@ def project(results: Path, target: SweepConfig | None = None) -> dict:
         "groups_total": len(shape_groups(target)), "groups_measured": len(rows),
         "measured_dims": sorted(measured_d), "extrapolated_dims": beyond, "warnings": warnings,
         "measured_s": float(secs.sum()),
-        "model": "group seconds = a + b * closed-form work + c * GD work (non-negative least squares)",
-        "fit": dict(zip(TERMS, map(float, coef))),
+        "model": "group seconds = a + p * new programs + b * closed-form work + c * GD work "
+                 "(non-negative least squares); whole sweep: sum of a + b cf + c gd over its groups "
+                 "+ p * its distinct programs",
+        "fit": fit, "s_per_program_given": s_per_program,
         "residuals": [{"group": g.key, "measured_s": round(float(s), 3),
                        "fitted_s": round(float(f), 3),
                        "rel_residual": round(float((s - f) / s), 3) if s > 0 else None}
@@ -180,17 +261,39 @@ def project(results: Path, target: SweepConfig | None = None) -> dict:
         "projected_runs_jsonl_bytes": expected["records"] * post["bytes_per_record"],
         "expected": expected, "upper": upper,
         "projected_s": expected["total_s"], "projected_upper_s": upper["total_s"],
+        "bucket_choices": bucket_choices(target, coef, expected_steps, memory_bytes),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--results", type=Path, required=True, help="sweep folder of the measured slice")
+    p.add_argument("--results", type=Path, default=None, help="sweep folder of the measured slice")
     p.add_argument("--preset", default=None,
                    help="preset whose whole grid is projected (default: the slice's preset)")
+    p.add_argument("--s-per-program", type=float, default=None,
+                   help="seconds per compiled program in the projection (default: fitted)")
+    p.add_argument("--memory-gb", type=float, default=DEFAULT_MEMORY_BYTES / 1e9,
+                   help="working memory per compiled call (sets the batch sizes, hence programs)")
+    p.add_argument("--coef", default=None, metavar="A,P,B,C",
+                   help="no fit: evaluate the bucket choices of --preset with these coefficients")
     args = p.parse_args(argv)
     try:
-        print(json.dumps(project(args.results, None if args.preset is None else preset(args.preset))))
+        mem = args.memory_gb * 1e9
+        if args.coef is not None:
+            coef = np.array([float(c) for c in args.coef.split(",")])
+            if coef.shape != (len(TERMS),):
+                raise ValueError(f"--coef {args.coef!r}: expected {len(TERMS)} numbers "
+                                 f"({', '.join(TERMS)})")
+            target = preset(args.preset or "full")
+            print(json.dumps({"projection": True, "target": target.preset,
+                              "coef": dict(zip(TERMS, coef.tolist())),
+                              "bucket_choices": bucket_choices(
+                                  target, coef, lambda a, t: target.gd_step_budget, mem)}))
+            return 0
+        if args.results is None:
+            raise ValueError("expected --results DIR (a measured slice) or --coef A,P,B,C")
+        print(json.dumps(project(args.results, None if args.preset is None else preset(args.preset),
+                                 args.s_per_program, mem)))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

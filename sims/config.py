@@ -83,6 +83,12 @@ class SweepConfig:
                            "problems)")
     merge_shapes: bool = _f(True, "one compiled group per (d, family), zero-padding smaller k and n "
                             "(exact); otherwise one per (d, k, n, family)")
+    shape_buckets: tuple[float, ...] = _f(
+        (), "sample-size buckets as ratios n/d for unmerged groups: each (d, k, n, family) group "
+        "stays its own unit of work but is zero-padded (exact) to k = max(widths) and to the "
+        "smallest bucket n = round(ratio*d) >= n (the largest n of d is always a bucket), so the "
+        "groups of a bucket share their compiled programs; empty: no padding, every group "
+        "compiles its own (ignored with merge_shapes)")
     chunk: int = _f(4096, "problems per compiled call (bounds memory; results do not depend on it)")
     zero_rtol: float = _f(1e-10, "'zero loss' means target loss < zero_rtol x initial target loss")
     positive_rtol: float = _f(1e-8, "'stays positive' means target loss > positive_rtol x initial "
@@ -241,6 +247,11 @@ def validate(cfg: SweepConfig) -> None:
             _fail(f"{name} = {v!r}: expected a non-negative integer (0: every seed / steps)")
     if cfg.gd_steps and cfg.n_records > cfg.gd_steps:
         _fail(f"n_records = {cfg.n_records} exceeds gd_steps = {cfg.gd_steps}")
+    for b in cfg.shape_buckets:
+        if not _is_num(b) or b <= 0:
+            _fail(f"shape_buckets has {b!r}: expected positive numbers (n/d), e.g. 0.25,1,2")
+    if len(set(cfg.shape_buckets)) != len(cfg.shape_buckets):
+        _fail(f"shape_buckets has duplicates: {list(cfg.shape_buckets)!r}")
     if cfg.lr is not None and (not _is_num(cfg.lr) or cfg.lr <= 0):
         _fail(f"lr = {cfg.lr!r}: expected a positive number or None")
     if not (_is_num(cfg.p1) and 0 < cfg.p1 < 1):
@@ -264,7 +275,9 @@ def preset(name: str) -> SweepConfig:
 
     ``full`` is tiered by cost: the closed-form tune modes (last layer, linear first layer) on 100
     seeds per cell and 20,000 steps, the span-iteration gradient descent (ReLU first/full, linear
-    full) on the first 32 seeds and at most 2,000 steps (``gd_seeds``, ``gd_steps``).
+    full) on the first 32 seeds and at most 2,000 steps (``gd_seeds``, ``gd_steps``). Its 256 shape
+    groups (d, k, n, family) are the units of work, padded to one shape bucket per (d, family)
+    (``shape_buckets``: k to 16, n to 2d), so each (d, family) compiles its runners once.
     """
     if name == "quick":
         return SweepConfig()
@@ -297,10 +310,12 @@ def preset(name: str) -> SweepConfig:
             gd_steps=2000,
             n_records=40,
             merge_shapes=False,
+            shape_buckets=(2.0,),
         )
     if name == "gpu":  # the full grid's shapes up to d = 256 in minutes on one GPU
         return dataclasses.replace(preset("full"), preset="gpu", dims=(16, 64, 256), seeds=20,
-                                   gd_seeds=0, steps=5000, gd_steps=0, merge_shapes=True, chunk=2048)
+                                   gd_seeds=0, steps=5000, gd_steps=0, merge_shapes=True,
+                                   shape_buckets=(), chunk=2048)
     raise ValueError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
 
 

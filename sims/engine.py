@@ -6,6 +6,14 @@ the closed forms, the exact losses and the bounds of one run, ``vmap``-ed over t
 axis is sharded over the devices (``shard_map``; see :func:`default_devices`) and processed in
 chunks of fixed size, so one compilation serves the whole group.
 
+Shape buckets (``SweepConfig.shape_buckets``, unmerged groups): a group's problems are padded to
+the bucket's width and its data to the bucket's sample size (:attr:`sims.grid.ShapeGroup.padded`),
+and its batch size per seed tier is the bucket's (:func:`chunk_size` reads the padded shape), so the
+runners, the Monte Carlo programs and the expansion step (:func:`_expand`) are one compiled program
+per bucket; only the builder (``make_problem`` draws depend on k) is compiled per k, as a program of
+its own. Every run gets the same problem and data as unpadded: the builder draws at the run's k and
+pads afterwards, and the first n rows of the pool are the run's data whatever the padded n.
+
 Padding is exact. A zero sample (x = 0, y = 0) has zero output and zero gradient because φ(0) = 0
 and the network has no bias; the normalisations by n of ``twolayer`` (loss, step 1/L, gradient) all
 scale by the same factor n/n_pad, so the GD iterates are unchanged (train loss is rescaled back).
@@ -46,7 +54,7 @@ from twolayer import bounds
 from twolayer.diagnostics import feature_rank, limit_gap, sampled_directions, unsampled_count
 
 __all__ = ["build_run", "chunk_size", "compute_group", "default_devices", "device_memory_budget",
-           "problem_key", "run_group", "stream_keys"]
+           "problem_key", "program_keys", "run_group", "stream_keys"]
 
 
 def problem_key(cfg: SweepConfig, run: Run) -> jax.Array:
@@ -70,17 +78,17 @@ def build_run(cfg: SweepConfig, run: Run) -> tuple[tl.Problem, jnp.ndarray, jnp.
     return p, X[: run.n], y[: run.n]
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=128)
 def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str, ...],
-             family: str, pool_n: int, nonneg: bool, p1: float):
+             family: str, pool_n: int, nonneg: bool, p1: float, k_pad: int | None = None):
     """Jitted ``keys (C, S) -> (problems, X, ys)`` with C = len(ks) * len(shifts) combos (k outer).
 
     ``make_problem`` is traced once per (k, shift) (the shift is static); ``sample_target`` once
     per (k, activation), mapped over shifts and seeds (same key, so the inputs X are shared and
-    only the labels depend on the activation). Problems are zero-padded to width max(ks); X is
-    (C, S, pool_n, d) and ys a tuple (one per activation) of (C, S, pool_n).
+    only the labels depend on the activation). Problems are zero-padded to width ``k_pad``
+    (default max(ks)); X is (C, S, pool_n, d) and ys a tuple (one per activation) of (C, S, pool_n).
     """
-    k_pad = max(ks)
+    k_pad = max(ks) if k_pad is None else k_pad
 
     def pad_k(p):
         pk = k_pad - p.v_src.shape[-1]
@@ -121,15 +129,17 @@ def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str,
     return jax.jit(build)
 
 
-@functools.lru_cache(maxsize=32)
-def _preparer(build, n_ns: int, n_max: int, pad: int):
-    """Jitted ``(seeds (C, S), n_valid (B,), is_input (B,)) -> one runner input per activation``.
+def _keys(seeds: jnp.ndarray) -> jax.Array:
+    """PRNG keys (C, S, 2) of the problem seeds (C, S) (= :func:`problem_key` of each run)."""
+    return jax.vmap(jax.vmap(jax.random.PRNGKey))(seeds)
 
-    One compiled program per group: the PRNG keys of the seeds (:func:`problem_key`), the
-    group's ``build``, the first ``n_max`` samples, each (combo, seed) repeated over the ``n_ns``
-    sample sizes (n fastest) and ``pad`` copies of the first run appended (padding the batch to a
-    multiple of the device count; their results are dropped).
-    """
+
+def _expand(n_ns: int, n_max: int, pad: int, seeds: int | None = None):
+    """``(built, n_valid (B,), is_input (B,)) -> one runner input per activation``, where
+    ``built = (problems, X, ys)`` with leading (C, S): the first ``seeds`` seeds (default all S)
+    and ``n_max`` samples, each (combo, seed) repeated over the ``n_ns`` sample sizes (n fastest)
+    and ``pad`` copies of the first run appended (padding the batch to a multiple of the device
+    count; their results are dropped)."""
 
     def expand(a):  # (C, S, ...) -> (C*S*n_ns, ...) with n fastest
         a = jnp.repeat(a[:, :, None], n_ns, axis=2)
@@ -138,16 +148,36 @@ def _preparer(build, n_ns: int, n_max: int, pad: int):
     def pad_batch(a):
         return jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
 
-    def prepare(seeds, n_valid, is_input):
-        keys = jax.vmap(jax.vmap(jax.random.PRNGKey))(seeds)  # = problem_key of each run
-        problems, X, ys = build(keys)  # leading (C, S)
+    def prepare(built, n_valid, is_input):
+        problems, X, ys = jax.tree.map(lambda a: a[:, :seeds], built)
         X = X[:, :, :n_max]
         n_valid = n_valid.astype(X.dtype)
         return tuple(jax.tree.map(pad_batch, (*jax.tree.map(expand, (problems, X, y[:, :, :n_max])),
                                               n_valid, is_input))
                      for y in ys)
 
-    return jax.jit(prepare)
+    return prepare
+
+
+@functools.lru_cache(maxsize=128)
+def _preparer(build, n_ns: int, n_max: int, pad: int):
+    """Jitted ``(seeds (C, S), n_valid (B,), is_input (B,)) -> one runner input per activation``:
+    the PRNG keys of the seeds (:func:`problem_key`), the group's ``build`` and :func:`_expand`
+    in one compiled program per group."""
+    expand = _expand(n_ns, n_max, pad)
+    return jax.jit(lambda seeds, n_valid, is_input: expand(build(_keys(seeds)), n_valid, is_input))
+
+
+@functools.lru_cache(maxsize=128)
+def _seeded(build):
+    """Jitted ``seeds (C, S) -> build(keys)``: the per-k program of a bucketed group."""
+    return jax.jit(lambda seeds: build(_keys(seeds)))
+
+
+@functools.lru_cache(maxsize=128)
+def _expander(n_ns: int, n_max: int, pad: int, seeds: int):
+    """Jitted :func:`_expand`: shared by every group of a shape bucket (same input shapes)."""
+    return jax.jit(_expand(n_ns, n_max, pad, seeds))
 
 
 def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, steps, gd_steps,
@@ -213,7 +243,7 @@ def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, ste
     return out
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=128)
 def _runner(activation: str, family: str, tunes: tuple[str, ...], steps: int, gd_steps: int,
             n_records: int, gtol: float, lr: float | None, devices: tuple):
     """Jitted batched runner; each device runs its slice of the batch independently
@@ -263,9 +293,11 @@ def device_memory_budget(devices: Sequence) -> float:
 
 def chunk_size(group: ShapeGroup, n_devices: int, memory_bytes: float = DEFAULT_MEMORY_BYTES) -> int:
     """Problems per compiled call: the config's ``chunk``, capped by a rough memory estimate of
-    ``memory_bytes`` per device, rounded up to a multiple of the device count."""
-    d, n = group.d, max(group.ns)
-    per_problem = 8 * (6 * n * d + 8 * d * d + 64 * max(group.ks) * d) * 4
+    ``memory_bytes`` per device (at the group's padded shape, so every group of a shape bucket
+    gets the same size), rounded up to a multiple of the device count."""
+    k, n = group.padded
+    d = group.d
+    per_problem = 8 * (6 * n * d + 8 * d * d + 64 * k * d) * 4
     cap = max(1, int(memory_bytes // per_problem)) * n_devices
     size = min(group.config.chunk, cap, len(group.runs()))
     return -(-size // n_devices) * n_devices
@@ -277,7 +309,7 @@ def _mc_wanted(cfg, run: Run) -> bool:
     return run.seed_index in evidence.mc_selected(cfg, cell)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=128)
 def _mc_runner(activation: str, family: str, n_mc: int):
     def one(args):
         key, problem, points = args
@@ -305,6 +337,49 @@ def _seed_tiers(cfg: SweepConfig) -> list[tuple[range, bool]]:
     return [(seeds, gd) for seeds, gd in tiers if len(seeds)]
 
 
+def _tier_batches(group: ShapeGroup, per_call: int, n_devices: int) -> list[tuple[range, bool, int, int]]:
+    """(seed indices, runs GD, seeds per call, batch size per call) of each cost tier."""
+    combos = len(group.ks) * len(shifts_of(group.config))
+    n_ns = len(group.ns)
+    out = []
+    for tier, gd in _seed_tiers(group.config):
+        seed_chunk = max(1, min(len(tier), per_call // (combos * n_ns)))
+        batch = -(-(combos * seed_chunk * n_ns) // n_devices) * n_devices
+        out.append((tier, gd, seed_chunk, batch))
+    return out
+
+
+def program_keys(group: ShapeGroup, n_devices: int = 1,
+                 memory_bytes: float = DEFAULT_MEMORY_BYTES) -> set[tuple]:
+    """The compiled programs :func:`compute_group` runs for ``group``, one hashable key each; two
+    groups share a program exactly when they share its key (same traced function, same input
+    shapes). Per seed tier: the preparer (or, bucketed, the per-k builder and the bucket's
+    expansion, whose builder has one shape for all tiers) and one runner per activation; per
+    activation one Monte Carlo program. Small eager
+    operations (indexing results) are not counted."""
+    cfg = group.config
+    d, fam, acts = group.d, group.family, group.activations
+    k_pad, n_pad = group.padded
+    bucketed = bool(cfg.shape_buckets) and not cfg.merge_shapes
+    per_call = chunk_size(group, n_devices, memory_bytes)
+    keys: set[tuple] = set()
+    tiers = _tier_batches(group, per_call, n_devices)
+    build_seeds = max(t[2] for t in tiers)
+    for _, gd, seed_chunk, batch in tiers:
+        if bucketed:
+            keys.add(("build", d, group.ks, fam, build_seeds))
+            keys.add(("expand", d, k_pad, n_pad, len(group.ns), build_seeds, seed_chunk, batch))
+        else:
+            keys.add(("prepare", d, group.ks, group.ns, fam, seed_chunk, batch))
+        keys.update(("run", a, fam, tunes_of(cfg, a, gd), d, k_pad, n_pad, batch) for a in acts)
+    runs = group.runs()
+    for a in acts:
+        queue = sum(1 for r in runs if r.activation == a and _mc_wanted(cfg, r))
+        if queue:
+            keys.add(("mc", a, fam, d, k_pad, queue))
+    return keys
+
+
 def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[SimsRecord]:
     """Compute every record of ``group`` (pure: same group -> same numbers).
 
@@ -326,21 +401,23 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
     acts = group.activations
     combos = [(k, s) for k in group.ks for s in shifts]
     n_ns, n_seeds = len(group.ns), cfg.seeds
+    k_pad, n_pad = group.padded
     build = _builder(group.d, group.ks, shifts, acts, group.family, group.pool_n,
-                     cfg.nonneg_head, cfg.p1)
+                     cfg.nonneg_head, cfg.p1, k_pad)
+    bucketed = bool(cfg.shape_buckets) and not cfg.merge_shapes
     per_call = chunk_size(group, len(devices), device_memory_budget(devices))
     ns = np.array(group.ns)
     results: dict[int, dict] = {}
     runs = group.runs()
     mc_queue: dict[int, list] = {a_i: [] for a_i in range(len(acts))}  # (run_index, key, problem, points)
-    for tier, gd in _seed_tiers(cfg):
-        seed_chunk = max(1, min(len(tier), per_call // (len(combos) * n_ns)))
-        batch = -(-(len(combos) * seed_chunk * n_ns) // len(devices)) * len(devices)
+    tiers = _tier_batches(group, per_call, len(devices))
+    build_seeds = max(t[2] for t in tiers)  # bucketed: one builder shape for every tier
+    for tier, gd, seed_chunk, batch in tiers:
         runners = [_runner(a, group.family, tunes_of(cfg, a, gd), cfg.steps, cfg.gd_step_budget,
                            cfg.n_records, cfg.gtol, cfg.lr, tuple(devices)) for a in acts]
         for s0 in range(tier.start, tier.stop, seed_chunk):
             s_idx = list(range(s0, min(s0 + seed_chunk, tier.stop)))
-            s_pad = s_idx + [s_idx[-1]] * (seed_chunk - len(s_idx))
+            s_pad = s_idx + [s_idx[-1]] * ((build_seeds if bucketed else seed_chunk) - len(s_idx))
             seeds = np.array([[problem_seed(cfg, Run(group.d, k, 0, group.pool_n, acts[0],
                                                      group.family, sh, s)) for s in s_pad]
                               for k, sh in combos], dtype=np.uint32)
@@ -348,8 +425,12 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
             is_input = np.repeat([isinstance(sh, tl.InputShift) for _, sh in combos],
                                  seed_chunk * n_ns)
             count = n_valid.shape[0]
-            prepare = _preparer(build, n_ns, max(group.ns), batch - count)
-            for a_i, (runner, args) in enumerate(zip(runners, prepare(seeds, n_valid, is_input))):
+            if bucketed:  # per-k builder (same seed count in every tier), then the shared expansion
+                inputs = _expander(n_ns, n_pad, batch - count, seed_chunk)(
+                    _seeded(build)(seeds), n_valid, is_input)
+            else:
+                inputs = _preparer(build, n_ns, n_pad, batch - count)(seeds, n_valid, is_input)
+            for a_i, (runner, args) in enumerate(zip(runners, inputs)):
                 out = runner(*_shard(args, devices))
                 out = jax.tree.map(lambda a, count=count: np.asarray(a)[:count], out)
                 for c in range(len(combos)):

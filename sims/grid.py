@@ -7,6 +7,10 @@ gradient-descent tier, ``gd_seeds``, records only the closed-form tune modes: :f
 compiled builder, one compiled runner per activation). With ``merge_shapes`` (the quick preset) a
 group is (d, family) and smaller k and n are zero-padded to the group's largest (exact: padded
 samples and hidden units are inert, see :mod:`sims.engine`); otherwise a group is (d, k, n, family).
+With ``shape_buckets`` an unmerged group stays the unit of work (stored, resumed and sliced on its
+own) but its arrays are zero-padded to its *bucket's* shape (:attr:`ShapeGroup.padded`: k to the
+largest width, n to the smallest bucket size >= n), so every group of a bucket runs the same
+compiled programs; only the small problem builder is compiled per k.
 
 Data: the n samples of a run are the first n rows of a pool of ``pool_n`` samples (the largest n
 of its d) drawn from the run's problem, so the curves over n use nested data sets.
@@ -23,7 +27,7 @@ from sims.config import SweepConfig
 from sims.infra import canonical_json, stable_id
 from twolayer import TUNE_MODES, InputShift, OutputShift, Shift, uses_closed_form
 
-__all__ = ["RECORD_METHODS", "Run", "ShapeGroup", "group_ids", "in_gd_tier", "iter_runs",
+__all__ = ["RECORD_METHODS", "Run", "ShapeGroup", "bucket_n", "group_ids", "in_gd_tier", "iter_runs",
            "methods_of", "problem_seed", "record_id", "run_methods", "run_settings", "shape_groups",
            "shift_fields", "shifts_of", "tunes_of"]
 
@@ -133,6 +137,20 @@ def run_methods(cfg: SweepConfig, run: Run) -> tuple[str, ...]:
     return tuple(m for m in methods_of(cfg) if m not in TUNE_MODES or m in tunes)
 
 
+def bucket_n(cfg: SweepConfig, d: int, n: int) -> int:
+    """The sample size a group of dimension ``d`` and sample size ``n`` is padded to under
+    ``cfg.shape_buckets``: the smallest bucket ``round(ratio * d)`` (at most the pool size, the
+    largest n of d, which is always a bucket) that holds ``n``.
+
+    >>> cfg = SweepConfig(dims=(64,), n_ratios=(1 / 16, 0.5, 1.0, 2.0), shape_buckets=(0.25, 1.0))
+    >>> [bucket_n(cfg, 64, n) for n in cfg.sample_sizes(64)]
+    [16, 64, 64, 128]
+    """
+    pool = max(cfg.sample_sizes(d))
+    sizes = sorted({min(pool, max(1, round(b * d))) for b in cfg.shape_buckets} | {pool})
+    return next(s for s in sizes if s >= n)
+
+
 @dataclass(frozen=True)
 class ShapeGroup:
     """A unit of work: runs sharing one compiled function (see module docstring).
@@ -161,6 +179,15 @@ class ShapeGroup:
         ks = ",".join(map(str, self.ks))
         ns = ",".join(map(str, self.ns))
         return f"d={self.d} {self.family} k={ks} n={ns}"
+
+    @property
+    def padded(self) -> tuple[int, int]:
+        """(k, n) the group's arrays are zero-padded to: its own largest, or with
+        ``shape_buckets`` (unmerged groups) the largest width and :func:`bucket_n`."""
+        cfg = self.config
+        if cfg.merge_shapes or not cfg.shape_buckets:
+            return max(self.ks), max(self.ns)
+        return max(cfg.widths), bucket_n(cfg, self.d, max(self.ns))
 
     @property
     def pool_n(self) -> int:

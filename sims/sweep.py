@@ -225,6 +225,14 @@ def run_group_until(group: ShapeGroup, deadline: float) -> list:
     return run_group(group) if time.time() < deadline else []
 
 
+def _print_compile_stats() -> None:
+    """One line: programs compiled or loaded in this process and the seconds spent on them."""
+    stats = compile_stats()
+    if stats["programs"]:
+        print(f"compilation in this process: {stats['programs']} programs "
+              f"({stats['cache_hits']} from the cache), {stats['compile_s']:.1f} s")
+
+
 #: Exit code of a sweep stopped by ``--max-minutes`` with shape groups left.
 EXIT_INCOMPLETE = 3
 
@@ -281,6 +289,7 @@ def _run_locked(args: argparse.Namespace, cfg: SweepConfig, out: Path) -> int:
               f"({len(done)} of {len(wanted)} records) in {time.perf_counter() - start:.1f} s; "
               f"{len(left)} left, verdicts once all are stored; re-run "
               f"{'the same command' if left_mine else 'the other slices'} to resume ({out})")
+        _print_compile_stats()
         return EXIT_INCOMPLETE
     if left:
         raise RuntimeError(f"{len(wanted) - len(done)} records missing from {store.path} after the "
@@ -294,10 +303,7 @@ def _run_locked(args: argparse.Namespace, cfg: SweepConfig, out: Path) -> int:
     print(f"\n{len(records)} records ({report.records_written} new, {report.units_skipped} of "
           f"{report.units_total} shape groups already done) in {time.perf_counter() - start:.1f} s"
           f" with executor {executor_name}; results in {out}")
-    stats = compile_stats()
-    if stats["programs"]:
-        print(f"compilation in this process: {stats['programs']} programs "
-              f"({stats['cache_hits']} from the cache), {stats['compile_s']:.1f} s")
+    _print_compile_stats()
     if args.figures:
         draw_figures(out)
     failed = exit_worthy(verdicts)

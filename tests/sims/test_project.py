@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sims.engine import program_keys
 from sims.grid import record_id, run_methods, shape_groups
 from sims.infra import RunStore, write_json_atomic
 from tests.sims.tiny import TINY
@@ -21,33 +22,33 @@ proj = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(proj)
 
 SLICE = dataclasses.replace(TINY, preset="custom", dims=(8, 16), merge_shapes=False, seeds=4,
-                            gd_seeds=2, steps=300, gd_steps=100)
+                            gd_seeds=2, steps=300, gd_steps=100, shape_buckets=(1.0,))
 TARGET = dataclasses.replace(SLICE, dims=(8, 16, 32), seeds=10, gd_seeds=4)
-COEF = np.array([2.0, 3e-6, 4e-8])  # seconds per group, per closed-form unit, per GD unit
+COEF = np.array([2.0, 0.7, 3e-6, 4e-8])  # seconds per group, per program, per cf unit, per GD unit
 
 
 def _steps_taken(group, activation: str, tune: str) -> int:
-    return 40 + 10 * group.ks[0] + (20 if activation == "relu" else 0) + (5 if tune == "full" else 0)
+    return 30 + 10 * group.ks[0] + (20 if activation == "relu" else 0) + (5 if tune == "full" else 0)
 
 
-def _write_slice(out: Path, groups, seconds_of) -> None:
-    """A sweep folder whose records have the fields the projection reads; a group's wall time is
-    ``seconds_of(group)``."""
-    write_json_atomic(out / "config.json", {"config": SLICE.to_dict()})
+def _write_slice(out: Path, groups, seconds_of, cfg=SLICE) -> None:
+    """A sweep folder whose records have the fields the projection reads, groups stored in the
+    order given; a group's wall time is ``seconds_of(group, programs it compiled)``."""
+    write_json_atomic(out / "config.json", {"config": cfg.to_dict()})
     records = []
-    for g in groups:
+    for g, compiled in zip(groups, proj.new_programs(groups)):
         runs = g.runs()
         for r in runs:
-            for m in run_methods(SLICE, r):
-                rec = {"id": record_id(SLICE, r, m), **r.fields(), "method": m,
-                       "wall_s": seconds_of(g) / len(runs), "steps": SLICE.gd_step_budget}
+            for m in run_methods(cfg, r):
+                rec = {"id": record_id(cfg, r, m), **r.fields(), "method": m,
+                       "wall_s": seconds_of(g, compiled) / len(runs), "steps": cfg.gd_step_budget}
                 rec["steps_taken"] = _steps_taken(g, r.activation, m)
                 records.append(rec)
     RunStore(out).append(records)
 
 
-def _model(g) -> float:
-    return float(proj.features(g, lambda a, t: _steps_taken(g, a, t)) @ COEF)
+def _model(g, compiled: int) -> float:
+    return float(proj.features(g, lambda a, t: _steps_taken(g, a, t), compiled) @ COEF)
 
 
 @pytest.fixture(autouse=True)
@@ -65,8 +66,10 @@ def test_the_fit_recovers_the_cost_model_and_projects_the_target(tmp_path: Path)
     assert out["groups_measured"] == len(groups[::2]) and out["rms_rel_residual"] < 1e-6
     np.testing.assert_allclose(list(out["fit"].values()), COEF, rtol=1e-5)
     budget = {key: TARGET.gd_step_budget for key in proj.span_modes(TARGET)}
+    programs = len(set().union(*(program_keys(g) for g in shape_groups(TARGET))))
     upper = sum(float(proj.features(g, lambda a, t: budget[(a, t)]) @ COEF)
-                for g in shape_groups(TARGET))
+                for g in shape_groups(TARGET)) + COEF[1] * programs
+    assert out["upper"]["programs"] == programs
     assert out["upper"]["runs_s"] == pytest.approx(upper, rel=1e-5)
     assert out["expected"]["runs_s"] < out["upper"]["runs_s"]
     assert set(out["expected"]["per_d_s"]) == {"8", "16", "32"}
@@ -78,24 +81,56 @@ def test_the_fit_recovers_the_cost_model_and_projects_the_target(tmp_path: Path)
 def test_a_wrong_cost_model_shows_in_the_residuals(tmp_path: Path) -> None:
     """Mutation: wall times that grow with d^5 per group are not fitted by the model."""
     groups = shape_groups(SLICE)
-    _write_slice(tmp_path, groups[::2], lambda g: 1e-4 * g.d ** 5 / max(g.ns))
+    _write_slice(tmp_path, groups[::2], lambda g, c: 1e-4 * g.d ** 5 / max(g.ns))
     assert proj.project(tmp_path, TARGET)["rms_rel_residual"] > 0.1
 
 
 def test_a_work_term_the_slice_cannot_resolve_is_named(tmp_path: Path) -> None:
-    _write_slice(tmp_path, shape_groups(SLICE)[::2], lambda g: 5.0)  # all overhead
+    _write_slice(tmp_path, shape_groups(SLICE)[::2], lambda g, c: 5.0)  # all overhead
     out = proj.project(tmp_path, TARGET)
     assert out["fit"]["s_per_gd_unit"] == 0 and any("s_per_gd_unit fitted as 0" in w
                                                      for w in out["warnings"])
 
 
 def test_too_few_groups_are_refused(tmp_path: Path, capsys) -> None:
-    _write_slice(tmp_path, shape_groups(SLICE)[:3], _model)
-    with pytest.raises(ValueError, match="needs at least 4"):
+    _write_slice(tmp_path, shape_groups(SLICE)[:4], _model)
+    with pytest.raises(ValueError, match="needs at least 5"):
         proj.project(tmp_path, TARGET)
     assert proj.main(["--results", str(tmp_path)]) == 2
-    assert "needs at least 4" in capsys.readouterr().err
+    assert "needs at least 5" in capsys.readouterr().err
+    assert proj.project(tmp_path, TARGET, s_per_program=COEF[1])["groups_measured"] == 4
     assert proj.main(["--results", str(tmp_path / "nothing")]) == 2
+    assert proj.main([]) == 2 and "--coef" in capsys.readouterr().err
+
+
+def test_a_given_compile_time_is_used_and_the_rest_fitted(tmp_path: Path) -> None:
+    """Unbucketed groups compile as many programs each: the fit cannot separate compilation from
+    the per-group overhead and says so; a given seconds-per-program fixes it."""
+    plain = dataclasses.replace(SLICE, shape_buckets=())
+    groups = shape_groups(plain)[::2]
+    _write_slice(tmp_path, groups, _model, cfg=plain)
+    assert any("not separable" in w for w in proj.project(tmp_path, TARGET)["warnings"])
+    out = proj.project(tmp_path, TARGET, s_per_program=COEF[1])
+    np.testing.assert_allclose(list(out["fit"].values()), COEF, rtol=1e-5)
+    assert not any("not separable" in w for w in out["warnings"])
+
+
+def test_bucket_choices_trade_programs_for_padded_work() -> None:
+    target = dataclasses.replace(TARGET, n_ratios=(0.25, 1.0))
+    budget = lambda a, t: target.gd_step_budget  # noqa: E731
+    rows = {tuple(c["shape_buckets"]): c for c in proj.bucket_choices(target, COEF, budget)}
+    none, one, two = rows[()], rows[(2.0,)], rows[(0.25, 1.0, 2.0)]
+    assert one["programs"] < two["programs"] < none["programs"]
+    assert none["gd_work"] < two["gd_work"] < one["gd_work"]
+    assert none["gd_work"] == pytest.approx(sum(proj.features(g, budget)[3] for g in shape_groups(
+        dataclasses.replace(target, shape_buckets=()))))
+
+
+def test_coef_mode_prints_the_bucket_choices(capsys) -> None:
+    assert proj.main(["--coef", "1,10,0,1e-12", "--preset", "quick"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["projection"] is True and len(out["bucket_choices"]) == len(proj.BUCKET_CHOICES)
+    assert proj.main(["--coef", "1,2"]) == 2
 
 
 def test_the_script_prints_one_json_object(tmp_path: Path, capsys) -> None:

@@ -1,0 +1,140 @@
+"""Shape buckets: a bucketed group gives the unpadded group's records, and the groups of a bucket
+share their compiled programs (each runner is traced once for two groups; without buckets twice)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from sims import engine
+from sims.config import SweepConfig, preset
+from sims.grid import ShapeGroup, bucket_n, shape_groups
+from sims.runtime import compile_stats
+from sims.sweep import build_parser, config_from_args, main
+from tests.sims.tiny import TINY
+
+# d = 8, k in {2, 4}, n in {4, 8}; one bucket per (d, family): k -> 4, n -> 8
+BUCKETED = dataclasses.replace(TINY, families=("sparse",), seeds=3, gd_seeds=1, steps=100,
+                               mc_samples=1024, merge_shapes=False, shape_buckets=(1.0,))
+PLAIN = dataclasses.replace(BUCKETED, shape_buckets=())
+NUMERIC = ("target_loss", "initial_target_loss", "train_loss", "limit_target_loss",
+           "start_train_loss", "cf_target_loss", "c1_pool_loss", "pool_y2")
+VOLATILE = ("wall_s",)
+
+
+def _group(cfg, k: int, n: int) -> ShapeGroup:
+    return next(g for g in shape_groups(cfg) if g.ks == (k,) and g.ns == (n,))
+
+
+def _clear() -> None:
+    for fn in (engine._builder, engine._preparer, engine._seeded, engine._expander,
+               engine._runner, engine._mc_runner):
+        fn.cache_clear()
+    jax.clear_caches()
+
+
+def _traced(monkeypatch) -> list[str]:
+    """Every trace of the per-run function (one per runner compiled) appends its activation."""
+    seen: list[str] = []
+    original = engine._run_one
+
+    def counting(*args, **kwargs):
+        seen.append(kwargs["activation"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_run_one", counting)
+    return seen
+
+
+def _by_id(records) -> dict[str, dict]:
+    return {r["id"]: {k: v for k, v in r.items() if k not in VOLATILE} for r in records}
+
+
+def test_padded_shapes_of_groups() -> None:
+    assert [g.padded for g in shape_groups(BUCKETED)] == [(4, 8)] * 4
+    assert [g.padded for g in shape_groups(PLAIN)] == [(2, 4), (2, 8), (4, 4), (4, 8)]
+    cfg = dataclasses.replace(BUCKETED, dims=(64,), n_ratios=(1 / 16, 1 / 4, 1.0, 2.0),
+                              shape_buckets=(0.25, 1.0))
+    assert [bucket_n(cfg, 64, n) for n in (4, 16, 64, 128)] == [16, 16, 64, 128]
+    assert {engine.chunk_size(g, 1) for g in shape_groups(BUCKETED)} == {len(_group(
+        BUCKETED, 4, 8).runs())}
+
+
+@pytest.fixture(scope="module")
+def bucketed_runs():
+    """Records of two groups of one bucket computed in one process, with the runner's traces."""
+    mp = pytest.MonkeyPatch()
+    seen = _traced(mp)
+    _clear()
+    before = compile_stats()["programs"]
+    small = engine.compute_group(_group(BUCKETED, 2, 4))
+    mid = compile_stats()["programs"]
+    other = engine.compute_group(_group(BUCKETED, 4, 4))
+    after = compile_stats()["programs"]
+    mp.undo()
+    return {"small": small, "other": other, "traces": list(seen),
+            "programs": (mid - before, after - mid)}
+
+
+def test_a_bucketed_group_equals_the_unpadded_group(bucketed_runs) -> None:
+    """k = 2 padded to 4 and n = 4 padded to 8: the same numbers as the unpadded group."""
+    plain = _by_id(engine.compute_group(_group(PLAIN, 2, 4)))
+    padded = _by_id(bucketed_runs["small"])
+    assert padded.keys() == plain.keys()  # padding is not part of a record's id
+    for rid, r in plain.items():
+        p = padded[rid]
+        for key in NUMERIC:
+            if r.get(key) is not None:
+                np.testing.assert_allclose(p[key], r[key], rtol=1e-9,
+                                           atol=1e-14 * r["initial_target_loss"],
+                                           err_msg=f"{key} {r['method']} {r['activation']}")
+        if "trace" in r:
+            np.testing.assert_allclose(p["trace"], r["trace"], rtol=1e-9, atol=1e-14)
+        for key in ("converged", "steps_taken", "rank_z", "n_unsampled", "e1_sampled"):
+            assert p.get(key) == r.get(key), key
+        if r["mc"] is not None:
+            np.testing.assert_allclose(np.concatenate(list(p["mc"].values())),
+                                       np.concatenate(list(r["mc"].values())), rtol=1e-9,
+                                       atol=1e-14 * r["initial_target_loss"])
+
+
+def test_groups_of_a_bucket_share_their_compiled_programs(bucketed_runs) -> None:
+    # one runner per (activation, tier) for both groups; the second compiles only its k's builder
+    assert sorted(bucketed_runs["traces"]) == sorted(2 * BUCKETED.activations)
+    first, second = bucketed_runs["programs"]
+    small, other = (engine.program_keys(_group(BUCKETED, k, 4)) for k in (2, 4))
+    assert second == len(other - small) == 1 and first >= len(small) == 9
+    plain_small, plain_other = (engine.program_keys(_group(PLAIN, k, 4)) for k in (2, 4))
+    assert not plain_small & plain_other and len(plain_other) == 8  # 2 preparers, 4 runners, 2 MC
+
+
+def test_without_buckets_each_group_traces_its_own_runner(monkeypatch) -> None:
+    """Mutation of the test above: padding off, the same two groups trace the runner twice."""
+    seen = _traced(monkeypatch)
+    _clear()
+    cfg = dataclasses.replace(PLAIN, activations=("relu",), gd_seeds=0)  # one tier
+    engine.compute_group(_group(cfg, 2, 4))
+    engine.compute_group(_group(cfg, 4, 4))
+    assert seen == ["relu", "relu"]
+
+
+@pytest.mark.slow
+def test_records_do_not_depend_on_the_groups_run_before(bucketed_runs) -> None:
+    """The second group of the bucket, computed alone in a cleared process, is bit-identical."""
+    _clear()
+    alone = _by_id(engine.compute_group(_group(BUCKETED, 4, 4)))
+    assert alone == _by_id(bucketed_runs["other"])
+
+
+def test_shape_buckets_flag_and_bad_values(tmp_path, capsys) -> None:
+    args = build_parser().parse_args(["--full", "--shape-buckets", "0.25,1"])
+    assert config_from_args(args).shape_buckets == (0.25, 1.0)
+    assert preset("full").shape_buckets == (2.0,) and not preset("full").merge_shapes
+    for bad in ((0.0,), (1.0, 1.0), (float("nan"),)):
+        with pytest.raises(ValueError, match="shape_buckets"):
+            SweepConfig(shape_buckets=bad)
+    assert main(["--shape-buckets", "-1", "--out", str(tmp_path / "o")]) == 2
+    assert "shape_buckets" in capsys.readouterr().err
