@@ -103,5 +103,5 @@ if [ -f "$RESULTS/runs.jsonl" ] && [ "$(stat -c %s "$RESULTS/runs.jsonl")" -lt 1
   [ "$(stat -c %s "$RESULTS/runs.jsonl.gz")" -lt 20000000 ] && FILES+=(runs.jsonl.gz)
 fi
 tar -czf "$OUT/full_small.tgz" -C "$RESULTS" "${FILES[@]}"
-"$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); p=d['projection']; print(json.dumps({k: d[k] for k in ('groups_done','groups_total','verdicts_scope')}), json.dumps({k: p.get(k) for k in ('groups_measured','projected_s','projected_upper_s','rms_rel_residual','error')}))" "$OUT/full.json"
+"$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); p=d['projection']; print(json.dumps({k: d[k] for k in ('groups_done','groups_total','verdicts_scope')}), json.dumps({k: p.get(k) for k in ('groups_measured','fit','projected_s','projected_upper_s','rms_rel_residual','error')}))" "$OUT/full.json"
 echo "done in $(( $(date +%s) - T0 )) s"
