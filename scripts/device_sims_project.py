@@ -60,7 +60,7 @@ from scipy.optimize import nnls
 
 from sims.claims import evaluate
 from sims.config import PRESETS, SweepConfig, preset, with_overrides
-from sims.engine import DEFAULT_MEMORY_BYTES, program_keys
+from sims.engine import DEFAULT_MEMORY_BYTES, default_devices, device_memory_budget, program_keys
 from sims.grid import ShapeGroup, in_gd_tier, run_methods, shape_groups
 from sims.infra import RunStore
 from sims.summary import summarize, to_csv
@@ -272,13 +272,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="preset whose whole grid is projected (default: the slice's preset)")
     p.add_argument("--s-per-program", type=float, default=None,
                    help="seconds per compiled program in the projection (default: fitted)")
-    p.add_argument("--memory-gb", type=float, default=DEFAULT_MEMORY_BYTES / 1e9,
-                   help="working memory per compiled call (sets the batch sizes, hence programs)")
+    p.add_argument("--memory-gb", type=float, default=None,
+                   help="working memory per compiled call, which sets the batch sizes, hence the "
+                        "programs (default: the engine's budget on this machine's devices)")
     p.add_argument("--coef", default=None, metavar="A,P,B,C",
                    help="no fit: evaluate the bucket choices of --preset with these coefficients")
     args = p.parse_args(argv)
     try:
-        mem = args.memory_gb * 1e9
+        mem = (device_memory_budget(default_devices()) if args.memory_gb is None
+               else args.memory_gb * 1e9)
         if args.coef is not None:
             coef = np.array([float(c) for c in args.coef.split(",")])
             if coef.shape != (len(TERMS),):
