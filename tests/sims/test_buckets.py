@@ -79,10 +79,7 @@ def bucketed_runs():
             "programs": (mid - before, after - mid)}
 
 
-def test_a_bucketed_group_equals_the_unpadded_group(bucketed_runs) -> None:
-    """k = 2 padded to 4 and n = 4 padded to 8: the same numbers as the unpadded group."""
-    plain = _by_id(engine.compute_group(_group(PLAIN, 2, 4)))
-    padded = _by_id(bucketed_runs["small"])
+def _assert_same_numbers(padded: dict, plain: dict) -> None:
     assert padded.keys() == plain.keys()  # padding is not part of a record's id
     for rid, r in plain.items():
         p = padded[rid]
@@ -101,6 +98,22 @@ def test_a_bucketed_group_equals_the_unpadded_group(bucketed_runs) -> None:
                                        atol=1e-14 * r["initial_target_loss"])
 
 
+def test_a_bucketed_group_equals_the_unpadded_group(bucketed_runs) -> None:
+    """k = 2 padded to 4 and n = 4 padded to 8: the same numbers as the unpadded group."""
+    _assert_same_numbers(_by_id(bucketed_runs["small"]),
+                         _by_id(engine.compute_group(_group(PLAIN, 2, 4))))
+
+
+@pytest.mark.slow
+def test_a_bucketed_group_does_not_depend_on_chunking(bucketed_runs) -> None:
+    """One seed per call: the closed-form tier runs in two calls. (Unchunked, the builder draws
+    the closed-form tier's 2 seeds for the gradient-descent tier's 1 too: the fixture's case.)"""
+    cfg = dataclasses.replace(BUCKETED, chunk=2)
+    assert [t[2] for t in engine._tier_batches(_group(cfg, 2, 4), 2, 1)] == [1, 1]
+    _assert_same_numbers(_by_id(engine.compute_group(_group(cfg, 2, 4))),
+                         _by_id(bucketed_runs["small"]))
+
+
 def test_groups_of_a_bucket_share_their_compiled_programs(bucketed_runs) -> None:
     # one runner per (activation, tier) for both groups; the second compiles only its k's builder
     assert sorted(bucketed_runs["traces"]) == sorted(2 * BUCKETED.activations)
@@ -115,7 +128,8 @@ def test_without_buckets_each_group_traces_its_own_runner(monkeypatch) -> None:
     """Mutation of the test above: padding off, the same two groups trace the runner twice."""
     seen = _traced(monkeypatch)
     _clear()
-    cfg = dataclasses.replace(PLAIN, activations=("relu",), gd_seeds=0)  # one tier
+    cfg = dataclasses.replace(PLAIN, activations=("relu",), gd_seeds=0, tunes=("last",),
+                              mc_runs=0)  # one tier, a small runner, no Monte Carlo
     engine.compute_group(_group(cfg, 2, 4))
     engine.compute_group(_group(cfg, 4, 4))
     assert seen == ["relu", "relu"]
