@@ -1,17 +1,22 @@
 """Compare two sweeps' records bit for bit, keyed by a record's content rather than its id.
 
     python scripts/compare_records.py BEFORE/runs.jsonl AFTER/runs.jsonl [--ignore id,package_version]
+        [--rtol R --atol A]
 
 Each record is keyed by every field except the ignored ones and the measured ones (``wall_s``);
-the comparison of the remaining values is exact (floats compared by their JSON text). Prints one
-JSON line: counts of matched, only-before, only-after, and differing records, and the fields in
-which they differ. Exit 1 if anything differs.
+the comparison of the remaining values is exact (floats compared by their JSON text), or, with
+``--rtol``/``--atol``, floats (also inside lists and dicts) agree when |a − b| <= atol + rtol·max(|a|,
+|b|) while everything else (booleans, integers, strings, None) must be equal. Prints one JSON line:
+counts of matched, only-before, only-after, and differing records, the fields in which they differ,
+and per field that differs by its JSON text the largest absolute and relative float difference.
+Exit 1 if anything differs beyond the tolerance.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import Counter
 
@@ -34,26 +39,63 @@ def load(path: str, ignore: set[str]) -> dict[str, dict]:
     return out
 
 
+def _floats(a, b, pairs: list) -> bool:
+    """Collect the (a, b) float pairs of two JSON values; False if they differ in anything else."""
+    def number(x) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool)
+
+    if number(a) and number(b) and (isinstance(a, float) or isinstance(b, float)):
+        pairs.append((float(a), float(b)))
+        return True
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_floats(x, y, pairs) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_floats(a[k], b[k], pairs) for k in a)
+    return json.dumps(a) == json.dumps(b)
+
+
+def _close(x: float, y: float, rtol: float, atol: float) -> bool:
+    return x == y or (math.isnan(x) and math.isnan(y)) or abs(x - y) <= atol + rtol * max(abs(x),
+                                                                                        abs(y))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("before")
     p.add_argument("after")
     p.add_argument("--ignore", default="id,package_version")
+    p.add_argument("--rtol", type=float, default=0.0, help="relative float tolerance (default exact)")
+    p.add_argument("--atol", type=float, default=0.0, help="absolute float tolerance (default exact)")
     args = p.parse_args(argv)
     ignore = set(args.ignore.split(","))
     a, b = load(args.before, ignore), load(args.after, ignore)
     diff_fields: Counter[str] = Counter()
+    spread: dict[str, dict[str, float]] = {}
     differing = 0
     for key in a.keys() & b.keys():
         ra, rb = a[key], b[key]
-        fields = {k for k in ra.keys() | rb.keys()
-                  if json.dumps(ra.get(k, "<absent>")) != json.dumps(rb.get(k, "<absent>"))}
+        fields = set()
+        for k in ra.keys() | rb.keys():
+            va, vb = ra.get(k, "<absent>"), rb.get(k, "<absent>")
+            if json.dumps(va) == json.dumps(vb):
+                continue
+            pairs: list[tuple[float, float]] = []
+            same_kind = _floats(va, vb, pairs)
+            worst = spread.setdefault(k, {"max_abs": 0.0, "max_rel": 0.0})
+            for x, y in pairs:
+                gap, size = abs(x - y), max(abs(x), abs(y))
+                if math.isfinite(gap):
+                    worst["max_abs"] = max(worst["max_abs"], gap)
+                    worst["max_rel"] = max(worst["max_rel"], gap / size if size else 0.0)
+            if not same_kind or not all(_close(x, y, args.rtol, args.atol) for x, y in pairs):
+                fields.add(k)
         if fields:
             differing += 1
             diff_fields.update(fields)
     out = {"before": len(a), "after": len(b), "matched": len(a.keys() & b.keys()),
            "only_before": len(a.keys() - b.keys()), "only_after": len(b.keys() - a.keys()),
-           "differing": differing, "differing_fields": dict(diff_fields), "ignored": sorted(ignore)}
+           "differing": differing, "differing_fields": dict(diff_fields), "ignored": sorted(ignore),
+           "rtol": args.rtol, "atol": args.atol, "float_spread": spread}
     print(json.dumps(out))
     return 1 if differing or out["only_before"] or out["only_after"] else 0
 

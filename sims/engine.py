@@ -225,10 +225,7 @@ def _run_one(problem, X, y, n_valid, is_input, *, activation, family, tunes, ste
         points["first_limit"] = (problem.v_src, B_inf)
         if "first" in tunes:
             out["first_limit_gap"] = limit_gap(B_first, B_inf, problem.B_src)
-        cov = tl.target_second_moment(problem, family)
-        w0 = problem.B_src.T @ problem.v_src
-        w_star = problem.B_star.T @ problem.v_star
-        out["first_layer_bound"] = bounds.first_layer_linear_loss(w0, w_star, X, cov)
+        out["first_layer_bound"] = bounds.first_layer_linear_loss_of(problem, family, X)
         out["c2_floor"] = bounds.c2_floor_of(problem, family)
     else:
         out["c4_floor"] = bounds.c4_floor(problem, family, activation)

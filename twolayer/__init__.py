@@ -45,6 +45,8 @@ from twolayer.problems import (
     sample_target,
     shift_matrix,
     target_directions,
+    target_moment_root_t,
+    target_quadratic_form,
     target_second_moment,
 )
 
@@ -86,6 +88,8 @@ __all__ = [
     "shift_matrix",
     "smoothness_bound",
     "target_directions",
+    "target_moment_root_t",
+    "target_quadratic_form",
     "target_second_moment",
     "target_second_moment_of_labels",
     "uses_closed_form",

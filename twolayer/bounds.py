@@ -10,7 +10,11 @@ import numpy as np
 
 from twolayer._checks import check_array, is_traced
 from twolayer.losses import target_second_moment_of_labels
-from twolayer.problems import Problem, target_second_moment
+from twolayer.problems import (
+    Problem,
+    target_moment_root_t,
+    target_quadratic_form,
+)
 
 
 def c2_floor(B_src: jnp.ndarray, w_star: jnp.ndarray, cov: jnp.ndarray) -> jnp.ndarray:
@@ -39,16 +43,22 @@ def c2_floor(B_src: jnp.ndarray, w_star: jnp.ndarray, cov: jnp.ndarray) -> jnp.n
     check_array("cov", cov, (d, d))
     lam, V = jnp.linalg.eigh(0.5 * (cov + cov.T))
     M = V * jnp.sqrt(jnp.maximum(lam, 0.0))[None, :]  # Σ = M Mᵀ
-    F = M.T @ B_src.T  # (d, k)
+    return _c2_floor_factored(M.T @ B_src.T, M.T @ w_star)
+
+
+def _c2_floor_factored(F: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+    """‖b − P_F b‖² for F = MᵀB_srcᵀ (m, k) and b = Mᵀw* (m,), Σ = M Mᵀ (any factor M: the
+    residual's norm does not depend on which); P_F projects on the range of F (thin SVD, the
+    pseudo-inverse's rank cut-off)."""
     U, s, _ = jnp.linalg.svd(F, full_matrices=False)
     keep = s > jnp.max(s) * max(F.shape) * jnp.finfo(F.dtype).eps * 10
-    b = M.T @ w_star
     r = b - U @ (keep * (U.T @ b))
     return r @ r
 
 
 def c2_floor_of(problem: Problem, family: str) -> jnp.ndarray:
-    """:func:`c2_floor` for a problem's pretrained first layer and target teacher.
+    """:func:`c2_floor` for a problem's pretrained first layer and target teacher (Σ's factor
+    from the problem's construction instead of an eigendecomposition of Σ).
 
     Example:
         >>> import jax, twolayer as tl
@@ -58,7 +68,10 @@ def c2_floor_of(problem: Problem, family: str) -> jnp.ndarray:
         True
     """
     w_star = problem.B_star.T @ problem.v_star
-    return c2_floor(problem.B_src, w_star, target_second_moment(problem, family))
+    # Σ's factor M is known from the construction (twolayer.problems.target_moment_root_t): no
+    # eigendecomposition of Σ, and MᵀB_srcᵀ, Mᵀw* cost O(d² k).
+    return _c2_floor_factored(target_moment_root_t(problem, family, problem.B_src.T),
+                              target_moment_root_t(problem, family, w_star))
 
 
 def c4_floor(problem: Problem, family: str, activation: str) -> jnp.ndarray:
@@ -109,9 +122,34 @@ def first_layer_linear_loss(
     check_array("w_star", w_star, (d,))
     check_array("X", X, (None, d))
     check_array("cov", cov, (d, d))
-    e = w_star - w0
-    e_perp = e - jnp.linalg.pinv(X) @ (X @ e)
+    e_perp = _orth_to_rows(X, w_star - w0)
     return e_perp @ cov @ e_perp
+
+
+def first_layer_linear_loss_of(problem: Problem, family: str, X: jnp.ndarray) -> jnp.ndarray:
+    """:func:`first_layer_linear_loss` for a problem's pretrained predictor and target teacher on
+    samples X (n, d), with ‖·‖²_Σ as :func:`~twolayer.problems.target_quadratic_form` (O(d²),
+    without forming Σ).
+
+    Example:
+        >>> import jax, twolayer as tl
+        >>> p = tl.make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=tl.OutputShift(-1.0))
+        >>> X, _ = tl.sample_target(jax.random.PRNGKey(1), p, "gaussian", "linear", 2)
+        >>> w0, w_star = p.B_src.T @ p.v_src, p.B_star.T @ p.v_star
+        >>> cov = tl.target_second_moment(p, "gaussian")
+        >>> bool(jnp.allclose(first_layer_linear_loss_of(p, "gaussian", X),
+        ... first_layer_linear_loss(w0, w_star, X, cov)))
+        True
+    """
+    w0 = problem.B_src.T @ problem.v_src
+    w_star = problem.B_star.T @ problem.v_star
+    return target_quadratic_form(problem, family, _orth_to_rows(X, w_star - w0))
+
+
+def _orth_to_rows(X: jnp.ndarray, e: jnp.ndarray) -> jnp.ndarray:
+    """(I − P_X) e, P_X the orthogonal projection on span{x_i} (through the pseudo-inverse)."""
+    return e - jnp.linalg.pinv(X) @ (X @ e)
 
 
 def c5_success_probability(p1, n) -> jnp.ndarray:

@@ -65,7 +65,7 @@ def sampled_directions(problem: Problem, X: jnp.ndarray) -> jnp.ndarray:
     >>> sampled_directions(p, X).tolist()
     [True, False, True]
     """
-    coef = (X @ jnp.linalg.inv(problem.A).T) @ problem.basis.T  # (n, d): z e_J per row
+    coef = jnp.linalg.solve(problem.A, X.T).T @ problem.basis.T  # (n, d): z e_J per row
     return jnp.any(jnp.abs(coef) > SAMPLED_RTOL * jnp.max(jnp.abs(coef)), axis=0)
 
 

@@ -22,8 +22,7 @@ from twolayer.problems import (
     Problem,
     check_problem,
     sample_target,
-    target_directions,
-    target_second_moment,
+    target_quadratic_form,
 )
 
 
@@ -50,9 +49,14 @@ def arccos_kernel(G: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(outer > 0, outer * (sin + (jnp.pi - theta) * cos) / (2 * jnp.pi), 0.0)
 
 
+def _direction_preacts(problem: Problem, B: jnp.ndarray) -> jnp.ndarray:
+    """Pre-activations B (A u_j) at the sparse target directions, (d, k): U (Aᵀ Bᵀ), O(d² k)
+    (never the (d, d) matrix of directions U Aᵀ, O(d³))."""
+    return problem.basis @ (problem.A.T @ B.T)
+
+
 def _sparse_relu_loss(v, B, problem: Problem) -> jnp.ndarray:
-    D = target_directions(problem)  # (d, d): rows are directions
-    H, H_star = D @ B.T, D @ problem.B_star.T  # (d, k)
+    H, H_star = _direction_preacts(problem, B), _direction_preacts(problem, problem.B_star)
     pos = jnp.maximum(H, 0) @ v - jnp.maximum(H_star, 0) @ problem.v_star
     neg = jnp.maximum(-H, 0) @ v - jnp.maximum(-H_star, 0) @ problem.v_star
     return 0.5 * jnp.sum(problem.probs * (pos * pos + neg * neg))
@@ -88,7 +92,7 @@ def population_loss(
     check_array("v", v, (np.shape(B)[0],))
     if activation == "linear":
         e = B.T @ v - problem.B_star.T @ problem.v_star
-        return e @ target_second_moment(problem, family) @ e
+        return target_quadratic_form(problem, family, e)  # eᵀΣe in O(d²)
     if family == "sparse":
         return _sparse_relu_loss(v, B, problem)
     rows = jnp.concatenate([B, problem.B_star]) @ problem.A  # ã = Aᵀa, so ãᵀã' = aᵀΣa'

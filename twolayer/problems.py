@@ -285,6 +285,43 @@ def target_second_moment(problem: Problem, family: str) -> jnp.ndarray:
     return D.T @ (problem.probs[:, None] * D)
 
 
+def target_moment_root_t(problem: Problem, family: str, Y: jnp.ndarray) -> jnp.ndarray:
+    """Mᵀ Y for the factor M of Σ = E_trg[x xᵀ] = M Mᵀ fixed by the problem's construction.
+
+    M = A (Gaussian: Σ = A Aᵀ) or M = A Uᵀ diag(√p) (sparse: Σ = A Uᵀ diag(p) U Aᵀ, rows u_j of
+    ``basis``). Costs O(d² m) for Y of shape (d,) or (d, m), without forming Σ or M (O(d³)); the
+    quadratic form eᵀΣe is ‖Mᵀe‖² (:func:`target_quadratic_form`).
+
+    Example:
+        >>> p = make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="sparse",
+        ... shift=InputShift(1, 2.0))
+        >>> M = target_moment_root_t(p, "sparse", jnp.eye(3)).T
+        >>> bool(jnp.allclose(M @ M.T, target_second_moment(p, "sparse")))
+        True
+    """
+    check_choice("family", family, FAMILIES)
+    AtY = problem.A.T @ Y
+    if family == "gaussian":
+        return AtY
+    root_p = jnp.sqrt(problem.probs)
+    return (root_p if AtY.ndim == 1 else root_p[:, None]) * (problem.basis @ AtY)
+
+
+def target_quadratic_form(problem: Problem, family: str, e: jnp.ndarray) -> jnp.ndarray:
+    """eᵀ Σ e = ‖Mᵀe‖² for e of shape (d,), Σ = E_trg[x xᵀ], in O(d²) (:func:`target_moment_root_t`).
+
+    Example:
+        >>> p = make_problem(jax.random.PRNGKey(0), d=3, k=2, activation="linear", family="gaussian",
+        ... shift=InputShift(1, 2.0))
+        >>> e = jnp.array([1.0, -2.0, 0.5])
+        >>> bool(jnp.allclose(target_quadratic_form(p, "gaussian", e),
+        ... e @ target_second_moment(p, "gaussian") @ e))
+        True
+    """
+    r = target_moment_root_t(problem, family, e)
+    return r @ r
+
+
 def target_directions(problem: Problem) -> jnp.ndarray:
     """Rows A u_j of the sparse target family, shape (d, d).
 

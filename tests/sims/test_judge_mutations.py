@@ -78,13 +78,17 @@ def gd_one_step_says_converged(mp: pytest.MonkeyPatch) -> None:
 
 
 def sigma_identity(mp: pytest.MonkeyPatch) -> None:
-    """Σ := I in the losses and the bounds."""
+    """Σ := I in the losses and the bounds (Σ itself, its factor and its quadratic form)."""
 
     def eye(problem, family):
         return jnp.eye(problem.B_src.shape[-1], dtype=problem.B_src.dtype)
 
-    for mod in (tl, tl_problems, tl_losses, tl.bounds):
+    for mod in (tl, tl_problems):
         mp.setattr(mod, "target_second_moment", eye)
+    for mod in (tl_problems, tl_losses, tl.bounds):
+        mp.setattr(mod, "target_quadratic_form", lambda problem, family, e: e @ e)
+    for mod in (tl_problems, tl.bounds):
+        mp.setattr(mod, "target_moment_root_t", lambda problem, family, Y: Y)
 
 
 def relu_kernel_x2(mp: pytest.MonkeyPatch) -> None:

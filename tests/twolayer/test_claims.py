@@ -169,3 +169,18 @@ def test_c5_success_rate_matches_binomial():
         successes += float(tl.population_loss(p.v_src, B, p, "sparse", "linear")) < 1e-10 * loss0
     prob = float(bounds.c5_success_probability(p1, n))
     assert binomtest(successes, runs, prob).pvalue > 1e-3, (successes, runs, prob)
+
+
+@PROPERTY
+@given(seed=seeds, fam=fams, shift=input_shifts | output_shifts, k=st.integers(1, 6))
+def test_c2_floor_of_equals_the_eigendecomposition_route(seed, fam, shift, k):
+    """c2_floor_of (Σ's factor from the construction) = c2_floor on Σ (factor from eigh), and
+    first_layer_linear_loss_of (‖·‖²_Σ without Σ) = first_layer_linear_loss on Σ."""
+    p, X, _ = problem_and_data(seed, d=6, k=k, n=3, activation="linear", family=fam, shift=shift)
+    cov = tl.target_second_moment(p, fam)
+    w0, w_star = p.B_src.T @ p.v_src, p.B_star.T @ p.v_star
+    scale = float(w_star @ cov @ w_star) + float(w0 @ cov @ w0)
+    want = float(bounds.c2_floor(p.B_src, w_star, cov))
+    assert abs(float(bounds.c2_floor_of(p, fam)) - want) <= 1e-10 * max(want, 1e-3 * scale)
+    want = float(bounds.first_layer_linear_loss(w0, w_star, X, cov))
+    assert abs(float(bounds.first_layer_linear_loss_of(p, fam, X)) - want) <= 1e-10 * max(want, scale)

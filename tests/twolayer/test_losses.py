@@ -68,3 +68,23 @@ def test_linear_loss_is_the_quadratic_form():
     e = B.T @ v - p.B_star.T @ p.v_star
     want = e @ (p.A @ p.A.T) @ e
     np.testing.assert_allclose(tl.population_loss(v, B, p, "gaussian", "linear"), want, rtol=1e-12)
+
+
+@PROPERTY
+@given(seed=seeds, family=st.sampled_from(["gaussian", "sparse"]), shift=input_shifts | output_shifts,
+       d=st.integers(4, 9), m=st.integers(1, 3))
+def test_moment_root_factors_the_second_moment(seed, family, shift, d, m):
+    """Mᵀ Y and ‖Mᵀe‖² (O(d²), never forming Σ) against Σ = E_trg[x xᵀ] formed in NumPy from its
+    definition: A Aᵀ (Gaussian), Σ_j p_j (A u_j)(A u_j)ᵀ (sparse)."""
+    p, _, _ = problem_and_data(seed, d=d, k=2, n=1, activation="linear", family=family, shift=shift)
+    A, U, probs = (np.asarray(a) for a in (p.A, p.basis, p.probs))
+    dirs = U @ A.T  # rows A u_j
+    sigma = A @ A.T if family == "gaussian" else (dirs.T * probs) @ dirs
+    M = np.asarray(tl.target_moment_root_t(p, family, jnp.eye(d))).T
+    np.testing.assert_allclose(M @ M.T, sigma, rtol=1e-12, atol=1e-12 * np.abs(sigma).max())
+    Y = np.asarray(jax.random.normal(jax.random.PRNGKey(seed + 1), (d, m)))
+    np.testing.assert_allclose(tl.target_moment_root_t(p, family, jnp.asarray(Y)), M.T @ Y,
+                               rtol=1e-12, atol=1e-12 * np.abs(M.T @ Y).max())
+    e = Y[:, 0]
+    np.testing.assert_allclose(tl.target_quadratic_form(p, family, jnp.asarray(e)), e @ sigma @ e,
+                               rtol=1e-11)
