@@ -78,9 +78,8 @@ def _pieces(activation: str, family: str, steps: int, gd_steps: int, n_records: 
     if activation == "linear":
         pieces["first_layer_limit"] = lambda p, X, y, nv, ii: tl.first_layer_limit(
             p.v_src, p.B_src, X, y)
-        pieces["target_second_moment"] = lambda p, X, y, nv, ii: tl.target_second_moment(p, family)
-        pieces["first_layer_bound"] = lambda p, X, y, nv, ii: bounds.first_layer_linear_loss(
-            p.B_src.T @ p.v_src, p.B_star.T @ p.v_star, X, tl.target_second_moment(p, family))
+        pieces["first_layer_bound"] = lambda p, X, y, nv, ii: bounds.first_layer_linear_loss_of(
+            p, family, X)
         pieces["c2_floor"] = lambda p, X, y, nv, ii: bounds.c2_floor_of(p, family)
     else:
         pieces["c4_floor"] = lambda p, X, y, nv, ii: bounds.c4_floor(p, family, activation)
