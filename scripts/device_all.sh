@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# A session's GPU checks in two calls that each fit a device call (< 9 minutes on one H100/H200):
-#   PART=sims  the twolayer 256-problem table, a time-boxed slice of --full and
-#              its projection (scripts/device_full.sh), the GD step time against batch size and
+# A session's GPU checks in three calls that each fit a device call (< 9 minutes on one H100/H200),
+# in the order of what is still open (a device session has 15 minutes in all, starts included):
+#   PART=full  a time-boxed, resumable slice of --full with shape buckets and its projection
+#              (scripts/device_full.sh; MINUTES, default 5; re-run on the same warm machine to go on)
+#   PART=grid  the batched lr grid with seeds and targets in one model, its CUDA peak memory with the
+#              member layout and with vmap's built-in rules (scripts/device_grid2.sh)
+#   PART=sims  the twolayer 256-problem table, the GD step time against batch size and
 #              python -m sims.bench's cold / cached / warm (scripts/device_sims.sh)
-#   PART=grid  the batched lr grid with seeds and targets in one model (scripts/device_grid2.sh)
 # The device tool returns at most 8 files, so every output is packed into $OUT/<PART>.tar.gz.
-# Usage: OUT=dir PART=sims|grid bash scripts/device_all.sh   (TINY=1 / QUICK=1: CPU smoke test)
+# Usage: OUT=dir PART=full|grid|sims bash scripts/device_all.sh   (TINY=1 / QUICK=1: CPU smoke test)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -18,16 +21,17 @@ case "${PART:-sims}" in
     mkdir -p "$W/sims"
     timeout 90 "$PY" scripts/device_twolayer.py --problems "${TL_PROBLEMS:-256}" --steps 2000 \
       --unrolls "${UNROLLS:-default}" --chunks auto 2> "$W/sims/tl.err" | tee "$W/sims/twolayer.jsonl"
-    echo "== --full slice ($(( $(date +%s) - T0 )) s)"
-    OUT="$W/full" MINUTES="${MINUTES:-2}" GRACE="${GRACE:-40}" PROJ_TIMEOUT=75 JUDGE_TIMEOUT=75 RESULTS="$W/sims-full" \
-      bash scripts/device_full.sh
     echo "== batch curve and bench ($(( $(date +%s) - T0 )) s)"
     OUT="$W/sims" SKIP_TWOLAYER=1 bash scripts/device_sims.sh
-    tar -czf "$OUT/sims.tar.gz" -C "$W" sims full ;;
+    tar -czf "$OUT/sims.tar.gz" -C "$W" sims ;;
+  full)
+    echo "== --full slice with shape buckets"
+    OUT="$W/full" MINUTES="${MINUTES:-5}" RESULTS="${RESULTS:-/tmp/sims-full}" bash scripts/device_full.sh
+    tar -czf "$OUT/full.tar.gz" -C "$W" full ;;
   grid)
     echo "== realdata: batched lr grid (seeds and targets in one model) vs per-lr loop"
     OUT="$W/grid" bash scripts/device_grid2.sh
     tar -czf "$OUT/grid.tar.gz" -C "$W" grid ;;
-  *) echo "PART must be sims or grid" >&2; exit 2 ;;
+  *) echo "PART must be full, grid or sims" >&2; exit 2 ;;
 esac
 echo "done in $(( $(date +%s) - T0 )) s"
