@@ -7,7 +7,9 @@ Draws (PNG and PDF, into ``OUT/figures`` unless ``--out``), from ``OUT/runs.json
   shifts and widths;
 * ``c5_success``: fraction of seeds where first-layer tuning reaches zero loss (sparse family,
   linear, rank-1 scale shift) against the prediction 1 − (1 − p₁)ⁿ;
-* ``phase_<family>``: the winning tune mode (lowest mean target loss) over (n/d, k/d).
+* ``phase_<family>``: the winning tune mode over (n/d, k/d): the mode with the lowest mean relative
+  target loss, named only where its paired per-run difference against every other mode exceeds
+  ``WIN_Z`` standard errors (grey: no significant winner).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ TUNES = ("first", "last", "full")
 STYLE = {"none": ("pretrained (none)", "0.5", ":"), "first": ("first layer", "C0", "-"),
          "last": ("last layer", "C1", "-"), "full": ("full", "C2", "--"),
          "oracle": ("oracle", "k", ":")}
+TIE_COLOR = "0.85"
 
 
 def _p1(results: Path, records: list[dict]) -> float:
@@ -141,39 +144,83 @@ def same_seeds(records: list[dict]) -> list[dict]:
     return [r for r in records if not r.get("gd_seeds") or r["seed_index"] < r["gd_seeds"]]
 
 
-def phase_winners(records: list[dict], act: str, shift: str):
-    """The winning tune mode (index into ``TUNES``, lowest mean relative target loss over the same
-    seeds, :func:`same_seeds`) per (n/d, k/d) cell; ``(xs, ys, grid)`` with grid[y][x] (NaN: empty)."""
-    cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+#: A cell's best tune mode is named its winner only if its paired per-run difference against every
+#: other mode exceeds ``WIN_Z`` standard errors (about 95% one comparison at a time).
+WIN_Z = 2.0
+#: Grid value of a cell whose best mode is not significantly better than another (drawn grey).
+TIE = len(TUNES)
+#: The fields that identify a run inside a cell: records of different tune modes with the same
+#: values are the same problem and data set, so their losses pair.
+RUN_FIELDS = ("family", "shift_kind", "rank", "alpha", "t", "seed_index")
+
+
+def cell_winner(losses: dict[str, dict[tuple, float]], z: float = WIN_Z) -> int:
+    """The winning tune mode of one cell (index into ``TUNES``), or :data:`TIE`.
+
+    Args:
+        losses: per tune mode, relative target loss per run key (:data:`RUN_FIELDS`).
+        z: the paired difference (other mode − best mode, over the runs every mode has) must have
+            mean > z × standard error against every other mode.
+
+    The best mode is the one with the lowest mean over the runs every mode has. One run, or
+    differences with zero spread and zero mean (two modes that both reach zero), are a tie.
+
+    >>> cell_winner({"first": {0: 0.1, 1: 0.5}, "full": {0: 0.2, 1: 0.6}})
+    0
+    >>> cell_winner({"first": {0: 0.1, 1: 0.5}, "full": {0: 0.2, 1: 0.3}}) == TIE
+    True
+    """
+    modes = [m for m in TUNES if m in losses]
+    runs = sorted(set.intersection(*(set(losses[m]) for m in modes)), key=repr)
+    if not runs:
+        return TIE
+    means = {m: sum(losses[m][r] for r in runs) / len(runs) for m in modes}
+    best = min(modes, key=lambda m: (means[m], TUNES.index(m)))
+    for m in modes:
+        if m != best:
+            mu, se = mean_se([losses[m][r] - losses[best][r] for r in runs])
+            if not mu > z * se:  # also false when se is nan (one run)
+                return TIE
+    return TUNES.index(best)
+
+
+def phase_winners(records: list[dict], act: str, shift: str, z: float = WIN_Z):
+    """The winning tune mode per (n/d, k/d) cell (:func:`cell_winner`: index into ``TUNES``, or
+    :data:`TIE` where no mode beats every other by a paired difference > z s.e.), compared on the
+    runs every mode has (with cost tiers, :func:`same_seeds`); ``(xs, ys, grid)`` with grid[y][x]
+    (NaN: empty)."""
+    cells: dict[tuple, dict[str, dict[tuple, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in same_seeds(records):
         if r["activation"] == act and r["shift"] == shift and r["method"] in TUNES:
-            cells[(r["n"] / r["d"], r["k"] / r["d"])][r["method"]].append(_rel(r))
+            run = tuple(r.get(f) for f in RUN_FIELDS)
+            cells[(r["n"] / r["d"], r["k"] / r["d"])][r["method"]][run] = _rel(r)
     xs = sorted({c[0] for c in cells})
     ys = sorted({c[1] for c in cells})
     grid = [[float("nan")] * len(xs) for _ in ys]
     for (x, y), by_m in cells.items():
-        means = {m: sum(v) / len(v) for m, v in by_m.items()}
-        grid[ys.index(y)][xs.index(x)] = TUNES.index(min(means, key=means.get))
+        grid[ys.index(y)][xs.index(x)] = cell_winner(by_m, z)
     return xs, ys, grid
 
 
 def _phase(plt, records: list[dict], family: str, out_dir: Path) -> list[Path]:
     acts, shifts, fig, axes = _panel_grid(plt, records)
-    cmap = ListedColormap([STYLE[t][1] for t in TUNES])
+    cmap = ListedColormap([STYLE[t][1] for t in TUNES] + [TIE_COLOR])
     for i, act in enumerate(acts):
         for j, shift in enumerate(shifts):
             ax = axes[i][j]
             xs, ys, grid = phase_winners(records, act, shift)
-            ax.imshow(grid, origin="lower", cmap=cmap, vmin=-0.5, vmax=len(TUNES) - 0.5,
+            ax.imshow(grid, origin="lower", cmap=cmap, vmin=-0.5, vmax=TIE + 0.5,
                       aspect="auto")
             ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
             ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
             ax.set_xlabel("n / d")
             ax.set_ylabel("k / d")
             ax.set_title(f"{act}, {shift} shift ({family} inputs)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=STYLE[t][1]) for t in TUNES]
-    fig.legend(handles, [STYLE[t][0] for t in TUNES], loc="lower center", ncol=3)
-    fig.suptitle("Winning tune mode (lowest mean target loss)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in [STYLE[t][1] for t in TUNES] + [TIE_COLOR]]
+    fig.legend(handles, [STYLE[t][0] for t in TUNES] + ["no significant winner"],
+               loc="lower center", ncol=4)
+    fig.suptitle(f"Winning tune mode (lowest mean relative target loss; paired per-run difference "
+                 f"> {WIN_Z:g} s.e. against each other mode)")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     paths = _save(fig, out_dir, f"phase_{family}")
     plt.close(fig)

@@ -75,16 +75,69 @@ def _rec(method: str, seed: int, loss: float, gd_seeds: int | None) -> dict:
 def test_phase_compares_tune_modes_on_the_same_seeds() -> None:
     """With cost tiers, `full` ran on seeds 0-1 only; `last` is worse than `full` there but far better
     on the closed-form-only seeds 2-3. The winner must come from seeds 0-1 (full), not from means over
-    different seeds (which would pick last); untiered records use every seed."""
-    from paper_figures.theory import TUNES, phase_winners
+    different seeds (which would pick last). Untiered, where `full` ran on every seed, the two modes
+    trade places from seed to seed: no significant winner."""
+    from paper_figures.theory import TIE, TUNES, phase_winners
 
     def records(gd_seeds):
         rs = [_rec("full", s, 0.15, gd_seeds) for s in (0, 1)]
         rs += [_rec("last", s, 0.2, gd_seeds) for s in (0, 1)]
         rs += [_rec("last", s, 0.001, gd_seeds) for s in (2, 3)]
+        if gd_seeds is None:
+            rs += [_rec("full", s, 0.15, gd_seeds) for s in (2, 3)]
         return rs
 
     _, _, grid = phase_winners(records(2), "relu", "output")
     assert TUNES[grid[0][0]] == "full"
-    _, _, grid = phase_winners(records(None), "relu", "output")  # untiered: all seeds count
-    assert TUNES[grid[0][0]] == "last"
+    _, _, grid = phase_winners(records(None), "relu", "output")
+    assert grid[0][0] == TIE
+
+
+def _cell(first: list[float], full: list[float]) -> list[dict]:
+    return ([_rec("first", s, x, None) for s, x in enumerate(first)]
+            + [_rec("full", s, x, None) for s, x in enumerate(full)])
+
+
+def test_phase_names_no_winner_without_a_significant_paired_difference() -> None:
+    """`full` has the lower mean, but the per-seed differences change sign: a bare argmin of the
+    means (the mutation below) would name `full`; the paired test calls the cell a tie."""
+    from paper_figures.theory import TIE, TUNES, phase_winners
+
+    recs = _cell(first=[0.30, 0.50, 0.40, 0.60], full=[0.45, 0.30, 0.55, 0.42])
+    _, _, grid = phase_winners(recs, "relu", "output")
+    assert grid[0][0] == TIE
+    _, _, grid = phase_winners(recs, "relu", "output", z=0.0)  # mutation: any lower mean wins
+    assert TUNES[grid[0][0]] == "full"
+
+
+def test_phase_pairs_the_runs_of_a_seed() -> None:
+    """The seeds' losses spread widely, but `first` is below `full` on every seed by 0.01: paired,
+    that is a clear winner; with the pairing broken (full's seeds rotated) the same numbers are a
+    tie, so the pairing is what decides."""
+    from paper_figures.theory import TIE, TUNES, cell_winner, phase_winners
+
+    first = [0.10, 0.90, 0.30, 0.70, 0.50]
+    full = [x + 0.01 for x in first]
+    _, _, grid = phase_winners(_cell(first, full), "relu", "output")
+    assert TUNES[grid[0][0]] == "first"
+    rotated = full[1:] + full[:1]
+    assert cell_winner({"first": dict(enumerate(first)), "full": dict(enumerate(rotated))}) == TIE
+
+
+def test_phase_keeps_the_runs_of_different_shifts_apart(monkeypatch) -> None:
+    """Two input shifts (alpha 2 and 3) with the same seed indices are different runs and both
+    count: `first` wins under alpha 2 and `full` under alpha 3, so the cell has no significant
+    winner. Keying runs by seed alone (the mutation) keeps one shift's runs and names `full`."""
+    import paper_figures.theory as theory
+
+    recs = []
+    for alpha, gaps in ((2.0, (0.05, 0.06, 0.04)), (3.0, (-0.01, -0.02, -0.015))):
+        for s, gap in enumerate(gaps):
+            base = {"alpha": alpha, "shift_kind": "scale"}
+            recs.append({**_rec("first", s, 0.1 * (s + 1), None), **base})
+            recs.append({**_rec("full", s, 0.1 * (s + 1) + gap, None), **base})
+    _, _, grid = theory.phase_winners(recs, "relu", "output")
+    assert grid[0][0] == theory.TIE
+    monkeypatch.setattr(theory, "RUN_FIELDS", ("seed_index",))
+    _, _, grid = theory.phase_winners(recs, "relu", "output")
+    assert theory.TUNES[grid[0][0]] == "full"
