@@ -296,33 +296,30 @@ def grid_speed(options: Sequence[str] = ("block1", "block2", "block3", "head", "
         "flops_per_image_counts": "one training step (forward from the first tuned stage + "
                                   "backward) per image, FlopCounterMode (matmul/conv only)"}
     rows: list[dict[str, Any]] = []
-    layout = grid_batch.MEMBER_LAYOUT
-    grid_batch.MEMBER_LAYOUT = not builtin_layout
     k = len(lrs) * targets
     mem_k = min(memory_members or k, k)
+
+    def step_memory(opt: str) -> dict[str, Any]:
+        return _step_memory(opt, data[0][0], batch_size, device, depth, seed, mem_k, targets == 1,
+                            bf16)
+
     try:
-        dev_name, peak = _peak(device, bf16)
-        ceiling = measured_peak(device, bf16, batch_size)
-        settings.update(device_name=dev_name, peak_flops=peak, measured_peak_flops=ceiling)
-        for opt in options:
-            rows.append(_grid_row(opt, data, proto, device, depth, seed, grid_group, bf16, reps,
-                                  batch_size, peak, ceiling))
-            if memory:
-                rows[-1]["memory"] = _step_memory(opt, data[0][0], batch_size, device, depth,
-                                                  seed, mem_k, targets == 1, bf16)
-            if memory and compare_layout:
-                grid_batch.MEMBER_LAYOUT = builtin_layout
-                try:
-                    rows[-1]["memory_builtin_layout"] = _step_memory(
-                        opt, data[0][0], batch_size, device, depth, seed, mem_k, targets == 1,
-                        bf16)
-                finally:
-                    grid_batch.MEMBER_LAYOUT = not builtin_layout
-            if on_row is not None:
-                on_row(_grid_result(settings, rows))
+        with grid_batch.member_layout(not builtin_layout):
+            dev_name, peak = _peak(device, bf16)
+            ceiling = measured_peak(device, bf16, batch_size)
+            settings.update(device_name=dev_name, peak_flops=peak, measured_peak_flops=ceiling)
+            for opt in options:
+                rows.append(_grid_row(opt, data, proto, device, depth, seed, grid_group, bf16,
+                                      reps, batch_size, peak, ceiling))
+                if memory:
+                    rows[-1]["memory"] = step_memory(opt)
+                if memory and compare_layout:
+                    with grid_batch.member_layout(builtin_layout):
+                        rows[-1]["memory_builtin_layout"] = step_memory(opt)
+                if on_row is not None:
+                    on_row(_grid_result(settings, rows))
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
-        grid_batch.MEMBER_LAYOUT = layout
     return _grid_result(settings, rows)
 
 

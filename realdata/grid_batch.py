@@ -37,6 +37,7 @@ and freezing) and a grid of one member use the per-lr loop, also recorded.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -65,8 +66,8 @@ from realdata.train import (
     row_best,
 )
 
-__all__ = ["StackedAdam", "is_out_of_memory", "member_bytes", "member_losses", "stacked_state",
-           "train_grids", "unsupported_reason"]
+__all__ = ["StackedAdam", "is_out_of_memory", "member_bytes", "member_layout", "member_losses",
+           "stacked_state", "train_grids", "unsupported_reason"]
 
 Tensors = dict[str, torch.Tensor]
 
@@ -147,6 +148,17 @@ class StackedAdam:
 #: built-in rules, which copy activations (``python -m realdata.bench grid --builtin-layout``
 #: measures the difference).
 MEMBER_LAYOUT = True
+
+
+@contextlib.contextmanager
+def member_layout(enabled: bool) -> Iterator[None]:
+    """Set :data:`MEMBER_LAYOUT` inside the block and restore it afterwards."""
+    global MEMBER_LAYOUT
+    saved, MEMBER_LAYOUT = MEMBER_LAYOUT, enabled
+    try:
+        yield
+    finally:
+        MEMBER_LAYOUT = saved
 
 
 def _member_ops(device: torch.device) -> MemberOps:
