@@ -141,3 +141,34 @@ def test_layout_ops_outside_vmap_differentiate_like_the_plain_ops():
                               [x, w])
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b)
+
+
+def _estimate_vs_batched(tuned: tuple[str, ...], bn: str, members: int = 3) -> float:
+    """Peak live bytes of one batched step of ``members`` members over ``members`` times the
+    group-size estimate of one member (:func:`realdata.grid_batch.member_bytes`), same batch."""
+    from realdata import train
+    from tests.realdata.conftest import blobs
+
+    split = train._Split(blobs(64, seed=1), "train", 0)
+    model = tiny("resnet26")
+    one = grid_batch.member_bytes(model, model.block_map(), tuned, split, 0, 16, bn)
+    x, y, _ = next(split.batches([torch.arange(16)]))
+    model = tiny("resnet26")
+    r = grid_step_memory(model, model.block_map(), tuned, bn, x, y, members)
+    return r["batched_peak_bytes"] / (members * one)
+
+
+@pytest.mark.parametrize(("tuned", "bn"), [(("block1",), "eval"), (("block2",), "train"),
+                                           (("head",), "eval"),
+                                           (("block1", "block2", "block3", "head"), "train")])
+def test_group_size_estimate_covers_the_batched_step(tuned, bn):
+    """The memory budget splits groups by ``member_bytes`` (one member's loop step): a batched
+    step of K members must not need more live bytes than K such estimates."""
+    assert _estimate_vs_batched(tuned, bn) <= 1
+
+
+def test_group_size_estimate_is_exceeded_under_builtin_layout(monkeypatch):
+    """Mutation: with ``vmap``'s built-in rules the batched block-1 step outgrows K estimates,
+    so the budget would admit groups that do not fit."""
+    monkeypatch.setattr(grid_batch, "MEMBER_LAYOUT", False)
+    assert _estimate_vs_batched(("block1",), "eval") > 1
