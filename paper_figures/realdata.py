@@ -4,8 +4,11 @@ Reads ``OUT/runs.jsonl`` (never recomputes runs), summarizes with :mod:`realdata
 draws, for each ``(task, shift)``, the relative accuracy ``acc(block) - acc(all)`` of every tuned
 block with its standard error over seeds (the paper's Figure 2), plus Cross-Val and the automatic
 methods. Writes ``OUT/figures/realdata_<task>.png`` and ``.pdf``, and
-``OUT/figures/realdata_table.md``: mean test accuracy ± s.e. per tuned option, best single block
-in bold.
+``OUT/figures/realdata_table.md``: mean test accuracy ± s.e. per tuned option; in bold only a
+significant winner (:func:`realdata.summary.winner`: the single block whose paired per-seed
+difference to every other single block exceeds ``Z`` s.e.); without one, the top set (the blocks
+within ``Z`` paired s.e. of the highest mean) marked †; a column naming the winner or the tie, and
+one with the top set's paired difference to ``all`` and its verdict.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def draw(results: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from realdata.records import load_records
-    from realdata.summary import summarize
+    from realdata.summary import summarize, winners
     from sims.infra import write_text_atomic
 
     results = Path(results)
@@ -52,7 +55,7 @@ def draw(results: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     table = out_dir / "realdata_table.md"
-    write_text_atomic(table, _table(rows, blocks))
+    write_text_atomic(table, _table(rows, blocks, winners(records)))
     written.append(table)
     for task in sorted({r["task"] for r in rows}):
         level_of = {r["shift"]: r["level"] for r in rows if r["task"] == task}
@@ -89,34 +92,66 @@ def draw(results: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     return written
 
 
-def _table(rows: list[dict], blocks: dict[tuple[str, str], list[str]]) -> str:
-    """Markdown table: one line per (task, shift), accuracy ± s.e. in %, best block in bold."""
+def _pts(c: dict) -> str:
+    """A paired difference ``{"diff", "se", "n"}`` in points: ``+3.0 ± 0.5`` (no s.e.: bare)."""
+    se = "" if math.isnan(c["se"]) else f" ± {100 * c['se']:.1f}"
+    return f"{100 * c['diff']:+.1f}{se}"
+
+
+def _legend(z: float) -> str:
+    """The text above ``realdata_table.md``: what its marks and last two columns mean."""
+    return (f"Test accuracy in %, mean ± s.e. over seeds. **Bold**: the significant winner, the "
+            f"single block whose paired per-seed difference to every other single block exceeds "
+            f"{z:g} s.e. †: where no block wins, the top set, the single blocks whose paired "
+            f"difference to the highest mean is within {z:g} s.e. (the highest mean alone is "
+            f"not a claim). *winner*: the winner, or `tie:` and the top set. *top set − all*: "
+            f"each top-set block's paired difference to `all` in points ± s.e.; holds: every one "
+            f"beats `all` by > {z:g} s.e., fails: `all` beats every one by > {z:g} s.e., "
+            f"inconclusive otherwise.\n\n")
+
+
+def _table(rows: list[dict], blocks: dict[tuple[str, str], list[str]],
+           wins: dict[tuple[str, str], dict]) -> str:
+    """Markdown table: one line per (task, shift), accuracy ± s.e. in %, the significant winner
+    in bold (else the top set marked †), the winner or tie, the top set against ``all``.
+
+    Args:
+        rows: :func:`realdata.summary.summarize` rows.
+        blocks: (task, shift) -> single blocks in depth order.
+        wins: (task, shift) -> :func:`realdata.summary.winner` of its blocks.
+    """
+    from realdata.summary import Z
+
     extra = ["all", "none", "cross-val", "auto-rgn", "auto-snr"]
     width = max(len(b) for b in blocks.values())
     head = ["task", "shift", "level", *[f"block {i + 1}" for i in range(width - 1)], "head",
-            *extra]
+            *extra, "winner", "top set − all"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key in sorted(blocks):
         sub = {r["tuned"]: r for r in rows if (r["task"], r["shift"]) == key}
         if not sub:
             continue
         bl = blocks[key]
-        accs = {b: sub[b]["mean_acc"] for b in bl if b in sub}
-        best = max(accs, key=lambda b: (accs[b], -bl.index(b))) if accs else None
+        w = wins.get(key, {"winner": None, "top_set": [], "label": "", "vs_all": {},
+                           "beats_all": "not judged"})
 
-        def cell(lab: str, best: str | None = best, sub: dict = sub) -> str:
+        def cell(lab: str, w: dict = w, sub: dict = sub) -> str:
             if lab not in sub or math.isnan(sub[lab]["mean_acc"]):
                 return ""
             se = sub[lab]["se"]
             txt = f"{100 * sub[lab]['mean_acc']:.1f}" + (
                 "" if math.isnan(se) else f" ± {100 * se:.1f}")
-            return f"**{txt}**" if lab == best else txt
+            if lab == w["winner"]:
+                return f"**{txt}**"
+            return f"{txt} †" if w["winner"] is None and lab in w["top_set"] else txt
 
         cells = [cell(b) for b in bl[:-1]] + [""] * (width - len(bl)) + [cell(bl[-1])]
         level = next(iter(sub.values()))["level"]
+        vs = ", ".join(f"{b} {_pts(c)}" for b, c in w["vs_all"].items())
+        vs = f"{vs} ({w['beats_all']})" if vs else ""
         lines.append("| " + " | ".join([key[0], key[1] or "-", level, *cells,
-                                         *[cell(x) for x in extra]]) + " |")
-    return "\n".join(lines) + "\n"
+                                         *[cell(x) for x in extra], w["label"], vs]) + " |")
+    return _legend(Z) + "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

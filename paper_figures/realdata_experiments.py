@@ -3,9 +3,10 @@
 * :func:`draw_noise`: the noise-in-one-block matrix (rows: perturbed block; columns: tuned option;
   cell: ``acc(option) - acc(all)`` in points, mean over seeds) and its table with paired s.e. and
   the verdict per row -> ``FIG/noise_in_block.{png,pdf}``, ``FIG/noise_in_block.md``.
-* :func:`draw_size`: accuracy against labelled target examples per class for the best block,
-  ``all`` and the head, one panel per ``(task, shift)`` -> ``FIG/size_curve.{png,pdf}``,
-  ``FIG/size_curve.md`` (gap to ``all`` per size with s.e., and the shrink verdict).
+* :func:`draw_size`: accuracy against labelled target examples per class for the followed block
+  (the paired winner over sizes, else the highest mean, labelled as such), ``all`` and the head,
+  one panel per ``(task, shift)`` -> ``FIG/size_curve.{png,pdf}``, ``FIG/size_curve.md`` (how the
+  block was chosen, its gap to ``all`` per size with paired s.e., and the shrink verdict).
 * :func:`draw_levels`: the level diagnostic of ``RESULTS/levels.json``
   (:mod:`realdata.experiments.levels`): per target, the paired movement ``P_b`` of every block
   (left) and the distribution shift ``D_b`` above the source floor (right), coloured by the
@@ -132,6 +133,8 @@ def draw_size(results: str | Path, out_dir: str | Path | None = None) -> list[Pa
     import matplotlib.pyplot as plt
 
     from realdata.experiments.size_curve import size_rows, size_verdicts
+    from realdata.summary import Z
+    from sims.infra import write_text_atomic
 
     results = Path(results)
     records = _records(results)
@@ -145,7 +148,7 @@ def draw_size(results: str | Path, out_dir: str | Path | None = None) -> list[Pa
     ncol = min(4, len(verdicts))
     nrow = math.ceil(len(verdicts) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.9 * nrow), squeeze=False)
-    lines = ["| task | shift | best block | " + " | ".join(
+    lines = ["| task | shift | block followed | " + " | ".join(
         f"{n}/class" for n in sorted({r["n_per_class"] for r in rows})) + " | shrinks |"]
     sizes_all = sorted({r["n_per_class"] for r in rows})
     lines.append("|---|---|---|" + "---|" * (len(sizes_all) + 1))
@@ -155,7 +158,7 @@ def draw_size(results: str | Path, out_dir: str | Path | None = None) -> list[Pa
         head = next((r["tuned"] for r in reversed(blocks) if r["tuned"] not in ("all", "none")),
                     None)
         curves = [(v["best_block"], "#4C72B0"), ("all", "black")]
-        if head != v["best_block"]:  # the head is drawn once, as the best block when it is
+        if head != v["best_block"]:  # the head is drawn once, as the followed block when it is
             curves.append((head, "#C44E52"))
         for lab, colour in curves:
             if lab is None:
@@ -166,7 +169,8 @@ def draw_size(results: str | Path, out_dir: str | Path | None = None) -> list[Pa
             ax.errorbar(xs, [100 * p[1] for p in pts],
                         yerr=[0 if math.isnan(p[2]) else 100 * p[2] for p in pts], marker="o",
                         ms=3, capsize=2, color=colour,
-                        label=f"{lab} (best block)" if lab == v["best_block"] else lab)
+                        label=f"{lab} ({_SHORT[v['choice']]})" if lab == v["best_block"]
+                        else lab)
         ax.set_xscale("log")
         ax.set_xlabel("labelled target examples per class", fontsize=8)
         ax.set_ylabel("test accuracy [%]", fontsize=8)
@@ -176,7 +180,10 @@ def draw_size(results: str | Path, out_dir: str | Path | None = None) -> list[Pa
         gaps = [(f"{_pts(g['diff'])} ± {100 * g['se']:.1f}" if (g := v["gaps"].get(n)) and
                  not math.isnan(g["se"]) else (_pts(g["diff"]) if g else ""))
                 for n in sizes_all]
-        lines.append(f"| {v['task']} | {v['shift'] or '-'} | {v['best_block']} | "
+        how = v["choice"] + ("; " + v["winner_label"] if v["winner_label"].startswith("tie")
+                             else "")
+        followed = f"{v['best_block']} ({how})" if v["best_block"] else "-"
+        lines.append(f"| {v['task']} | {v['shift'] or '-'} | {followed} | "
                      + " | ".join(gaps) + f" | {v['verdict']} |")
     for ax in list(axes.flat)[len(verdicts):]:
         ax.axis("off")
@@ -184,10 +191,18 @@ def draw_size(results: str | Path, out_dir: str | Path | None = None) -> list[Pa
     fig.tight_layout()
     written = _save(fig, out_dir, "size_curve")
     table = out_dir / "size_curve.md"
-    table.write_text("Gap acc(best block) − acc(all), points ± paired s.e., per labelled target "
-                     "examples per class.\n\n" + "\n".join(lines) + "\n")
+    legend = ("Gap acc(block followed) − acc(all), points ± paired s.e., per labelled target "
+              "examples per class. The block followed is the paired winner over sizes (its "
+              f"per-seed accuracy, averaged over sizes, beats every other single block by > {Z:g} "
+              "s.e.); where there is none, it is the highest mean, named as such with the blocks "
+              "it ties with, and its row describes that block, not the best one.\n\n")
+    write_text_atomic(table, legend + "\n".join(lines) + "\n")
     return [table, *written]
 
+
+#: Legend tag of the followed block, by the ``choice`` of its size verdict.
+_SHORT = {"paired winner": "paired winner", "highest mean, not a significant winner":
+          "highest mean, n.s.", "the only single block": "only block"}
 
 _LEVEL_COLOURS = {"input": "#4C72B0", "feature": "#55A868", "output": "#C44E52"}
 

@@ -49,7 +49,7 @@ from realdata.models.base import Backbone
 from realdata.online import OBJECTIVES, OnlineConfig, OnlineResult, adapt_online
 from realdata.pretrain import Progress
 from realdata.records import RunRecord, load_records
-from realdata.summary import edge_warning, summarize, summary_csv, verdicts
+from realdata.summary import Z, edge_warning, summarize, summary_csv, verdicts
 from realdata.tasks import Protocol, TaskSpec, all_tasks, get_task, load_task_modules
 from realdata.train import (
     FinetuneConfig,
@@ -1084,10 +1084,15 @@ def _verdict_line(v: Mapping[str, Any]) -> str:
         comps = ", ".join(f"{v['expected_block']} - {o} = {pct(c['diff'])} ± {100 * c['se']:.1f}"
                           for o, c in v["comparisons"].items())
         head += f" [{comps} points, paired over seeds]"
-    if v["best_block"] is not None:
-        head += (f"; best block {v['best_block']} {100 * v['best_acc']:.1f}, all "
-                 f"{100 * v['all_acc']:.1f}, best - all {pct(v['best_minus_all'])} ± "
-                 f"{100 * v['best_minus_all_se']:.1f}")
+    if v["winner"] is not None:
+        head += (f"; winner {v['winner']} {100 * v['best_acc']:.1f} (beats every other single "
+                 f"block by > {Z:g} paired s.e.)")
+    elif v["best_block"] is not None:
+        head += (f"; no significant winner ({v['winner_label']}; highest mean {v['best_block']} "
+                 f"{100 * v['best_acc']:.1f})")
+    if v["vs_all"]:
+        vs = ", ".join(f"{b} {pct(c['diff'])} ± {100 * c['se']:.1f}" for b, c in v["vs_all"].items())
+        head += f"; all {100 * v['all_acc']:.1f}, top set - all: {vs} ({v['beats_all']})"
     (e, ne), (la, nl) = v["lr_edge_runs"], v["epoch_last_runs"]
     return head + f"; lr at grid edge {e}/{ne} runs, best epoch last {la}/{nl}"
 
@@ -1115,7 +1120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{size['failed']} failed) in {size['wall_s']:.1f} s -> {args.out}")
         for v in size["verdicts"]:
             gaps = " ".join(f"{n}:{100 * g['diff']:+.1f}" for n, g in v["gaps"].items())
-            print(f"  {v['task']}/{v['shift'] or '-'}: best block {v['best_block']}; gap to all "
+            print(f"  {v['task']}/{v['shift'] or '-'}: block {v['best_block']} ({v['choice']}); gap to all "
                   f"per class size [{gaps}] pts; shrinks: {v['verdict']} ({v['reason']})")
         return 0
     print(f"{report['units']} runs ({report['run']} new, {report['skipped']} resumed, "

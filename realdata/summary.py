@@ -11,7 +11,13 @@ Definitions (over the seeds of one ``(task, variant)``):
   seed), with its standard error -- the paper's Figure 2.
 * Cross-Val: per seed, the single block (``block1 .. head``) with the best validation metric; its
   test metric.
-* best block: the single block with the highest mean test metric.
+* best block (``best_block``): the single block with the highest mean test metric -- the highest
+  mean, not a claim: among close blocks it is chosen by noise, and ``best_minus_all`` is then
+  biased upward (the winner's curse).
+* winner (:func:`winner`): the best block, named only when its paired-by-seed difference to every
+  other single block exceeds ``z`` paired standard errors; otherwise there is no significant winner
+  and the *top set* (the single blocks whose paired difference to the best block is within ``z``
+  s.e., the best block included) is the claim. ``beats_all`` compares the top set with ``all``.
 * ``lr_edge_frac``: fraction of the option's runs whose selected lr is the grid's largest or
   smallest; ``epoch_last_frac``: fraction whose selected epoch is the last one run.
 
@@ -41,12 +47,14 @@ from typing import Any
 from sims.infra.stats import mean_se
 
 __all__ = ["SUMMARY_COLUMNS", "Z", "edge_warning", "label_of", "paired_diff", "paired_verdict",
-           "summarize", "summary_csv", "verdicts"]
+           "summarize", "summary_csv", "verdicts", "winner", "winners"]
 
 SUMMARY_COLUMNS = ("task", "shift", "level", "tuned", "n_seeds", "mean_acc", "se",
-                   "rel_vs_all", "rel_se", "failed", "lr_edge_frac", "epoch_last_frac")
+                   "rel_vs_all", "rel_se", "failed", "lr_edge_frac", "epoch_last_frac",
+                   "is_winner", "in_top_set")
 
-#: Paired standard errors a difference must exceed for a verdict to be ``holds`` or ``fails``.
+#: Paired standard errors a difference must exceed for a verdict to be ``holds`` or ``fails``, and
+#: for a single block to be named the winner (:func:`winner`).
 Z = 2.0
 
 _EXPECTED = {"input": "first", "feature": "middle", "output": "last"}
@@ -96,10 +104,16 @@ def _frac(d: Mapping[int, Mapping[str, Any]], key: str) -> float:
     return sum(bool(f) for f in flags) / len(flags) if flags else math.nan
 
 
+def _mean(v: Mapping[int, float]) -> float:
+    """Mean of the values, summed in sorted order (relabelling seeds changes no bit)."""
+    return mean_se(sorted(v.values()))[0]
+
+
 def paired_diff(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[float, float, int]:
     """Mean and s.e. (``sd / sqrt(n)``, ``ddof=1``) over the common seeds of ``a - b``, and the
-    number of pairs (NaN, NaN, 0 without common seeds)."""
-    diffs = [a[s] - b[s] for s in sorted(a) if s in b]
+    number of pairs (NaN, NaN, 0 without common seeds). The differences are summed in sorted
+    order, so relabelling the seeds of both series alike changes no bit of the result."""
+    diffs = sorted(a[s] - b[s] for s in a if s in b)
     if not diffs:
         return math.nan, math.nan, 0
     m, se = mean_se(diffs)
@@ -150,11 +164,99 @@ def paired_verdict(series: Mapping[str, Mapping[int, float]], expected: str,
             "reason": f"{expected} is not separated from every other option by > {z:g} paired s.e."}
 
 
-def summarize(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] | None = None
-              ) -> list[dict[str, Any]]:
+def _sig(c: Mapping[str, Any]) -> bool:
+    """A comparison with a standard error: at least two pairs and a finite s.e."""
+    return c["n"] >= 2 and math.isfinite(c["se"])
+
+
+def winner(series: Mapping[str, Mapping[int, float]], blocks: Sequence[str], *,
+           z: float = Z) -> dict[str, Any]:
+    """The significant single-block winner of one target, or the top set of tied blocks.
+
+    The best block is the single block of ``blocks`` with the highest mean (ties: the earlier
+    block). It is the **winner** only when its paired difference (:func:`paired_diff`, best minus
+    other, on their common seeds) to every other single block present exceeds ``z`` paired
+    standard errors -- an intersection of one-sided tests, so naming it needs no correction for
+    the number of blocks. Otherwise there is no significant winner, and the **top set** is the
+    blocks not significantly worse than the best: those whose difference to it is within ``z``
+    s.e. or has no s.e. (fewer than two common seeds). A named winner is the top set alone.
+
+    Separately, the top set is compared with ``all`` (``beats_all``): ``holds`` when every block of
+    the top set beats ``all`` by more than ``z`` paired s.e. (whichever of them is truly best, it
+    beats full fine-tuning), ``fails`` when ``all`` beats every one of them by more than ``z``
+    paired s.e., ``inconclusive`` otherwise, ``not judged`` without ``all`` or single blocks.
+
+    Args:
+        series: option -> seed -> metric (fractions; higher is better); options absent or empty
+            count as not run. Options other than ``blocks`` and ``all`` are ignored.
+        blocks: the single blocks in depth order.
+        z: paired standard errors a difference must exceed (0 reduces the winner to a bare
+            argmax over blocks that beat the rest on average -- never a claim).
+
+    Returns:
+        ``{"best_block"`` (highest mean, not a claim; ``None`` without blocks), ``"winner"``
+        (block or ``None``), ``"top_set"`` (blocks in depth order), ``"label"`` (the winner,
+        ``"tie: b1, b2"``, ``"only b"`` for a single block run, ``""`` for none), ``"reason"``,
+        ``"comparisons"`` (other block -> ``{"diff", "se", "n"}`` of best minus other),
+        ``"beats_all"`` and ``"vs_all"`` (top-set block -> ``{"diff", "se", "n"}`` of block minus
+        ``all``)``}``.
+
+    >>> w = winner({"block1": {0: .6, 1: .7}, "block2": {0: .5, 1: .6}, "head": {0: .6, 1: .5}},
+    ...            ["block1", "block2", "head"])
+    >>> w["winner"], w["label"], w["top_set"]
+    (None, 'tie: block1, head', ['block1', 'head'])
+    """
+    present = [b for b in blocks if series.get(b)]
+    means = {b: _mean(series[b]) for b in present}
+    best = max(present, key=lambda b: (means[b], -present.index(b))) if present else None
+    comps = {o: dict(zip(("diff", "se", "n"), paired_diff(series[best], series[o])))
+             for o in present if o != best}
+    top = [b for b in present if b == best or not (_sig(comps[b])
+                                                   and comps[b]["diff"] > z * comps[b]["se"])]
+    win = best if comps and top == [best] else None
+    if best is None:
+        label, reason = "", "no single block ran"
+    elif not comps:
+        label, reason = f"only {best}", f"only {best} ran: no other single block to compare"
+    elif win:
+        label, reason = win, f"{win} beats every other single block by > {z:g} paired s.e."
+    else:
+        label = "tie: " + ", ".join(top)
+        reason = (f"no significant winner: {', '.join(top)} are not separated by > {z:g} "
+                  f"paired s.e. ({best} has the highest mean)")
+    out: dict[str, Any] = {"best_block": best, "winner": win, "top_set": top, "label": label,
+                           "reason": reason, "comparisons": comps, "vs_all": {}}
+    if not top or not series.get("all"):
+        return {**out, "beats_all": "not judged"}
+    vs = {b: dict(zip(("diff", "se", "n"), paired_diff(series[b], series["all"]))) for b in top}
+    judged = all(_sig(c) for c in vs.values())
+    if judged and all(c["diff"] > z * c["se"] for c in vs.values()):
+        beats = "holds"
+    elif judged and all(c["diff"] < -z * c["se"] for c in vs.values()):
+        beats = "fails"
+    else:
+        beats = "inconclusive"
+    return {**out, "vs_all": vs, "beats_all": beats}
+
+
+def winners(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] | None = None,
+            *, z: float = Z) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per ``(task, shift)``: :func:`winner` of its single blocks (the records counted as in
+    :func:`summarize`)."""
+    groups, _, order = _group(records, settings)
+    return {key: winner({lab: _ok(d) for lab, d in groups[key].items()}, order[key], z=z)
+            for key in sorted(groups)}
+
+
+def summarize(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] | None = None,
+              *, z: float = Z) -> list[dict[str, Any]]:
     """One row per ``(task, variant, option)`` (columns :data:`SUMMARY_COLUMNS`), in a stable
     order: tasks and variants sorted, options in depth order then ``all``, ``none``, automatic
-    methods, ``cross-val``."""
+    methods, ``cross-val``.
+
+    ``is_winner`` and ``in_top_set`` (single blocks only, ``None`` for other options): whether the
+    block is the target's significant winner, and whether it is in the top set (:func:`winner`
+    with ``z``)."""
     groups, levels, order = _group(records, settings)
     rows = []
     for key in sorted(groups):
@@ -178,9 +280,11 @@ def summarize(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] 
             series["cross-val"] = cv
             labels.append("cross-val")
         base = ok.get("all", {})
+        win = winner(ok, blocks, z=z)
         for lab in labels:
             vals = series[lab]
-            m, se = mean_se(list(vals.values()))
+            m, se = mean_se(sorted(vals.values()))
+            ranked = lab in blocks and bool(vals)
             rm, rse, _ = paired_diff(vals, base) if lab != "all" else (0.0, 0.0, 0)
             failed = len(by[lab]) - len(vals) if lab in by else 0
             rows.append({"task": key[0], "shift": key[1], "level": levels[key], "tuned": lab,
@@ -190,7 +294,9 @@ def summarize(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] 
                          "lr_edge_frac": _frac(by[lab], "lr_at_grid_edge") if lab in by
                          else math.nan,
                          "epoch_last_frac": _frac(by[lab], "best_epoch_last") if lab in by
-                         else math.nan})
+                         else math.nan,
+                         "is_winner": lab == win["winner"] if ranked else None,
+                         "in_top_set": lab in win["top_set"] if ranked else None})
     return rows
 
 
@@ -226,8 +332,14 @@ def verdicts(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] |
     Each entry: ``task, shift, level, paper_ordering, verdict, reason, missing, expected_block,
     comparisons`` (other option -> ``{"diff", "se", "n"}`` of expected minus other, fractions in
     [0, 1]), ``best_block, best_acc, all_acc, best_minus_all, best_minus_all_se, accs,
-    lr_edge_runs, epoch_last_runs, runs`` and ``holds`` (``True``/``False`` for holds/fails,
-    ``None`` otherwise).
+    lr_edge_runs, epoch_last_runs`` and ``holds`` (``True``/``False`` for holds/fails, ``None``
+    otherwise).
+
+    ``best_block`` is the highest mean, not a claim, and ``best_minus_all`` its paired difference
+    to ``all`` (biased upward when blocks are close: the block was picked for its high mean). The
+    claims are the :func:`winner` fields: ``winner`` (a block or ``None``), ``top_set``,
+    ``winner_label`` (``"block1"`` or ``"tie: block1, block2"``), ``winner_reason``,
+    ``winner_comparisons`` (best minus each other block), ``beats_all`` and ``vs_all``.
     """
     groups, levels, order = _group(records, settings)
     out = []
@@ -235,9 +347,9 @@ def verdicts(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] |
         by, blocks, level = groups[key], order[key], levels[key]
         ok = {lab: _ok(d) for lab, d in by.items()}
         present = {lab for lab, v in ok.items() if v}
-        means = {lab: mean_se(list(v.values()))[0] for lab, v in ok.items() if v}
-        single = [b for b in blocks if b in present]
-        best = max(single, key=lambda b: (means[b], -blocks.index(b))) if single else None
+        means = {lab: _mean(v) for lab, v in ok.items() if v}
+        win = winner(ok, blocks, z=z)
+        best = win["best_block"]
         all_acc = means.get("all", math.nan)
         bd, bse, _ = paired_diff(ok[best], ok["all"]) if best and "all" in present else (
             math.nan, math.nan, 0)
@@ -251,7 +363,10 @@ def verdicts(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] |
             "best_minus_all": bd, "best_minus_all_se": bse,
             "accs": {b: means[b] for b in [*blocks, "all", "none"] if b in means},
             "lr_edge_runs": [edge, n_edge], "epoch_last_runs": [last, n_last],
-            "missing": [], "comparisons": {}, "expected_block": None}
+            "missing": [], "comparisons": {}, "expected_block": None,
+            "winner": win["winner"], "top_set": win["top_set"], "winner_label": win["label"],
+            "winner_reason": win["reason"], "winner_comparisons": win["comparisons"],
+            "beats_all": win["beats_all"], "vs_all": win["vs_all"]}
         exp = _EXPECTED.get(level)
         if exp is None:
             entry.update(verdict="not judged", holds=None,

@@ -199,7 +199,7 @@ def noise_verdicts(records: Iterable[Mapping[str, Any]], *, z: float = Z) -> lis
 
     Each entry: ``task, perturbed, verdict, reason, comparisons`` (other -> paired ``diff, se, n``
     of perturbed minus other), ``missing``, ``accs`` (option -> mean test metric) and ``best``
-    (the option with the highest mean).
+    (the option with the highest mean: a description, not a claim; the claim is ``verdict``).
     """
     out = []
     for (task, perturbed), (blocks, series) in sorted(_series(records).items()):

@@ -8,9 +8,13 @@ summarize the stored records; ``python -m paper_figures realdata --figure size``
 Definitions, per ``(task, shift)``:
 
 * ``n_per_class``: ``n_train // num_classes`` of a record.
-* best block: the single block with the highest accuracy averaged over every size and seed (one
-  block per shift, so the curve follows one option; chosen on test accuracy, which favours it
-  slightly at every size alike).
+* followed block (``best_block``): one block per shift, so the curve follows one option. Per
+  seed, each single block's accuracy is averaged over the sizes it ran at; the block with the
+  highest mean of these is followed. It is the paired winner (``winner``,
+  :func:`realdata.summary.winner`) when its per-seed difference to every other single block
+  exceeds ``z`` s.e.; otherwise it is only the highest mean (``choice`` says which, ``top_set``
+  lists the blocks it is not separated from) and the gaps and verdict below describe that block,
+  not "the best block". Chosen on test accuracy, which favours it slightly at every size alike.
 * gap at a size: mean over seeds of ``acc(best block) - acc(all)`` (paired by seed), with its s.e.
 * verdict (the claim that surgical fine-tuning's advantage shrinks as data grow): per seed,
   ``gap(smallest size) - gap(largest size)``; ``holds`` when its mean exceeds ``z`` standard
@@ -28,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from realdata.summary import Z, paired_diff, summary_csv
+from realdata.summary import Z, paired_diff, summary_csv, winner
 from sims.infra.stats import mean_se
 
 __all__ = ["SIZE_COLUMNS", "run_size_curve", "size_csv", "size_rows", "size_verdicts"]
@@ -103,14 +107,20 @@ def _group(records: Iterable[Mapping[str, Any]]
     return series, levels, blocks
 
 
-def _best_block(by_n: Mapping[int, Mapping[str, Mapping[int, float]]], blocks: Sequence[str]
-                ) -> str | None:
-    means = {}
-    for b in blocks:
-        vals = [v for d in by_n.values() for v in d.get(b, {}).values()]
-        if vals:
-            means[b] = sum(vals) / len(vals)
-    return max(means, key=lambda b: (means[b], -blocks.index(b))) if means else None
+#: ``choice`` of an entry, by (a paired winner?, another block to compare with?).
+_CHOICE = {(True, True): "paired winner", (False, True): "highest mean, not a significant winner",
+           (False, False): "the only single block"}
+
+
+def _pooled(by_n: Mapping[int, Mapping[str, Mapping[int, float]]], blocks: Sequence[str]
+            ) -> dict[str, dict[int, float]]:
+    """Block -> seed -> accuracy averaged over the sizes where that block ran that seed."""
+    acc: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for by in by_n.values():
+        for b in blocks:
+            for seed, v in by.get(b, {}).items():
+                acc[b][seed].append(v)
+    return {b: {seed: math.fsum(v) / len(v) for seed, v in d.items()} for b, d in acc.items()}
 
 
 def size_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -139,13 +149,21 @@ def size_csv(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def size_verdicts(records: Iterable[Mapping[str, Any]], *, z: float = Z) -> list[dict[str, Any]]:
-    """Per ``(task, shift)``: the best block, its gap to ``all`` at each size, and whether the gap
-    shrinks from the smallest to the largest size (see the module doc)."""
+    """Per ``(task, shift)``: the followed block, its gap to ``all`` at each size, and whether the
+    gap shrinks from the smallest to the largest size (see the module doc).
+
+    Each entry: ``task, shift, level, best_block`` (the followed block), ``winner`` (it, when it is
+    the paired winner, else ``None``), ``top_set``, ``winner_label`` (``"block1"`` or ``"tie:
+    block1, block2"``), ``choice`` (``"paired winner"``, ``"highest mean, not a significant
+    winner"`` or ``"the only single block"``), ``gaps`` (size -> paired ``diff, se, n``),
+    ``sizes``, ``verdict``, ``shrink``, ``shrink_se``, ``reason``.
+    """
     series, levels, blocks = _group(records)
     out = []
     for key in sorted(series):
         by_n = series[key]
-        best = _best_block(by_n, blocks[key])
+        win = winner(_pooled(by_n, blocks[key]), blocks[key], z=z)
+        best = win["best_block"]
         sizes = sorted(n for n in by_n if best in by_n[n] and "all" in by_n[n])
         gaps = {}
         per_seed: dict[int, dict[int, float]] = {}
@@ -154,8 +172,11 @@ def size_verdicts(records: Iterable[Mapping[str, Any]], *, z: float = Z) -> list
             gaps[n] = {"diff": d, "se": se, "n": k}
             per_seed[n] = {s: by_n[n][best][s] - by_n[n]["all"][s]
                            for s in by_n[n][best] if s in by_n[n]["all"]}
-        entry: dict[str, Any] = {"task": key[0], "shift": key[1], "level": levels[key],
-                                 "best_block": best, "gaps": gaps, "sizes": sizes}
+        entry: dict[str, Any] = {
+            "task": key[0], "shift": key[1], "level": levels[key], "best_block": best,
+            "winner": win["winner"], "top_set": win["top_set"], "winner_label": win["label"],
+            "choice": _CHOICE[bool(win["winner"]), len(win["comparisons"]) > 0],
+            "gaps": gaps, "sizes": sizes}
         if len(sizes) < 2:
             out.append({**entry, "verdict": "not judged", "shrink": math.nan,
                         "shrink_se": math.nan,

@@ -47,7 +47,7 @@ def test_grid_runs_and_summarizes(tmp_path, capsys):
     assert {x["level"] for x in recs} == {"input", "output"}
     csv = (tmp_path / "summary.csv").read_text().splitlines()
     assert csv[0] == ("task,shift,level,tuned,n_seeds,mean_acc,se,rel_vs_all,rel_se,failed,"
-                      "lr_edge_frac,epoch_last_frac")
+                      "lr_edge_frac,epoch_last_frac,is_winner,in_top_set")
     assert any(",cross-val," in line for line in csv) and any(",auto-rgn," in line for line in csv)
     assert json.loads((tmp_path / "config.json").read_text())["config"]["tasks"] == ["tinytask"]
     assert "best" in capsys.readouterr().out

@@ -102,4 +102,4 @@ def test_size_figure_draws_the_best_block_when_it_is_the_head(tmp_path, monkeypa
 
     monkeypatch.setattr(rx, "_save", keep)
     rx.draw_size(tmp_path)
-    assert drawn["size_curve"] == ["head (best block)", "all"], drawn
+    assert drawn["size_curve"] == ["head (paired winner)", "all"], drawn
