@@ -131,6 +131,22 @@ def test_verdict_entries_and_summary_rows_carry_the_winner():
     assert text[0].endswith(",is_winner,in_top_set") and text[1].endswith(",True,True")
 
 
+def test_the_printout_names_the_winner_or_the_tie(monkeypatch):
+    from realdata.benchmark import _verdict_line
+
+    def lines():
+        return {v["shift"]: _verdict_line(v) for v in verdicts(_recs(TIE, "tie")
+                                                                + _recs(PAIRED, "paired"))}
+
+    got = lines()
+    assert "; winner block1 60.0 (beats every other single block by > 2 paired s.e.)" in got["paired"]
+    assert "no significant winner (tie: block1, block2; highest mean block1 64.0)" in got["tie"]
+    assert "top set - all: block1 +13.0 ± 3.2, block2 +11.3 ± 1.9 (holds)" in got["tie"]
+    assert "winner block1" not in got["tie"]
+    _bare_argmax(monkeypatch)  # mutation: z = 0 names the tie's highest mean
+    assert "; winner block1" in lines()["tie"]
+
+
 def _table(recs):
     rows = summarize(recs)
     blocks = {(r["task"], r["variant"]): list(r["blocks"]) for r in recs}
