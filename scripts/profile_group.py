@@ -6,7 +6,7 @@
 For each group of the full preset reduced to width 2 and the given d, n/d and families, calls
 ``sims.engine.compute_group`` once cold (compiling) and ``--repeat`` times warm in this process, and
 prints one JSON line per group: wall and CPU seconds, and CPU seconds of the ``preparer`` (the
-group's problems and samples: the engine's ``_preparer``, or its ``_seeded`` builder and
+group's problems and samples: the engine's ``_preparer``, or its ``_padded_builder`` and
 ``_expander`` with shape buckets), each ``runner[activation]`` (every run) and ``mc`` (the Monte
 Carlo evidence), cold and the best warm call. CPU seconds (``time.process_time``) are less
 disturbed than wall seconds by other jobs on a shared machine; still compare within one process.
@@ -38,7 +38,7 @@ def _instrument(seconds: collections.Counter) -> None:
             return out
         return wrap
 
-    for attr in ("_runner", "_preparer", "_seeded", "_expander"):  # those the engine has
+    for attr in ("_runner", "_preparer", "_padded_builder", "_expander"):  # those the engine has
         make = getattr(engine, attr, None)
         if make is None:
             continue

@@ -9,10 +9,13 @@ chunks of fixed size, so one compilation serves the whole group.
 Shape buckets (``SweepConfig.shape_buckets``, unmerged groups): a group's problems are padded to
 the bucket's width and its data to the bucket's sample size (:attr:`sims.grid.ShapeGroup.padded`),
 and its batch size per seed tier is the bucket's (:func:`chunk_size` reads the padded shape), so the
-runners, the Monte Carlo programs and the expansion step (:func:`_expand`) are one compiled program
-per bucket; only the builder (``make_problem`` draws depend on k) is compiled per k, as a program of
-its own. Every run gets the same problem and data as unpadded: the builder draws at the run's k and
-pads afterwards, and the first n rows of the pool are the run's data whatever the padded n.
+runners, the Monte Carlo programs, the expansion step (:func:`_expand`) and the builder are one
+compiled program per bucket: the builder (:func:`_padded_builder`) takes the group's width as an
+argument and draws every problem at the bucket's width, keeping the first k rows
+(``twolayer.make_padded_problem``; JAX's draws are prefix-stable, so these are ``make_problem``'s
+numbers). Every run gets the same problem and data as unpadded (the labels up to rounding: the
+padded network computes them), and the first n rows of the pool are the run's data whatever the
+padded n.
 
 Padding is exact. A zero sample (x = 0, y = 0) has zero output and zero gradient because φ(0) = 0
 and the network has no bias; the normalisations by n of ``twolayer`` (loss, step 1/L, gradient) all
@@ -78,17 +81,15 @@ def build_run(cfg: SweepConfig, run: Run) -> tuple[tl.Problem, jnp.ndarray, jnp.
     return p, X[: run.n], y[: run.n]
 
 
-@functools.lru_cache(maxsize=128)
-def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str, ...],
-             family: str, pool_n: int, nonneg: bool, p1: float, k_pad: int | None = None):
-    """Jitted ``keys (C, S) -> (problems, X, ys)`` with C = len(ks) * len(shifts) combos (k outer).
+def _build(keys, make, n_k: int, shifts: tuple, activations: tuple[str, ...], family: str,
+           pool_n: int, k_pad: int):
+    """``keys (C, S) -> (problems, X, ys)`` with C = n_k * len(shifts) combos (k outer), where
+    ``make(i, shift)`` is ``key -> Problem`` for the i-th width.
 
-    ``make_problem`` is traced once per (k, shift) (the shift is static); ``sample_target`` once
-    per (k, activation), mapped over shifts and seeds (same key, so the inputs X are shared and
-    only the labels depend on the activation). Problems are zero-padded to width ``k_pad``
-    (default max(ks)); X is (C, S, pool_n, d) and ys a tuple (one per activation) of (C, S, pool_n).
-    """
-    k_pad = max(ks) if k_pad is None else k_pad
+    ``make`` is traced once per (width, shift) (the shift is static); ``sample_target`` once per
+    (width, activation), mapped over shifts and seeds (same key, so the inputs X are shared and
+    only the labels depend on the activation). Problems are zero-padded to width ``k_pad`` after
+    sampling; X is (C, S, pool_n, d) and ys a tuple (one per activation) of (C, S, pool_n)."""
 
     def pad_k(p):
         pk = k_pad - p.v_src.shape[-1]
@@ -98,35 +99,75 @@ def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str,
             v_star=jnp.pad(p.v_star, zk), B_star=jnp.pad(p.B_star, (*zk, (0, 0))),
         )
 
-    def build(keys):
-        outs = []
-        for i, k in enumerate(ks):
-            probs = []
-            for j, shift in enumerate(shifts):
-                make = functools.partial(tl.make_problem, d=d, k=k, activation=activations[0],
-                                         family=family, shift=shift,
-                                         nonneg_head=nonneg, p1=p1)
-                kp = keys[i * len(shifts) + j]
-                probs.append(jax.lax.map(lambda kk, make=make: make(stream_keys(kk)[0]), kp))
-            batch = jax.tree.map(lambda *a: jnp.stack(a), *probs)  # (len(shifts), S, ...)
-            flat = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])),
-                                (keys[i * len(shifts):(i + 1) * len(shifts)], batch))
+    outs = []
+    for i in range(n_k):
+        probs = []
+        for j, shift in enumerate(shifts):
+            one = make(i, shift)
+            probs.append(jax.lax.map(lambda kk, one=one: one(stream_keys(kk)[0]),
+                                     keys[i * len(shifts) + j]))
+        batch = jax.tree.map(lambda *a: jnp.stack(a), *probs)  # (len(shifts), S, ...)
+        flat = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])),
+                            (keys[i * len(shifts):(i + 1) * len(shifts)], batch))
 
-            ys = []
-            for act in activations:
-                def sample(args, act=act):
-                    kk, p = args
-                    return tl.sample_target(stream_keys(kk)[1], p, family, act, pool_n)
+        ys = []
+        for act in activations:
+            def sample(args, act=act):
+                kk, p = args
+                return tl.sample_target(stream_keys(kk)[1], p, family, act, pool_n)
 
-                X, y = jax.lax.map(sample, flat)
-                ys.append(y)
-            outs.append((pad_k(jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), batch)),
-                         X, tuple(ys)))
-        probs, X, y = jax.tree.map(lambda *a: jnp.concatenate(a), *outs)
-        S = keys.shape[1]
-        return jax.tree.map(lambda a: a.reshape((-1, S, *a.shape[1:])), (probs, X, y))
+            X, y = jax.lax.map(sample, flat)
+            ys.append(y)
+        outs.append((pad_k(jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), batch)),
+                     X, tuple(ys)))
+    probs, X, y = jax.tree.map(lambda *a: jnp.concatenate(a), *outs)
+    S = keys.shape[1]
+    return jax.tree.map(lambda a: a.reshape((-1, S, *a.shape[1:])), (probs, X, y))
 
-    return jax.jit(build)
+
+@functools.lru_cache(maxsize=128)
+def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str, ...],
+             family: str, pool_n: int, nonneg: bool, p1: float, k_pad: int | None = None):
+    """Jitted ``keys (C, S) -> (problems, X, ys)`` (:func:`_build`) with the widths ``ks``
+    static: ``make_problem`` at each width, its samples, then zero-padding to ``k_pad`` (default
+    max(ks)). The problems of the unbucketed preparer (:func:`_preparer`)."""
+    k_pad = max(ks) if k_pad is None else k_pad
+
+    def make(i, shift):
+        return functools.partial(tl.make_problem, d=d, k=ks[i], activation=activations[0],
+                                 family=family, shift=shift, nonneg_head=nonneg, p1=p1)
+
+    return jax.jit(lambda keys: _build(keys, make, len(ks), shifts, activations, family, pool_n,
+                                       k_pad))
+
+
+@functools.lru_cache(maxsize=128)
+def _padded_builder(d: int, k_pad: int, n_k: int, shifts: tuple, activations: tuple[str, ...],
+                    family: str, pool_n: int, nonneg: bool, p1: float):
+    """Jitted ``(seeds (C, S), widths (n_k,) int) -> (problems, X, ys)`` (:func:`_build`) with
+    the widths traced: ``twolayer.make_padded_problem`` draws every problem at width ``k_pad``
+    and keeps its first k rows, so one program serves every width of a shape bucket. The problems
+    equal ``make_problem``'s (the draws are prefix-stable, ``twolayer.prefix_stable_draws``);
+    the labels are the padded network's outputs, equal up to rounding."""
+
+    def make(widths, i, shift):
+        return functools.partial(tl.make_padded_problem, d=d, k=widths[i], k_pad=k_pad,
+                                 activation=activations[0], family=family, shift=shift,
+                                 nonneg_head=nonneg, p1=p1)
+
+    return jax.jit(lambda seeds, widths: _build(
+        _keys(seeds), functools.partial(make, widths), n_k, shifts, activations, family, pool_n,
+        k_pad))
+
+
+def _bucket_problems(group: ShapeGroup, seeds: np.ndarray):
+    """``(problems, X, ys)`` of a bucketed group's seeds (C, S): one builder program per
+    (d, family) bucket and seed count, whatever the group's widths."""
+    cfg = group.config
+    build = _padded_builder(group.d, group.padded[0], len(group.ks), shifts_of(cfg),
+                            group.activations, group.family, group.pool_n, cfg.nonneg_head,
+                            cfg.p1)
+    return build(seeds, np.array(group.ks, dtype=np.int32))
 
 
 def _keys(seeds: jnp.ndarray) -> jax.Array:
@@ -166,12 +207,6 @@ def _preparer(build, n_ns: int, n_max: int, pad: int):
     in one compiled program per group."""
     expand = _expand(n_ns, n_max, pad)
     return jax.jit(lambda seeds, n_valid, is_input: expand(build(_keys(seeds)), n_valid, is_input))
-
-
-@functools.lru_cache(maxsize=128)
-def _seeded(build):
-    """Jitted ``seeds (C, S) -> build(keys)``: the per-k program of a bucketed group."""
-    return jax.jit(lambda seeds: build(_keys(seeds)))
 
 
 @functools.lru_cache(maxsize=128)
@@ -350,8 +385,8 @@ def program_keys(group: ShapeGroup, n_devices: int = 1,
                  memory_bytes: float = DEFAULT_MEMORY_BYTES) -> set[tuple]:
     """The compiled programs :func:`compute_group` runs for ``group``, one hashable key each; two
     groups share a program exactly when they share its key (same traced function, same input
-    shapes). Per seed tier: the preparer (or, bucketed, the per-k builder and the bucket's
-    expansion, whose builder has one shape for all tiers) and one runner per activation; per
+    shapes). Per seed tier: the preparer (or, bucketed, the bucket's expansion; its builder has
+    one shape for every tier and every width of the bucket) and one runner per activation; per
     activation one Monte Carlo program. Small eager
     operations (indexing results) are not counted."""
     cfg = group.config
@@ -364,7 +399,7 @@ def program_keys(group: ShapeGroup, n_devices: int = 1,
     build_seeds = max(t[2] for t in tiers)
     for _, gd, seed_chunk, batch in tiers:
         if bucketed:
-            keys.add(("build", d, group.ks, fam, build_seeds))
+            keys.add(("build", d, k_pad, len(group.ks), fam, build_seeds))
             keys.add(("expand", d, k_pad, n_pad, len(group.ns), build_seeds, seed_chunk, batch))
         else:
             keys.add(("prepare", d, group.ks, group.ns, fam, seed_chunk, batch))
@@ -399,8 +434,6 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
     combos = [(k, s) for k in group.ks for s in shifts]
     n_ns, n_seeds = len(group.ns), cfg.seeds
     k_pad, n_pad = group.padded
-    build = _builder(group.d, group.ks, shifts, acts, group.family, group.pool_n,
-                     cfg.nonneg_head, cfg.p1, k_pad)
     bucketed = bool(cfg.shape_buckets) and not cfg.merge_shapes
     per_call = chunk_size(group, len(devices), device_memory_budget(devices))
     ns = np.array(group.ns)
@@ -422,10 +455,12 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
             is_input = np.repeat([isinstance(sh, tl.InputShift) for _, sh in combos],
                                  seed_chunk * n_ns)
             count = n_valid.shape[0]
-            if bucketed:  # per-k builder (same seed count in every tier), then the shared expansion
+            if bucketed:  # the bucket's builder (same seed count in every tier), then expansion
                 inputs = _expander(n_ns, n_pad, batch - count, seed_chunk)(
-                    _seeded(build)(seeds), n_valid, is_input)
+                    _bucket_problems(group, seeds), n_valid, is_input)
             else:
+                build = _builder(group.d, group.ks, shifts, acts, group.family, group.pool_n,
+                                 cfg.nonneg_head, cfg.p1, k_pad)
                 inputs = _preparer(build, n_ns, n_pad, batch - count)(seeds, n_valid, is_input)
             for a_i, (runner, args) in enumerate(zip(runners, inputs)):
                 out = runner(*_shard(args, devices))

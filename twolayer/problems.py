@@ -213,20 +213,31 @@ def make_problem(
         >>> (p.d, p.k, float(p.t))
         (3, 2, -1.0)
     """
-    check_choice("activation", activation, ACTIVATIONS)
-    check_choice("family", family, FAMILIES)
-    if int(d) < 1 or int(k) < 1:
-        raise ValueError(f"d = {d}, k = {k}: expected positive integers")
-    if not (0.0 < p1 <= 1.0):
-        raise ValueError(f"p1 = {p1}: expected a probability in (0, 1]")
-    if not isinstance(shift, InputShift | OutputShift):
-        raise ValueError(f"shift {shift!r}: expected an InputShift or an OutputShift")
+    _check_problem_args(d, k, activation, family, shift, p1)
     dtype = dtype or jnp.zeros(()).dtype
     kb, kv, ku, ks = jax.random.split(key, 4)
     B_src = jax.random.normal(kb, (k, d), dtype) / np.sqrt(d)
     v_src = jax.random.normal(kv, (k,), dtype) / np.sqrt(k)
     if nonneg_head:
         v_src = jnp.abs(v_src)
+    return _shifted_problem(v_src, B_src, ku, ks, d=d, family=family, shift=shift, p1=p1)
+
+
+def _check_problem_args(d, k, activation, family, shift, p1) -> None:
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("family", family, FAMILIES)
+    if int(d) < 1 or (not is_traced(k) and int(k) < 1):
+        raise ValueError(f"d = {d}, k = {k}: expected positive integers")
+    if not (0.0 < p1 <= 1.0):
+        raise ValueError(f"p1 = {p1}: expected a probability in (0, 1]")
+    if not isinstance(shift, InputShift | OutputShift):
+        raise ValueError(f"shift {shift!r}: expected an InputShift or an OutputShift")
+
+
+def _shifted_problem(v_src, B_src, ku, ks, *, d, family, shift, p1) -> Problem:
+    """The problem of a pretrained (v_src (k,), B_src (k, d)): the basis drawn from ``ku``, the
+    shift's subspace (Gaussian input shift) from ``ks``, the shift and the target teacher."""
+    dtype = B_src.dtype
     basis = _orthonormal(ku, d, dtype)
     if d > 1:
         probs = jnp.full((d,), (1.0 - p1) / (d - 1), dtype).at[0].set(p1)
@@ -244,6 +255,64 @@ def make_problem(
         A, t = eye, jnp.asarray(shift.t, dtype)
         B_star, v_star = B_src, t * v_src
     return Problem(v_src, B_src, A, t, basis, probs, v_star, B_star)
+
+
+def prefix_stable_draws() -> bool:
+    """Whether a draw's values depend only on their flat index, so that
+    ``normal(key, (m, d))[:k]`` equals ``normal(key, (k, d))`` bit for bit for every k ≤ m.
+
+    True under JAX's partitionable threefry (``jax_threefry_partitionable``, the default since
+    JAX 0.5); :func:`make_padded_problem` relies on it (``tests/twolayer/test_padded_problem.py``
+    checks the bits)."""
+    return bool(jax.config.jax_threefry_partitionable)
+
+
+def make_padded_problem(
+    key: jax.Array,
+    *,
+    d: int,
+    k: int | jnp.ndarray,
+    k_pad: int,
+    activation: str,
+    family: str,
+    shift: Shift,
+    nonneg_head: bool = False,
+    p1: float = 0.3,
+    dtype=None,
+) -> Problem:
+    """:func:`make_problem`'s problem of width ``k`` with its k-indexed arrays (v_src, B_src,
+    v_star, B_star) zero-padded to ``k_pad`` rows; ``k`` may be a traced integer, so one compiled
+    program serves every width up to ``k_pad``.
+
+    It draws B_src and v_src at width ``k_pad`` and keeps the first k rows (scaled by 1/√k as
+    :func:`make_problem` does): the same numbers as the unpadded draws because JAX's partitionable
+    threefry draws by flat index (:func:`prefix_stable_draws`; a ``RuntimeError`` otherwise). The
+    other draws do not depend on k. B_star = B_src A⁻¹ is solved for the padded rows, so it may
+    differ from the unpadded one by rounding.
+
+    Example:
+        >>> key = jax.random.PRNGKey(0)
+        >>> kw = dict(d=3, activation="linear", family="gaussian", shift=OutputShift(-1.0))
+        >>> p, q = make_padded_problem(key, k=2, k_pad=4, **kw), make_problem(key, k=2, **kw)
+        >>> p.B_src.shape, bool((p.B_src[:2] == q.B_src).all()), float(abs(p.v_src[2:]).sum())
+        ((4, 3), True, 0.0)
+    """
+    _check_problem_args(d, k, activation, family, shift, p1)
+    if not prefix_stable_draws():
+        raise RuntimeError("make_padded_problem needs prefix-stable draws: set "
+                           "jax.config.update('jax_threefry_partitionable', True)")
+    if not is_traced(k) and not int(k) <= k_pad:
+        raise ValueError(f"k = {k} > k_pad = {k_pad}: expected k <= k_pad")
+    dtype = dtype or jnp.zeros(()).dtype
+    keep = jnp.arange(k_pad) < k
+    kb, kv, ku, ks = jax.random.split(key, 4)
+    B_src = jnp.where(keep[:, None], jax.random.normal(kb, (k_pad, d), dtype) / np.sqrt(d), 0.0)
+    v_src = jax.random.normal(kv, (k_pad,), dtype) / jnp.sqrt(jnp.asarray(k, dtype))
+    if nonneg_head:
+        v_src = jnp.abs(v_src)
+    v_src = jnp.where(keep, v_src, 0.0)
+    p = _shifted_problem(v_src, B_src, ku, ks, d=d, family=family, shift=shift, p1=p1)
+    return p._replace(B_star=jnp.where(keep[:, None], p.B_star, 0.0))  # no -0 from the solve
 
 
 def check_problem(problem: Problem) -> None:

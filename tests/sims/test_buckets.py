@@ -1,17 +1,20 @@
 """Shape buckets: a bucketed group gives the unpadded group's records, and the groups of a bucket
-share their compiled programs (each runner is traced once for two groups; without buckets twice)."""
+share their compiled programs (each runner and the builder are traced once for two groups of
+different widths; without buckets, or with a builder per width, again for the second)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import numpy as np
 import pytest
 
+import twolayer as tl
 from sims import engine
 from sims.config import SweepConfig, preset
-from sims.grid import ShapeGroup, bucket_n, shape_groups
+from sims.grid import ShapeGroup, bucket_n, shape_groups, shifts_of
 from sims.runtime import compile_stats
 from sims.sweep import build_parser, config_from_args, main
 from tests.sims.tiny import TINY
@@ -30,7 +33,8 @@ def _group(cfg, k: int, n: int) -> ShapeGroup:
 
 
 def _clear() -> None:
-    for fn in (engine._builder, engine._preparer, engine._seeded, engine._expander,
+    for fn in (engine._builder, engine._preparer, engine._padded_builder,
+               engine._expander,
                engine._runner, engine._mc_runner):
         fn.cache_clear()
     jax.clear_caches()
@@ -47,6 +51,35 @@ def _traced(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(engine, "_run_one", counting)
     return seen
+
+
+def _traced_builds(monkeypatch) -> list:
+    """Every trace of a problem constructor (one per builder compiled and shift) appends the
+    width it was traced at (``"traced"`` for the bucket's builder, whose width is an argument)."""
+    seen: list = []
+    for name in ("make_problem", "make_padded_problem"):
+        original = getattr(tl, name)
+
+        def counting(*args, original=original, **kwargs):
+            seen.append("traced" if isinstance(kwargs["k"], jax.core.Tracer) else kwargs["k"])
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(tl, name, counting)
+    return seen
+
+
+def _per_width_problems(group: ShapeGroup, seeds):
+    """The builder before the width was an argument (mutation): ``make_problem`` at the group's
+    own width, padded afterwards; one program per (d, k, family)."""
+    cfg = group.config
+    build = engine._builder(group.d, group.ks, shifts_of(cfg), group.activations, group.family,
+                            group.pool_n, cfg.nonneg_head, cfg.p1, group.padded[0])
+    return _seeded(build)(seeds)
+
+
+@functools.lru_cache(maxsize=8)
+def _seeded(build):
+    return jax.jit(lambda seeds: build(engine._keys(seeds)))
 
 
 def _by_id(records) -> dict[str, dict]:
@@ -67,16 +100,16 @@ def test_padded_shapes_of_groups() -> None:
 def bucketed_runs():
     """Records of two groups of one bucket computed in one process, with the runner's traces."""
     mp = pytest.MonkeyPatch()
-    seen = _traced(mp)
+    seen, builds = _traced(mp), _traced_builds(mp)
     _clear()
     before = compile_stats()["programs"]
     small = engine.compute_group(_group(BUCKETED, 2, 4))
-    mid = compile_stats()["programs"]
+    mid, first_builds = compile_stats()["programs"], list(builds)
     other = engine.compute_group(_group(BUCKETED, 4, 4))
     after = compile_stats()["programs"]
     mp.undo()
     return {"small": small, "other": other, "traces": list(seen),
-            "programs": (mid - before, after - mid)}
+            "programs": (mid - before, after - mid), "builds": (first_builds, builds[len(first_builds):])}
 
 
 def _assert_same_numbers(padded: dict, plain: dict) -> None:
@@ -115,21 +148,50 @@ def test_a_bucketed_group_does_not_depend_on_chunking(bucketed_runs) -> None:
 
 
 def test_groups_of_a_bucket_share_their_compiled_programs(bucketed_runs) -> None:
-    # one runner per (activation, tier) for both groups; the second compiles only its k's builder
+    # one runner per (activation, tier) and one builder for both groups (k = 2, then k = 4)
     assert sorted(bucketed_runs["traces"]) == sorted(2 * BUCKETED.activations)
     first, second = bucketed_runs["programs"]
     small, other = (engine.program_keys(_group(BUCKETED, k, 4)) for k in (2, 4))
-    assert second == len(other - small) == 1 and first >= len(small) == 9
+    assert second == 0 and other == small and first >= len(small) == 9
+    assert bucketed_runs["builds"] == (["traced"] * len(shifts_of(BUCKETED)), [])
     plain_small, plain_other = (engine.program_keys(_group(PLAIN, k, 4)) for k in (2, 4))
     assert not plain_small & plain_other and len(plain_other) == 8  # 2 preparers, 4 runners, 2 MC
 
 
+#: One activation, one tier, a small runner and no Monte Carlo: the builder weighs.
+SMALL = dataclasses.replace(BUCKETED, activations=("relu",), gd_seeds=0, tunes=("last",), mc_runs=0)
+
+
+def _second_group_compiles(monkeypatch) -> tuple[int, list]:
+    """(programs compiled, builder traces) by the k = 4 group of SMALL after its k = 2 group."""
+    builds = _traced_builds(monkeypatch)
+    _clear()
+    engine.compute_group(_group(SMALL, 2, 4))
+    before, traced = compile_stats()["programs"], len(builds)
+    engine.compute_group(_group(SMALL, 4, 4))
+    return compile_stats()["programs"] - before, builds[traced:]
+
+
+@pytest.mark.slow
+def test_a_group_of_another_width_compiles_nothing(monkeypatch) -> None:
+    """The fixture's check on SMALL (the fast suite has it at full size above)."""
+    assert _second_group_compiles(monkeypatch) == (0, [])
+
+
+def test_a_builder_per_width_compiles_for_the_second_group(monkeypatch) -> None:
+    """Mutation of the test above: the builder of one width per program (``make_problem`` at
+    the group's k) compiles and traces again for the second group."""
+    monkeypatch.setattr(engine, "_bucket_problems", _per_width_problems)
+    programs, builds = _second_group_compiles(monkeypatch)
+    assert programs == 1 and builds == [4] * len(shifts_of(SMALL))
+
+
 def test_without_buckets_each_group_traces_its_own_runner(monkeypatch) -> None:
-    """Mutation of the test above: padding off, the same two groups trace the runner twice."""
+    """Mutation of ``test_groups_of_a_bucket_share_their_compiled_programs``: padding off, the
+    same two groups trace the runner twice."""
     seen = _traced(monkeypatch)
     _clear()
-    cfg = dataclasses.replace(PLAIN, activations=("relu",), gd_seeds=0, tunes=("last",),
-                              mc_runs=0)  # one tier, a small runner, no Monte Carlo
+    cfg = dataclasses.replace(SMALL, shape_buckets=())
     engine.compute_group(_group(cfg, 2, 4))
     engine.compute_group(_group(cfg, 4, 4))
     assert seen == ["relu", "relu"]
