@@ -4,8 +4,10 @@ different widths; without buckets, or with a builder per width, again for the se
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import functools
+import importlib.util
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -18,6 +20,11 @@ from sims.grid import ShapeGroup, bucket_n, shape_groups, shifts_of
 from sims.runtime import compile_stats
 from sims.sweep import build_parser, config_from_args, main
 from tests.sims.tiny import TINY
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "profile_compile.py"
+spec = importlib.util.spec_from_file_location("profile_compile", SCRIPT)
+profile_compile = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(profile_compile)
 
 # d = 8, k in {2, 4}, n in {4, 8}; one bucket per (d, family): k -> 4, n -> 8
 BUCKETED = dataclasses.replace(TINY, families=("sparse",), seeds=3, gd_seeds=1, steps=100,
@@ -66,20 +73,6 @@ def _traced_builds(monkeypatch) -> list:
 
         monkeypatch.setattr(tl, name, counting)
     return seen
-
-
-def _per_width_problems(group: ShapeGroup, seeds):
-    """The builder before the width was an argument (mutation): ``make_problem`` at the group's
-    own width, padded afterwards; one program per (d, k, family)."""
-    cfg = group.config
-    build = engine._builder(group.d, group.ks, shifts_of(cfg), group.activations, group.family,
-                            group.pool_n, cfg.nonneg_head, cfg.p1, group.padded[0])
-    return _seeded(build)(seeds)
-
-
-@functools.lru_cache(maxsize=8)
-def _seeded(build):
-    return jax.jit(lambda seeds: build(engine._keys(seeds)))
 
 
 def _by_id(records) -> dict[str, dict]:
@@ -158,6 +151,18 @@ def test_groups_of_a_bucket_share_their_compiled_programs(bucketed_runs) -> None
     assert not plain_small & plain_other and len(plain_other) == 8  # 2 preparers, 4 runners, 2 MC
 
 
+def test_the_full_grid_compiles_one_builder_per_bucket() -> None:
+    """The full preset's programs (``program_keys``) at d = 16 and two sample sizes (fast): one
+    builder per (d, family) bucket for its four widths, not per (d, k, family); one runner per
+    (bucket, activation, tier), one Monte Carlo program per (bucket, activation)."""
+    cfg = dataclasses.replace(preset("full"), dims=(16,), n_ratios=(0.0625, 2.0))
+    assert len(shape_groups(cfg)) == 16 and len(cfg.widths) == 4
+    keys = set().union(*(engine.program_keys(g, memory_bytes=40e9) for g in shape_groups(cfg)))
+    kinds = collections.Counter(key[0] for key in keys)
+    buckets = len(cfg.dims) * len(cfg.families)
+    assert kinds["build"] == buckets and kinds["run"] == 4 * buckets and kinds["mc"] == 2 * buckets
+
+
 #: One activation, one tier, a small runner and no Monte Carlo: the builder weighs.
 SMALL = dataclasses.replace(BUCKETED, activations=("relu",), gd_seeds=0, tunes=("last",), mc_runs=0)
 
@@ -181,7 +186,7 @@ def test_a_group_of_another_width_compiles_nothing(monkeypatch) -> None:
 def test_a_builder_per_width_compiles_for_the_second_group(monkeypatch) -> None:
     """Mutation of the test above: the builder of one width per program (``make_problem`` at
     the group's k) compiles and traces again for the second group."""
-    monkeypatch.setattr(engine, "_bucket_problems", _per_width_problems)
+    monkeypatch.setattr(engine, "_bucket_problems", profile_compile.per_width_problems)
     programs, builds = _second_group_compiles(monkeypatch)
     assert programs == 1 and builds == [4] * len(shifts_of(SMALL))
 

@@ -66,10 +66,12 @@ def test_the_fit_recovers_the_cost_model_and_projects_the_target(tmp_path: Path)
     assert out["groups_measured"] == len(groups[::2]) and out["rms_rel_residual"] < 1e-6
     np.testing.assert_allclose(list(out["fit"].values()), COEF, rtol=1e-5)
     budget = {key: TARGET.gd_step_budget for key in proj.span_modes(TARGET)}
-    programs = len(set().union(*(program_keys(g) for g in shape_groups(TARGET))))
+    keys = set().union(*(program_keys(g) for g in shape_groups(TARGET)))
+    programs = sum(1 for key in keys if key[0] != "expand")  # expansion steps are not counted
     upper = sum(float(proj.features(g, lambda a, t: budget[(a, t)]) @ COEF)
                 for g in shape_groups(TARGET)) + COEF[1] * programs
     assert out["upper"]["programs"] == programs
+    assert sum(out["upper"]["programs_by_kind"].values()) == len(keys)
     assert out["upper"]["runs_s"] == pytest.approx(upper, rel=1e-5)
     assert out["expected"]["runs_s"] < out["upper"]["runs_s"]
     assert set(out["expected"]["per_d_s"]) == {"8", "16", "32"}
