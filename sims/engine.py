@@ -13,9 +13,8 @@ runners, the Monte Carlo programs, the expansion step (:func:`_expand`) and the 
 compiled program per bucket: the builder (:func:`_padded_builder`) takes the group's width as an
 argument and draws every problem at the bucket's width, keeping the first k rows
 (``twolayer.make_padded_problem``; JAX's draws are prefix-stable, so these are ``make_problem``'s
-numbers). Every run gets the same problem and data as unpadded (the labels up to rounding: the
-padded network computes them), and the first n rows of the pool are the run's data whatever the
-padded n.
+draws). Every run gets the same problem and data as unpadded up to rounding, and the first n rows
+of the pool are the run's data whatever the padded n.
 
 Padding is exact. A zero sample (x = 0, y = 0) has zero output and zero gradient because φ(0) = 0
 and the network has no bias; the normalisations by n of ``twolayer`` (loss, step 1/L, gradient) all
@@ -146,9 +145,10 @@ def _padded_builder(d: int, k_pad: int, n_k: int, shifts: tuple, activations: tu
                     family: str, pool_n: int, nonneg: bool, p1: float):
     """Jitted ``(seeds (C, S), widths (n_k,) int) -> (problems, X, ys)`` (:func:`_build`) with
     the widths traced: ``twolayer.make_padded_problem`` draws every problem at width ``k_pad``
-    and keeps its first k rows, so one program serves every width of a shape bucket. The problems
-    equal ``make_problem``'s (the draws are prefix-stable, ``twolayer.prefix_stable_draws``);
-    the labels are the padded network's outputs, equal up to rounding."""
+    and keeps its first k rows, so one program serves every width of a shape bucket. The draws
+    are ``make_problem``'s bit for bit (they are prefix-stable, ``twolayer.prefix_stable_draws``);
+    v_src (a traced 1/√k), B_star (a solve with more right-hand sides) and the labels (the padded
+    network's outputs) equal the unpadded ones up to rounding."""
 
     def make(widths, i, shift):
         return functools.partial(tl.make_padded_problem, d=d, k=widths[i], k_pad=k_pad,
