@@ -1,10 +1,12 @@
 """The JAX runtime of the sims entry points: importing this module configures the process.
 
 It adds :data:`XLA_SAFE_FLAGS` to ``XLA_FLAGS`` (read when the JAX backend starts, i.e. at the first
-array operation, so it must happen before any computation) and enables ``jax_enable_x64`` (the theory
-checks run in float64). ``python -m sims.sweep``, ``python -m sims.bench`` and :mod:`sims.engine` (whose
-``run_group`` also runs in executor workers) import it before anything computes, so every other module
-imports jax at top level. ``twolayer`` never imports it: the math library leaves the process as it is.
+array operation, so it must happen before any computation), gives XLA's CPU client a thread pool of
+one (:func:`limit_cpu_pool`, also read when the backend starts) and enables ``jax_enable_x64`` (the
+theory checks run in float64). ``python -m sims.sweep``, ``python -m sims.bench`` and
+:mod:`sims.engine` (whose ``run_group`` also runs in executor workers) import it before anything
+computes, so every other module imports jax at top level. ``twolayer`` never imports it: the math
+library leaves the process as it is.
 
 Compilation cache: :func:`use_compile_cache` points JAX's persistent compilation cache at a folder
 (default :func:`default_cache_dir`, per user, outside any checkout) and records the choice in the
@@ -24,7 +26,10 @@ True
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import os
+import pkgutil
 from pathlib import Path
 
 import jax
@@ -36,12 +41,23 @@ from jax.experimental.compilation_cache import compilation_cache
 XLA_SAFE_FLAGS = ("--xla_cpu_multi_thread_eigen=false",
                   "--xla_cpu_enable_concurrency_optimized_scheduler=false")
 
+#: Environment variable XLA's PJRT clients read for the size of their thread pool
+#: (``DefaultThreadPoolSize``; default: one thread per schedulable core). The CPU client runs every
+#: computation on that pool.
+POOL_ENV = "PJRT_NPROC"
+
+#: Environment variable: threads of XLA's CPU pool in sims processes ("1" by default; "auto" leaves
+#: XLA's default of one per core). With two or more threads jaxlib 0.10.2 stalls (0% CPU, every
+#: thread parked) on the medium preset's runner; a pool of one has not (README, Scale-out).
+CPU_THREADS_ENV = "SIMS_XLA_CPU_THREADS"
+
 #: Environment variable naming the compilation-cache folder of this process and its workers ("off":
 #: none). Set by :func:`use_compile_cache`; read by :func:`configure`.
 CACHE_ENV = "SIMS_COMPILE_CACHE"
 
-__all__ = ["CACHE_ENV", "XLA_SAFE_FLAGS", "add_cache_flags", "cache_from_args", "compile_stats",
-           "configure", "default_cache_dir", "use_compile_cache", "with_flags"]
+__all__ = ["CACHE_ENV", "CPU_THREADS_ENV", "POOL_ENV", "XLA_SAFE_FLAGS", "accelerator_plugins",
+           "add_cache_flags", "cache_from_args", "compile_stats", "configure", "cpu_only",
+           "default_cache_dir", "limit_cpu_pool", "use_compile_cache", "with_flags"]
 
 
 def with_flags(flags: str, extra: tuple[str, ...]) -> str:
@@ -54,6 +70,49 @@ def with_flags(flags: str, extra: tuple[str, ...]) -> str:
         if flag.split("=")[0] not in flags:
             flags = f"{flags} {flag}".strip()
     return flags
+
+
+def accelerator_plugins() -> list[str]:
+    """Names of the accelerator backends JAX would find in this environment without starting one:
+    modules of the ``jax_plugins`` namespace package, entry points of the ``jax_plugins`` group
+    (``jax-cuda12-plugin``, ...) and ``libtpu``."""
+    names = [ep.name for ep in importlib.metadata.entry_points(group="jax_plugins")]
+    if importlib.util.find_spec("libtpu") is not None:
+        names.append("libtpu")
+    try:
+        import jax_plugins  # namespace package of PJRT plugins
+    except ImportError:
+        return names
+    return names + [m.name for m in pkgutil.iter_modules(jax_plugins.__path__)]
+
+
+def cpu_only() -> bool:
+    """Whether JAX in this process runs on the CPU only: ``JAX_PLATFORMS`` (or ``jax_platforms``)
+    names only ``cpu``, or, unset, :func:`accelerator_plugins` finds none."""
+    platforms = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms
+    if platforms:
+        return {p.strip() for p in platforms.split(",") if p.strip()} <= {"cpu"}
+    return not accelerator_plugins()
+
+
+def limit_cpu_pool() -> str | None:
+    """Size XLA's CPU thread pool for this process and the workers it starts: set :data:`POOL_ENV`
+    to :data:`CPU_THREADS_ENV` (default ``"1"``) when JAX runs on the CPU only (:func:`cpu_only`).
+    Nothing changes with ``SIMS_XLA_CPU_THREADS=auto``, on accelerators (their clients size host
+    pools by the same variable), or where :data:`POOL_ENV` is already set. XLA reads the variable
+    when its CPU client starts, so this must run before the first computation; the pool has at
+    least one thread per CPU device. Returns the value in effect (``None``: XLA's default).
+
+    Raises:
+        ValueError: :data:`CPU_THREADS_ENV` is neither a positive integer nor ``auto``.
+    """
+    want = os.environ.get(CPU_THREADS_ENV, "1").strip()
+    if want != "auto" and not (want.isdigit() and int(want) > 0):
+        raise ValueError(f"{CPU_THREADS_ENV}={want!r}: expected a positive number of threads or "
+                         "'auto' (XLA's default, one per core)")
+    if want != "auto" and POOL_ENV not in os.environ and cpu_only():
+        os.environ[POOL_ENV] = want
+    return os.environ.get(POOL_ENV)
 
 
 def default_cache_dir() -> Path:
@@ -114,9 +173,10 @@ def cache_from_args(args: argparse.Namespace) -> Path | None:
 
 
 def configure() -> None:
-    """Add :data:`XLA_SAFE_FLAGS` to ``XLA_FLAGS``, enable float64 and the compilation cache named
-    by :data:`CACHE_ENV` if any (idempotent)."""
+    """Add :data:`XLA_SAFE_FLAGS` to ``XLA_FLAGS``, size XLA's CPU pool (:func:`limit_cpu_pool`),
+    enable float64 and the compilation cache named by :data:`CACHE_ENV` if any (idempotent)."""
     os.environ["XLA_FLAGS"] = with_flags(os.environ.get("XLA_FLAGS", ""), XLA_SAFE_FLAGS)
+    limit_cpu_pool()
     jax.config.update("jax_enable_x64", True)
     folder = os.environ.get(CACHE_ENV, "off")
     if folder != "off":
