@@ -13,7 +13,9 @@ its process group is killed. ``--timeout-s`` kills a run that is still busy afte
 Per attempt ``{out}`` becomes a fresh empty folder and ``{cache}`` a compilation-cache folder:
 ``--cache fresh`` an empty one per attempt, ``--cache shared`` one folder for every attempt of
 this invocation (attempt 1 fills it), ``--cache DIR`` that folder. Temporary folders are removed
-at the end. The command runs under ``nice -n --nice`` (default 10) in a session of its own.
+at the end. The command runs under ``nice -n --nice`` (default 10) in a session of its own. Run it
+from the repository root with ``PYTHONPATH=$PWD`` (it uses ``sims.infra``). JSON lines are appended
+(one per finished attempt), so an interrupted probe keeps the attempts it finished.
 
 Each line: ``label, attempt, outcome`` (``ok``, ``failed`` (nonzero exit), ``stalled``,
 ``timeout``), ``rc``, ``wall_s``, ``cpu_s`` (tree CPU seconds), ``load1`` (1-minute load average
@@ -34,6 +36,8 @@ import tempfile
 import time
 from collections import deque
 from pathlib import Path
+
+from sims.infra.atomic import write_text_atomic
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -99,7 +103,7 @@ def dump_stacks(root: int, path: Path | None, native: bool = False) -> str:
             parts.append(f"== pid {pid}: py-spy failed: {exc}")
     text = "\n".join(parts)
     if path is not None:
-        path.write_text(text)
+        write_text_atomic(path, text)
     return text
 
 
