@@ -47,8 +47,9 @@ XLA_SAFE_FLAGS = ("--xla_cpu_multi_thread_eigen=false",
 POOL_ENV = "PJRT_NPROC"
 
 #: Environment variable: threads of XLA's CPU pool in sims processes ("1" by default; "auto" leaves
-#: XLA's default of one per core). With two or more threads jaxlib 0.10.2 stalls (0% CPU, every
-#: thread parked) on the medium preset's runner; a pool of one has not (README, Scale-out).
+#: XLA's default of one per core). With two or more, jaxlib 0.10.2 can deadlock (0% CPU, every thread
+#: parked) when concurrent batched LAPACK calls (``eigh``) wait for chunks queued on the pool they
+#: occupy; with one thread jaxlib runs those batches inline (README, "The XLA CPU stall").
 CPU_THREADS_ENV = "SIMS_XLA_CPU_THREADS"
 
 #: Environment variable naming the compilation-cache folder of this process and its workers ("off":
