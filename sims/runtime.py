@@ -30,6 +30,7 @@ import importlib.metadata
 import importlib.util
 import os
 import pkgutil
+import sys
 from pathlib import Path
 
 import jax
@@ -175,9 +176,16 @@ def cache_from_args(args: argparse.Namespace) -> Path | None:
 
 def configure() -> None:
     """Add :data:`XLA_SAFE_FLAGS` to ``XLA_FLAGS``, size XLA's CPU pool (:func:`limit_cpu_pool`),
-    enable float64 and the compilation cache named by :data:`CACHE_ENV` if any (idempotent)."""
+    enable float64 and the compilation cache named by :data:`CACHE_ENV` if any (idempotent).
+
+    A bad :data:`CPU_THREADS_ENV` ends the process with a one-line ``error: ...`` (exit 2): this
+    runs at import, before any entry point can turn the error into a message."""
     os.environ["XLA_FLAGS"] = with_flags(os.environ.get("XLA_FLAGS", ""), XLA_SAFE_FLAGS)
-    limit_cpu_pool()
+    try:
+        limit_cpu_pool()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     jax.config.update("jax_enable_x64", True)
     folder = os.environ.get(CACHE_ENV, "off")
     if folder != "off":

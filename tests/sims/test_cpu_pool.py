@@ -124,3 +124,13 @@ def _records(out: Path, threads: str) -> dict[str, str]:
 def test_records_do_not_depend_on_the_pool_size(tmp_path: Path) -> None:
     one, default = _records(tmp_path / "one", "1"), _records(tmp_path / "auto", "auto")
     assert one and one == default  # JSON floats round-trip exactly: equal text = equal bits
+
+
+def test_a_bad_thread_count_stops_the_sweep_with_exit_2() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), runtime.CPU_THREADS_ENV: "two"}
+    proc = subprocess.run([sys.executable, "-m", "sims.sweep", "--help"], capture_output=True,
+                          text=True, env=env, check=False, cwd=REPO)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {runtime.CPU_THREADS_ENV}='two': expected a positive number of threads or 'auto' "
+        "(XLA's default, one per core)"]
