@@ -6,9 +6,11 @@ block with its standard error over seeds (the paper's Figure 2), plus Cross-Val 
 methods. Writes ``OUT/figures/realdata_<task>.png`` and ``.pdf``, and
 ``OUT/figures/realdata_table.md``: mean test accuracy ± s.e. per tuned option; in bold only a
 significant winner (:func:`realdata.summary.winner`: the single block whose paired per-seed
-difference to every other single block exceeds ``Z`` s.e.); without one, the top set (the blocks
-within ``Z`` paired s.e. of the highest mean) marked †; a column naming the winner or the tie, and
-one with the top set's paired difference to ``all`` and its verdict.
+difference to every other single block exceeds ``c`` s.e., ``c`` the two-sided 95% Student-t
+critical value of that comparison's number of seeds); without one, the top set (the blocks within
+``c`` paired s.e. of the highest mean) marked †; a column naming the winner or the tie, and one
+with the top set's paired difference to ``all`` and its verdict. The legend above the table states
+the criterion.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from paper_figures.save import print_drawn, save_figure
+from sims.infra.stats import criterion_legend
 
 __all__ = ["draw", "main"]
 
@@ -98,15 +101,17 @@ def _pts(c: dict) -> str:
     return f"{100 * c['diff']:+.1f}{se}"
 
 
-def _legend(z: float) -> str:
-    """The text above ``realdata_table.md``: what its marks and last two columns mean."""
-    return (f"Test accuracy in %, mean ± s.e. over seeds. **Bold**: the significant winner, the "
-            f"single block whose paired per-seed difference to every other single block exceeds "
-            f"{z:g} s.e. †: where no block wins, the top set, the single blocks whose paired "
-            f"difference to the highest mean is within {z:g} s.e. (the highest mean alone is "
+def _legend(z: float | None = None) -> str:
+    """The text above ``realdata_table.md``: the criterion, what its marks and last two columns
+    mean (``z``: a fixed criterion instead of the t one, as in :func:`realdata.summary.winner`)."""
+    return (f"Test accuracy in %, mean ± s.e. over seeds. Criterion: a paired per-seed difference "
+            f"counts when it exceeds c s.e., {criterion_legend(z=z)}. **Bold**: the significant "
+            f"winner, the single block whose paired per-seed difference to every other single "
+            f"block exceeds c s.e. †: where no block wins, the top set, the single blocks whose "
+            f"paired difference to the highest mean is within c s.e. (the highest mean alone is "
             f"not a claim). *winner*: the winner, or `tie:` and the top set. *top set − all*: "
             f"each top-set block's paired difference to `all` in points ± s.e.; holds: every one "
-            f"beats `all` by > {z:g} s.e., fails: `all` beats every one by > {z:g} s.e., "
+            f"beats `all` by > c s.e., fails: `all` beats every one by > c s.e., "
             f"inconclusive otherwise.\n\n")
 
 
@@ -120,8 +125,6 @@ def _table(rows: list[dict], blocks: dict[tuple[str, str], list[str]],
         blocks: (task, shift) -> single blocks in depth order.
         wins: (task, shift) -> :func:`realdata.summary.winner` of its blocks.
     """
-    from realdata.summary import Z
-
     extra = ["all", "none", "cross-val", "auto-rgn", "auto-snr"]
     width = max(len(b) for b in blocks.values())
     head = ["task", "shift", "level", *[f"block {i + 1}" for i in range(width - 1)], "head",
@@ -151,7 +154,7 @@ def _table(rows: list[dict], blocks: dict[tuple[str, str], list[str]],
         vs = f"{vs} ({w['beats_all']})" if vs else ""
         lines.append("| " + " | ".join([key[0], key[1] or "-", level, *cells,
                                          *[cell(x) for x in extra], w["label"], vs]) + " |")
-    return _legend(Z) + "\n".join(lines) + "\n"
+    return _legend() + "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

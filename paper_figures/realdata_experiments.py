@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from paper_figures.save import save_figure
+from sims.infra.stats import criterion_legend
 
 __all__ = ["draw_levels", "draw_noise", "draw_size"]
 
@@ -59,6 +60,7 @@ def draw_noise(results: str | Path, out_dir: str | Path | None = None) -> list[P
 
     from realdata.experiments.noise_in_block import noise_verdicts
     from realdata.summary import summarize
+    from sims.infra import write_text_atomic
 
     results = Path(results)
     records = [r for r in _records(results) if "transform_info" in r
@@ -120,8 +122,10 @@ def draw_noise(results: str | Path, out_dir: str | Path | None = None) -> list[P
             lines.append(f"| {p} | " + " | ".join(cells) + f" | {v.get('verdict', '')} |")
         lines.append("")
     table = out_dir / "noise_in_block.md"
-    table.write_text("Accuracy % (difference to `all` ± paired s.e., points); bold: the "
-                     "perturbed block tuned.\n\n" + "\n".join(lines))
+    write_text_atomic(table, "Accuracy % (difference to `all` ± paired s.e., points); bold: the "
+                      "perturbed block tuned. verdict: holds when the perturbed block beats every "
+                      "other option by > c paired s.e., fails when one beats it by > c s.e., "
+                      f"inconclusive otherwise; {criterion_legend()}.\n\n" + "\n".join(lines))
     return [table, *written]
 
 
@@ -133,7 +137,6 @@ def draw_size(results: str | Path, out_dir: str | Path | None = None) -> list[Pa
     import matplotlib.pyplot as plt
 
     from realdata.experiments.size_curve import size_rows, size_verdicts
-    from realdata.summary import Z
     from sims.infra import write_text_atomic
 
     results = Path(results)
@@ -193,9 +196,11 @@ def draw_size(results: str | Path, out_dir: str | Path | None = None) -> list[Pa
     table = out_dir / "size_curve.md"
     legend = ("Gap acc(block followed) − acc(all), points ± paired s.e., per labelled target "
               "examples per class. The block followed is the paired winner over sizes (its "
-              f"per-seed accuracy, averaged over sizes, beats every other single block by > {Z:g} "
+              "per-seed accuracy, averaged over sizes, beats every other single block by > c "
               "s.e.); where there is none, it is the highest mean, named as such with the blocks "
-              "it ties with, and its row describes that block, not the best one.\n\n")
+              "it ties with, and its row describes that block, not the best one. shrinks: holds "
+              "when gap(smallest) − gap(largest), paired by seed, exceeds c s.e., fails below −c "
+              f"s.e., inconclusive otherwise; {criterion_legend()}.\n\n")
     write_text_atomic(table, legend + "\n".join(lines) + "\n")
     return [table, *written]
 

@@ -9,7 +9,9 @@ Draws (PNG and PDF, into ``OUT/figures`` unless ``--out``), from ``OUT/runs.json
   linear, rank-1 scale shift) against the prediction 1 − (1 − p₁)ⁿ;
 * ``phase_<family>``: the winning tune mode over (n/d, k/d): the mode with the lowest mean relative
   target loss, named only where its paired per-run difference against every other mode exceeds
-  ``WIN_Z`` standard errors (grey: no significant winner).
+  the two-sided Student-t critical value (confidence :data:`WIN_CONFIDENCE`, ``n - 1`` degrees of
+  freedom for the cell's ``n`` paired runs) times its standard error (grey: no significant
+  winner).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import matplotlib.pyplot as plt
 from matplotlib.colors import ListedColormap
 
 from paper_figures.save import print_drawn, save_figure
-from sims.infra.stats import mean_se
+from sims.infra.stats import CONFIDENCE, beyond, criterion, mean_se
 from sims.records import read_records
 
 FIGSIZE = (10.0, 7.0)
@@ -145,8 +147,9 @@ def same_seeds(records: list[dict]) -> list[dict]:
 
 
 #: A cell's best tune mode is named its winner only if its paired per-run difference against every
-#: other mode exceeds ``WIN_Z`` standard errors (about 95% one comparison at a time).
-WIN_Z = 2.0
+#: other mode exceeds the two-sided t critical value at this confidence (``n - 1`` degrees of
+#: freedom over the cell's ``n`` paired runs) times its standard error, one comparison at a time.
+WIN_CONFIDENCE = CONFIDENCE
 #: Grid value of a cell whose best mode is not significantly better than another (drawn grey).
 TIE = len(TUNES)
 #: The fields that identify a run inside a cell: records of different tune modes with the same
@@ -154,13 +157,17 @@ TIE = len(TUNES)
 RUN_FIELDS = ("family", "shift_kind", "rank", "alpha", "t", "seed_index")
 
 
-def cell_winner(losses: dict[str, dict[tuple, float]], z: float = WIN_Z) -> int:
+def cell_winner(losses: dict[str, dict[tuple, float]], z: float | None = None,
+                confidence: float = WIN_CONFIDENCE) -> int:
     """The winning tune mode of one cell (index into ``TUNES``), or :data:`TIE`.
 
     Args:
         losses: per tune mode, relative target loss per run key (:data:`RUN_FIELDS`).
-        z: the paired difference (other mode − best mode, over the runs every mode has) must have
-            mean > z × standard error against every other mode.
+        z: ``None`` (the default): the paired difference (other mode − best mode, over the ``n``
+            runs every mode has) must have mean > t × standard error against every other mode,
+            t the two-sided Student-t critical value at ``confidence`` with ``n - 1`` degrees of
+            freedom (:func:`sims.infra.stats.beyond`); a number: mean > z × standard error.
+        confidence: two-sided confidence level of the t criterion.
 
     The best mode is the one with the lowest mean over the runs every mode has. One run, or
     differences with zero spread and zero mean (two modes that both reach zero), are a tie.
@@ -179,14 +186,16 @@ def cell_winner(losses: dict[str, dict[tuple, float]], z: float = WIN_Z) -> int:
     for m in modes:
         if m != best:
             mu, se = mean_se([losses[m][r] - losses[best][r] for r in runs])
-            if not mu > z * se:  # also false when se is nan (one run)
+            if not beyond(mu, se, len(runs), z=z, confidence=confidence):  # one run: no s.e.
                 return TIE
     return TUNES.index(best)
 
 
-def phase_winners(records: list[dict], act: str, shift: str, z: float = WIN_Z):
+def phase_winners(records: list[dict], act: str, shift: str, z: float | None = None,
+                  confidence: float = WIN_CONFIDENCE):
     """The winning tune mode per (n/d, k/d) cell (:func:`cell_winner`: index into ``TUNES``, or
-    :data:`TIE` where no mode beats every other by a paired difference > z s.e.), compared on the
+    :data:`TIE` where no mode beats every other by a paired difference beyond the criterion: the
+    t critical value at ``confidence``, or ``z`` s.e. when given), compared on the
     runs every mode has (with cost tiers, :func:`same_seeds`); ``(xs, ys, grid)`` with grid[y][x]
     (NaN: empty)."""
     cells: dict[tuple, dict[str, dict[tuple, float]]] = defaultdict(lambda: defaultdict(dict))
@@ -198,7 +207,7 @@ def phase_winners(records: list[dict], act: str, shift: str, z: float = WIN_Z):
     ys = sorted({c[1] for c in cells})
     grid = [[float("nan")] * len(xs) for _ in ys]
     for (x, y), by_m in cells.items():
-        grid[ys.index(y)][xs.index(x)] = cell_winner(by_m, z)
+        grid[ys.index(y)][xs.index(x)] = cell_winner(by_m, z, confidence)
     return xs, ys, grid
 
 
@@ -220,7 +229,7 @@ def _phase(plt, records: list[dict], family: str, out_dir: Path) -> list[Path]:
     fig.legend(handles, [STYLE[t][0] for t in TUNES] + ["no significant winner"],
                loc="lower center", ncol=4)
     fig.suptitle(f"Winning tune mode (lowest mean relative target loss; paired per-run difference "
-                 f"> {WIN_Z:g} s.e. against each other mode)")
+                 f"> {criterion(confidence=WIN_CONFIDENCE)} against each other mode)")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     paths = _save(fig, out_dir, f"phase_{family}")
     plt.close(fig)

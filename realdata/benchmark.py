@@ -49,7 +49,7 @@ from realdata.models.base import Backbone
 from realdata.online import OBJECTIVES, OnlineConfig, OnlineResult, adapt_online
 from realdata.pretrain import Progress
 from realdata.records import RunRecord, load_records
-from realdata.summary import Z, edge_warning, summarize, summary_csv, verdicts
+from realdata.summary import edge_warning, summarize, summary_csv, verdicts
 from realdata.tasks import Protocol, TaskSpec, all_tasks, get_task, load_task_modules
 from realdata.train import (
     FinetuneConfig,
@@ -1086,7 +1086,7 @@ def _verdict_line(v: Mapping[str, Any]) -> str:
         head += f" [{comps} points, paired over seeds]"
     if v["winner"] is not None:
         head += (f"; winner {v['winner']} {100 * v['best_acc']:.1f} (beats every other single "
-                 f"block by > {Z:g} paired s.e.)")
+                 f"block by > {v['criterion']}, paired)")
     elif v["best_block"] is not None:
         head += (f"; no significant winner ({v['winner_label']}; highest mean {v['best_block']} "
                  f"{100 * v['best_acc']:.1f})")

@@ -14,10 +14,16 @@ Definitions (over the seeds of one ``(task, variant)``):
 * best block (``best_block``): the single block with the highest mean test metric -- the highest
   mean, not a claim: among close blocks it is chosen by noise, and ``best_minus_all`` is then
   biased upward (the winner's curse).
+* criterion of every paired comparison below (:func:`sims.infra.stats.beyond`): a mean paired
+  difference over ``n`` common seeds counts when it exceeds ``t_critical(n, confidence)`` standard
+  errors, the two-sided Student-t critical value with ``n - 1`` degrees of freedom (confidence
+  :data:`CONFIDENCE` = 0.95: 12.7 s.e. at 2 seeds, 4.30 at 3, 2.78 at 5, 2.36 at 8); each
+  comparison uses its own ``n``. Every function takes ``z=`` to use a fixed number of standard
+  errors instead (``z=2.0``: the earlier, lenient rule). Comparisons carry the ``threshold`` used.
 * winner (:func:`winner`): the best block, named only when its paired-by-seed difference to every
-  other single block exceeds ``z`` paired standard errors; otherwise there is no significant winner
-  and the *top set* (the single blocks whose paired difference to the best block is within ``z``
-  s.e., the best block included) is the claim. ``beats_all`` compares the top set with ``all``.
+  other single block is beyond the criterion; otherwise there is no significant winner and the
+  *top set* (the single blocks whose paired difference to the best block is not beyond it, the
+  best block included) is the claim. ``beats_all`` compares the top set with ``all``.
 * ``lr_edge_frac``: fraction of the option's runs whose selected lr is the grid's largest or
   smallest; ``epoch_last_frac``: fraction whose selected epoch is the last one run.
 
@@ -28,11 +34,11 @@ settings. Records of other settings (another ``--objective`` included) never mix
 Verdicts (:func:`verdicts`): the paper predicts the first block for input shifts, a middle block
 for feature shifts and the head for output shifts. The expected block is the best (highest mean)
 of the predicted level; it is compared, paired by seed, with every option of the other levels
-(the other single blocks and ``all``). ``holds``: it beats each of them by more than two paired
-standard errors; ``fails``: one of them beats it by more than two paired standard errors;
-``inconclusive``: otherwise (also with fewer than two paired seeds); ``not judged``: the level
-makes no prediction (natural shifts), or the predicted level's blocks or every other option are
-missing (named in ``missing``).
+(the other single blocks and ``all``). ``holds``: it beats each of them beyond the criterion
+(paired by seed); ``fails``: one of them beats it beyond the criterion; ``inconclusive``:
+otherwise (also with fewer than two paired seeds); ``not judged``: the level makes no prediction
+(natural shifts), or the predicted level's blocks or every other option are missing (named in
+``missing``).
 """
 
 from __future__ import annotations
@@ -44,18 +50,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sims.infra.stats import mean_se
+from sims.infra.stats import CONFIDENCE, beyond, criterion, mean_se, threshold
 
-__all__ = ["SUMMARY_COLUMNS", "Z", "edge_warning", "label_of", "paired_diff", "paired_verdict",
+__all__ = ["CONFIDENCE", "SUMMARY_COLUMNS", "edge_warning", "label_of", "paired_diff", "paired_verdict",
            "summarize", "summary_csv", "verdicts", "winner", "winners"]
 
 SUMMARY_COLUMNS = ("task", "shift", "level", "tuned", "n_seeds", "mean_acc", "se",
                    "rel_vs_all", "rel_se", "failed", "lr_edge_frac", "epoch_last_frac",
                    "is_winner", "in_top_set")
-
-#: Paired standard errors a difference must exceed for a verdict to be ``holds`` or ``fails``, and
-#: for a single block to be named the winner (:func:`winner`).
-Z = 2.0
 
 _EXPECTED = {"input": "first", "feature": "middle", "output": "last"}
 
@@ -120,86 +122,102 @@ def paired_diff(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[float, 
     return m, se, len(diffs)
 
 
+def _compare(a: Mapping[int, float], b: Mapping[int, float], z: float | None,
+             confidence: float) -> dict[str, Any]:
+    """:func:`paired_diff` of ``a - b`` as ``{"diff", "se", "n", "threshold"}``: ``threshold`` is
+    the number of standard errors the criterion asks of this comparison (``z`` when given, else
+    the t critical value of its ``n``; NaN under the t criterion with fewer than two pairs)."""
+    d, se, n = paired_diff(a, b)
+    return {"diff": d, "se": se, "n": n, "threshold": threshold(n, z=z, confidence=confidence)}
+
+
+def _beyond(c: Mapping[str, Any], sign: float = 1.0) -> bool:
+    """``sign * diff`` of a :func:`_compare` result is positive beyond its threshold."""
+    return beyond(sign * c["diff"], c["se"], c["n"], z=c["threshold"])
+
+
 def paired_verdict(series: Mapping[str, Mapping[int, float]], expected: str,
-                   others: Sequence[str], *, z: float = Z) -> dict[str, Any]:
+                   others: Sequence[str], *, z: float | None = None,
+                   confidence: float = CONFIDENCE) -> dict[str, Any]:
     """Does ``expected`` beat every option of ``others``, paired by seed?
 
     Each other option present is compared with ``expected`` on their common seeds
-    (:func:`paired_diff` of ``expected - other``). ``holds``: ``expected`` beats every one by more
-    than ``z`` paired standard errors; ``fails``: some option beats it by more than ``z`` paired
-    standard errors; ``inconclusive``: otherwise, including fewer than two paired seeds for some
-    option; ``not judged``: ``expected`` or every other option is missing.
+    (:func:`paired_diff` of ``expected - other``). ``holds``: ``expected`` beats every one beyond
+    the criterion (:func:`sims.infra.stats.beyond`: by more than the two-sided t critical value of
+    the comparison's own number of pairs times its paired standard error, or ``z`` s.e. when
+    given); ``fails``: some option beats it beyond the criterion; ``inconclusive``: otherwise,
+    including fewer than two paired seeds for some option; ``not judged``: ``expected`` or every
+    other option is missing.
 
     Args:
         series: option -> seed -> metric (fractions); options absent or empty count as missing.
         expected: the option the claim says is best.
         others: the options it must beat.
-        z: paired standard errors a difference must exceed.
+        z: a fixed number of paired standard errors a difference must exceed instead of the t
+            criterion (``None``, the default: the t critical value at ``confidence``).
+        confidence: two-sided confidence level of the t criterion.
 
     Returns:
-        ``{"verdict", "reason", "expected", "comparisons": {other: {"diff", "se", "n"}},
-        "missing": [...]}``.
+        ``{"verdict", "reason", "criterion", "expected", "comparisons": {other: {"diff", "se",
+        "n", "threshold"}}, "missing": [...]}``.
     """
     present = {k for k, v in series.items() if v}
     missing = [o for o in [expected, *others] if o not in present]
     have = [o for o in others if o in present and o != expected]
-    out: dict[str, Any] = {"expected": expected, "comparisons": {}, "missing": missing}
+    crit = criterion(z=z, confidence=confidence)
+    out: dict[str, Any] = {"expected": expected, "comparisons": {}, "missing": missing,
+                           "criterion": crit}
     if expected not in present or not have:
         what = expected if expected not in present else "every other option"
         return {**out, "verdict": "not judged", "reason": f"nothing to compare: {what} missing"}
-    comps = {}
-    for o in have:
-        d, se, n = paired_diff(series[expected], series[o])
-        comps[o] = {"diff": d, "se": se, "n": n}
+    comps = {o: _compare(series[expected], series[o], z, confidence) for o in have}
     out["comparisons"] = comps
-    sig = {o: c for o, c in comps.items() if c["n"] >= 2 and math.isfinite(c["se"])}
-    worse = [o for o, c in sig.items() if c["diff"] < -z * c["se"]]
-    if len(sig) == len(comps) and all(c["diff"] > z * c["se"] for c in sig.values()):
+    worse = [o for o, c in comps.items() if _beyond(c, -1.0)]
+    if all(_beyond(c) for c in comps.values()):
         return {**out, "verdict": "holds",
-                "reason": f"{expected} beats every other option by > {z:g} paired s.e."}
+                "reason": f"{expected} beats every other option by > {crit}, paired"}
     if worse:
         return {**out, "verdict": "fails",
-                "reason": f"{', '.join(worse)} beat(s) {expected} by > {z:g} paired s.e."}
+                "reason": f"{', '.join(worse)} beat(s) {expected} by > {crit}, paired"}
     return {**out, "verdict": "inconclusive",
-            "reason": f"{expected} is not separated from every other option by > {z:g} paired s.e."}
-
-
-def _sig(c: Mapping[str, Any]) -> bool:
-    """A comparison with a standard error: at least two pairs and a finite s.e."""
-    return c["n"] >= 2 and math.isfinite(c["se"])
+            "reason": f"{expected} is not separated from every other option by > {crit}, paired"}
 
 
 def winner(series: Mapping[str, Mapping[int, float]], blocks: Sequence[str], *,
-           z: float = Z) -> dict[str, Any]:
+           z: float | None = None, confidence: float = CONFIDENCE) -> dict[str, Any]:
     """The significant single-block winner of one target, or the top set of tied blocks.
 
     The best block is the single block of ``blocks`` with the highest mean (ties: the earlier
     block). It is the **winner** only when its paired difference (:func:`paired_diff`, best minus
-    other, on their common seeds) to every other single block present exceeds ``z`` paired
-    standard errors -- an intersection of one-sided tests, so naming it needs no correction for
-    the number of blocks. Otherwise there is no significant winner, and the **top set** is the
-    blocks not significantly worse than the best: those whose difference to it is within ``z``
-    s.e. or has no s.e. (fewer than two common seeds). A named winner is the top set alone.
+    other, on their common seeds) to every other single block present is beyond the criterion
+    (:func:`sims.infra.stats.beyond`: the two-sided t critical value of that comparison's number of
+    seeds times its paired standard error, or ``z`` s.e. when given) -- an intersection of tests,
+    so naming it needs no correction for the number of blocks. Otherwise there is no significant
+    winner, and the **top set** is the blocks not significantly worse than the best: those whose
+    difference to it is not beyond the criterion or has no s.e. (fewer than two common seeds). A
+    named winner is the top set alone.
 
     Separately, the top set is compared with ``all`` (``beats_all``): ``holds`` when every block of
-    the top set beats ``all`` by more than ``z`` paired s.e. (whichever of them is truly best, it
-    beats full fine-tuning), ``fails`` when ``all`` beats every one of them by more than ``z``
-    paired s.e., ``inconclusive`` otherwise, ``not judged`` without ``all`` or single blocks.
+    the top set beats ``all`` beyond the criterion (whichever of them is truly best, it beats full
+    fine-tuning), ``fails`` when ``all`` beats every one of them beyond it, ``inconclusive``
+    otherwise, ``not judged`` without ``all`` or single blocks.
 
     Args:
         series: option -> seed -> metric (fractions; higher is better); options absent or empty
             count as not run. Options other than ``blocks`` and ``all`` are ignored.
         blocks: the single blocks in depth order.
-        z: paired standard errors a difference must exceed (0 reduces the winner to a bare
-            argmax over blocks that beat the rest on average -- never a claim).
+        z: a fixed number of paired standard errors a difference must exceed instead of the t
+            criterion (``None``, the default; 0 reduces the winner to a bare argmax over blocks
+            that beat the rest on average -- never a claim).
+        confidence: two-sided confidence level of the t criterion.
 
     Returns:
         ``{"best_block"`` (highest mean, not a claim; ``None`` without blocks), ``"winner"``
         (block or ``None``), ``"top_set"`` (blocks in depth order), ``"label"`` (the winner,
         ``"tie: b1, b2"``, ``"only b"`` for a single block run, ``""`` for none), ``"reason"``,
-        ``"comparisons"`` (other block -> ``{"diff", "se", "n"}`` of best minus other),
-        ``"beats_all"`` and ``"vs_all"`` (top-set block -> ``{"diff", "se", "n"}`` of block minus
-        ``all``)``}``.
+        ``"criterion"`` (in words), ``"comparisons"`` (other block -> ``{"diff", "se", "n",
+        "threshold"}`` of best minus other), ``"beats_all"`` and ``"vs_all"`` (top-set block ->
+        ``{"diff", "se", "n", "threshold"}`` of block minus ``all``)``}``.
 
     >>> w = winner({"block1": {0: .6, 1: .7}, "block2": {0: .5, 1: .6}, "head": {0: .6, 1: .5}},
     ...            ["block1", "block2", "head"])
@@ -209,30 +227,29 @@ def winner(series: Mapping[str, Mapping[int, float]], blocks: Sequence[str], *,
     present = [b for b in blocks if series.get(b)]
     means = {b: _mean(series[b]) for b in present}
     best = max(present, key=lambda b: (means[b], -present.index(b))) if present else None
-    comps = {o: dict(zip(("diff", "se", "n"), paired_diff(series[best], series[o])))
-             for o in present if o != best}
-    top = [b for b in present if b == best or not (_sig(comps[b])
-                                                   and comps[b]["diff"] > z * comps[b]["se"])]
+    comps = {o: _compare(series[best], series[o], z, confidence) for o in present if o != best}
+    top = [b for b in present if b == best or not _beyond(comps[b])]
     win = best if comps and top == [best] else None
+    crit = criterion(z=z, confidence=confidence)
     if best is None:
         label, reason = "", "no single block ran"
     elif not comps:
         label, reason = f"only {best}", f"only {best} ran: no other single block to compare"
     elif win:
-        label, reason = win, f"{win} beats every other single block by > {z:g} paired s.e."
+        label, reason = win, f"{win} beats every other single block by > {crit}, paired"
     else:
         label = "tie: " + ", ".join(top)
-        reason = (f"no significant winner: {', '.join(top)} are not separated by > {z:g} "
-                  f"paired s.e. ({best} has the highest mean)")
+        reason = (f"no significant winner: {', '.join(top)} are not separated by > {crit}, "
+                  f"paired ({best} has the highest mean)")
     out: dict[str, Any] = {"best_block": best, "winner": win, "top_set": top, "label": label,
-                           "reason": reason, "comparisons": comps, "vs_all": {}}
+                           "reason": reason, "criterion": crit, "comparisons": comps,
+                           "vs_all": {}}
     if not top or not series.get("all"):
         return {**out, "beats_all": "not judged"}
-    vs = {b: dict(zip(("diff", "se", "n"), paired_diff(series[b], series["all"]))) for b in top}
-    judged = all(_sig(c) for c in vs.values())
-    if judged and all(c["diff"] > z * c["se"] for c in vs.values()):
+    vs = {b: _compare(series[b], series["all"], z, confidence) for b in top}
+    if all(_beyond(c) for c in vs.values()):
         beats = "holds"
-    elif judged and all(c["diff"] < -z * c["se"] for c in vs.values()):
+    elif all(_beyond(c, -1.0) for c in vs.values()):
         beats = "fails"
     else:
         beats = "inconclusive"
@@ -240,23 +257,25 @@ def winner(series: Mapping[str, Mapping[int, float]], blocks: Sequence[str], *,
 
 
 def winners(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] | None = None,
-            *, z: float = Z) -> dict[tuple[str, str], dict[str, Any]]:
+            *, z: float | None = None, confidence: float = CONFIDENCE
+            ) -> dict[tuple[str, str], dict[str, Any]]:
     """Per ``(task, shift)``: :func:`winner` of its single blocks (the records counted as in
     :func:`summarize`)."""
     groups, _, order = _group(records, settings)
-    return {key: winner({lab: _ok(d) for lab, d in groups[key].items()}, order[key], z=z)
+    return {key: winner({lab: _ok(d) for lab, d in groups[key].items()}, order[key], z=z,
+                        confidence=confidence)
             for key in sorted(groups)}
 
 
 def summarize(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] | None = None,
-              *, z: float = Z) -> list[dict[str, Any]]:
+              *, z: float | None = None, confidence: float = CONFIDENCE) -> list[dict[str, Any]]:
     """One row per ``(task, variant, option)`` (columns :data:`SUMMARY_COLUMNS`), in a stable
     order: tasks and variants sorted, options in depth order then ``all``, ``none``, automatic
     methods, ``cross-val``.
 
     ``is_winner`` and ``in_top_set`` (single blocks only, ``None`` for other options): whether the
     block is the target's significant winner, and whether it is in the top set (:func:`winner`
-    with ``z``)."""
+    with ``z`` and ``confidence``)."""
     groups, levels, order = _group(records, settings)
     rows = []
     for key in sorted(groups):
@@ -280,7 +299,7 @@ def summarize(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] 
             series["cross-val"] = cv
             labels.append("cross-val")
         base = ok.get("all", {})
-        win = winner(ok, blocks, z=z)
+        win = winner(ok, blocks, z=z, confidence=confidence)
         for lab in labels:
             vals = series[lab]
             m, se = mean_se(sorted(vals.values()))
@@ -326,14 +345,14 @@ def _fraction(recs: Iterable[Mapping[str, Any]], key: str) -> tuple[int, int]:
 
 
 def verdicts(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] | None = None,
-             *, z: float = Z) -> list[dict[str, Any]]:
+             *, z: float | None = None, confidence: float = CONFIDENCE) -> list[dict[str, Any]]:
     """Per ``(task, shift)``: the paired verdict on the paper's ordering (see the module doc).
 
-    Each entry: ``task, shift, level, paper_ordering, verdict, reason, missing, expected_block,
-    comparisons`` (other option -> ``{"diff", "se", "n"}`` of expected minus other, fractions in
-    [0, 1]), ``best_block, best_acc, all_acc, best_minus_all, best_minus_all_se, accs,
-    lr_edge_runs, epoch_last_runs`` and ``holds`` (``True``/``False`` for holds/fails, ``None``
-    otherwise).
+    Each entry: ``task, shift, level, paper_ordering, verdict, reason, criterion`` (in words),
+    ``missing, expected_block, comparisons`` (other option -> ``{"diff", "se", "n", "threshold"}``
+    of expected minus other, fractions in [0, 1]), ``best_block, best_acc, all_acc,
+    best_minus_all, best_minus_all_se, accs, lr_edge_runs, epoch_last_runs`` and ``holds``
+    (``True``/``False`` for holds/fails, ``None`` otherwise).
 
     ``best_block`` is the highest mean, not a claim, and ``best_minus_all`` its paired difference
     to ``all`` (biased upward when blocks are close: the block was picked for its high mean). The
@@ -348,7 +367,7 @@ def verdicts(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] |
         ok = {lab: _ok(d) for lab, d in by.items()}
         present = {lab for lab, v in ok.items() if v}
         means = {lab: _mean(v) for lab, v in ok.items() if v}
-        win = winner(ok, blocks, z=z)
+        win = winner(ok, blocks, z=z, confidence=confidence)
         best = win["best_block"]
         all_acc = means.get("all", math.nan)
         bd, bse, _ = paired_diff(ok[best], ok["all"]) if best and "all" in present else (
@@ -357,7 +376,7 @@ def verdicts(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] |
         edge, n_edge = _fraction(runs, "lr_at_grid_edge")
         last, n_last = _fraction(runs, "best_epoch_last")
         entry: dict[str, Any] = {
-            "task": key[0], "shift": key[1], "level": level,
+            "task": key[0], "shift": key[1], "level": level, "criterion": win["criterion"],
             "paper_ordering": _EXPECTED.get(level), "best_block": best,
             "best_acc": means.get(best, math.nan) if best else math.nan, "all_acc": all_acc,
             "best_minus_all": bd, "best_minus_all_se": bse,
@@ -386,7 +405,7 @@ def verdicts(records: Iterable[Mapping[str, Any]], settings: Mapping[str, str] |
             out.append(entry)
             continue
         eb = max(have_exp, key=lambda b: (means[b], -blocks.index(b)))
-        pv = paired_verdict(ok, eb, have_oth, z=z)
+        pv = paired_verdict(ok, eb, have_oth, z=z, confidence=confidence)
         verdict = pv["verdict"]
         entry.update(expected_block=eb, comparisons=pv["comparisons"], verdict=verdict,
                      reason=pv["reason"],

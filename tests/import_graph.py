@@ -33,7 +33,7 @@ ALLOWED_LAYERS: dict[str, frozenset[str]] = {
 # layer -> third-party top-level modules it may import (None: any)
 ALLOWED_THIRD_PARTY: dict[str, frozenset[str] | None] = {
     "twolayer": frozenset({"jax", "jaxlib", "numpy", "scipy"}),
-    "sims.infra": frozenset({"tqdm", "dask", "distributed", "submitit", "numpy"}),
+    "sims.infra": frozenset({"tqdm", "dask", "distributed", "submitit", "numpy", "scipy"}),
     "sims": None,
     "realdata": None,
     "paper_figures": None,

@@ -38,8 +38,9 @@ from torch import nn
 
 from realdata.data.base import LoadRequest, TargetSplits
 from realdata.models.blocks import BlockMap
-from realdata.summary import Z, paired_verdict
+from realdata.summary import paired_verdict
 from realdata.tasks import DEFAULT_LRS, Protocol, TaskSpec
+from sims.infra.stats import CONFIDENCE
 
 __all__ = ["NOISE_LEVEL", "NOISE_PROTOCOLS", "SEED_OFFSET", "load_cifar10_source", "load_synthetic_source",
            "noise_task", "noise_verdicts", "perturb_block"]
@@ -194,17 +195,19 @@ def _series(records: Iterable[Mapping[str, Any]]
     return out
 
 
-def noise_verdicts(records: Iterable[Mapping[str, Any]], *, z: float = Z) -> list[dict[str, Any]]:
+def noise_verdicts(records: Iterable[Mapping[str, Any]], *, z: float | None = None,
+                   confidence: float = CONFIDENCE) -> list[dict[str, Any]]:
     """Per perturbed block: does tuning it beat every other single block and ``all``?
 
-    Each entry: ``task, perturbed, verdict, reason, comparisons`` (other -> paired ``diff, se, n``
-    of perturbed minus other), ``missing``, ``accs`` (option -> mean test metric) and ``best``
+    Each entry: ``task, perturbed, verdict, reason, criterion, comparisons`` (other -> paired
+    ``diff, se, n, threshold`` of perturbed minus other; the criterion and ``z`` as in
+    :func:`realdata.summary.paired_verdict`), ``missing``, ``accs`` (option -> mean test metric) and ``best``
     (the option with the highest mean: a description, not a claim; the claim is ``verdict``).
     """
     out = []
     for (task, perturbed), (blocks, series) in sorted(_series(records).items()):
         others = [b for b in blocks if b != perturbed] + ["all"]
-        v = paired_verdict(series, perturbed, others, z=z)
+        v = paired_verdict(series, perturbed, others, z=z, confidence=confidence)
         accs = {k: float(np.mean(list(s.values()))) for k, s in series.items() if s}
         best = max((k for k in accs if k != "none"), key=lambda k: accs[k], default=None)
         out.append({"task": task, "perturbed": perturbed, **v, "accs": accs, "best": best})

@@ -11,15 +11,19 @@ Definitions, per ``(task, shift)``:
 * followed block (``best_block``): one block per shift, so the curve follows one option. Per
   seed, each single block's accuracy is averaged over the sizes it ran at; the block with the
   highest mean of these is followed. It is the paired winner (``winner``,
-  :func:`realdata.summary.winner`) when its per-seed difference to every other single block
-  exceeds ``z`` s.e.; otherwise it is only the highest mean (``choice`` says which, ``top_set``
+  :func:`realdata.summary.winner`) when its per-seed difference to every other single block is
+  beyond the criterion (below); otherwise it is only the highest mean (``choice`` says which, ``top_set``
   lists the blocks it is not separated from) and the gaps and verdict below describe that block,
   not "the best block". Chosen on test accuracy, which favours it slightly at every size alike.
 * gap at a size: mean over seeds of ``acc(best block) - acc(all)`` (paired by seed), with its s.e.
 * verdict (the claim that surgical fine-tuning's advantage shrinks as data grow): per seed,
-  ``gap(smallest size) - gap(largest size)``; ``holds`` when its mean exceeds ``z`` standard
-  errors, ``fails`` when it is below ``-z`` s.e., ``inconclusive`` otherwise (and with fewer than
-  two seeds). Which records count: per ``(task, variant)`` those sharing the latest record's
+  ``gap(smallest size) - gap(largest size)``; ``holds`` when its mean is positive beyond the
+  criterion, ``fails`` when it is negative beyond it, ``inconclusive`` otherwise (and with fewer
+  than two seeds).
+* criterion (:func:`sims.infra.stats.beyond`): a mean paired difference over ``n`` seeds must
+  exceed the two-sided Student-t critical value with ``n - 1`` degrees of freedom (confidence
+  :data:`sims.infra.stats.CONFIDENCE`) times its standard error; ``z=`` asks for a fixed number
+  of standard errors instead. Which records count: per ``(task, variant)`` those sharing the latest record's
   settings apart from ``train_n``.
 """
 
@@ -32,8 +36,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from realdata.summary import Z, paired_diff, summary_csv, winner
-from sims.infra.stats import mean_se
+from realdata.summary import paired_diff, summary_csv, winner
+from sims.infra.stats import CONFIDENCE, beyond, criterion, mean_se, threshold
 
 __all__ = ["SIZE_COLUMNS", "run_size_curve", "size_csv", "size_rows", "size_verdicts"]
 
@@ -148,7 +152,8 @@ def size_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return summary_csv(rows, SIZE_COLUMNS)
 
 
-def size_verdicts(records: Iterable[Mapping[str, Any]], *, z: float = Z) -> list[dict[str, Any]]:
+def size_verdicts(records: Iterable[Mapping[str, Any]], *, z: float | None = None,
+                  confidence: float = CONFIDENCE) -> list[dict[str, Any]]:
     """Per ``(task, shift)``: the followed block, its gap to ``all`` at each size, and whether the
     gap shrinks from the smallest to the largest size (see the module doc).
 
@@ -156,13 +161,15 @@ def size_verdicts(records: Iterable[Mapping[str, Any]], *, z: float = Z) -> list
     the paired winner, else ``None``), ``top_set``, ``winner_label`` (``"block1"`` or ``"tie:
     block1, block2"``), ``choice`` (``"paired winner"``, ``"highest mean, not a significant
     winner"`` or ``"the only single block"``), ``gaps`` (size -> paired ``diff, se, n``),
-    ``sizes``, ``verdict``, ``shrink``, ``shrink_se``, ``reason``.
+    ``sizes``, ``verdict``, ``shrink``, ``shrink_se``, ``shrink_n`` (paired seeds),
+    ``threshold`` (standard errors the shrink had to exceed), ``criterion`` (in words),
+    ``reason``.
     """
     series, levels, blocks = _group(records)
     out = []
     for key in sorted(series):
         by_n = series[key]
-        win = winner(_pooled(by_n, blocks[key]), blocks[key], z=z)
+        win = winner(_pooled(by_n, blocks[key]), blocks[key], z=z, confidence=confidence)
         best = win["best_block"]
         sizes = sorted(n for n in by_n if best in by_n[n] and "all" in by_n[n])
         gaps = {}
@@ -176,20 +183,23 @@ def size_verdicts(records: Iterable[Mapping[str, Any]], *, z: float = Z) -> list
             "task": key[0], "shift": key[1], "level": levels[key], "best_block": best,
             "winner": win["winner"], "top_set": win["top_set"], "winner_label": win["label"],
             "choice": _CHOICE[bool(win["winner"]), len(win["comparisons"]) > 0],
-            "gaps": gaps, "sizes": sizes}
+            "gaps": gaps, "sizes": sizes, "criterion": criterion(z=z, confidence=confidence)}
         if len(sizes) < 2:
             out.append({**entry, "verdict": "not judged", "shrink": math.nan,
-                        "shrink_se": math.nan,
+                        "shrink_se": math.nan, "shrink_n": 0, "threshold": math.nan,
                         "reason": "needs the best block and all at two sizes or more"})
             continue
         d, se, k = paired_diff(per_seed[sizes[0]], per_seed[sizes[-1]])
-        if k >= 2 and math.isfinite(se) and d > z * se:
+        if beyond(d, se, k, z=z, confidence=confidence):
             verdict = "holds"
-        elif k >= 2 and math.isfinite(se) and d < -z * se:
+        elif beyond(-d, se, k, z=z, confidence=confidence):
             verdict = "fails"
         else:
             verdict = "inconclusive"
-        out.append({**entry, "verdict": verdict, "shrink": d, "shrink_se": se,
+        thr = threshold(k, z=z, confidence=confidence)
+        out.append({**entry, "verdict": verdict, "shrink": d, "shrink_se": se, "shrink_n": k,
+                    "threshold": thr,
                     "reason": f"gap({sizes[0]}/class) - gap({sizes[-1]}/class) = "
-                              f"{100 * d:+.1f} ± {100 * se:.1f} pts over {k} seeds"})
+                              f"{100 * d:+.1f} ± {100 * se:.1f} pts over {k} seeds "
+                              f"(criterion {thr:.3g} s.e.)"})
     return out

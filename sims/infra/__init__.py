@@ -8,7 +8,7 @@ It imports nothing scientific (no ``twolayer``, ``sims`` science, ``realdata``, 
 * :mod:`sims.infra.folder`: results-folder checks, one writer per folder, the user-error type.
 * :mod:`sims.infra.ids`: plain-JSON conversion and stable run ids.
 * :mod:`sims.infra.version`: the package version that enters every id.
-* :mod:`sims.infra.stats`: mean and standard error.
+* :mod:`sims.infra.stats`: mean and standard error, the paired t criterion of every verdict.
 
 A unit of work returns records (dicts with an ``id``); ``run_units`` runs the units whose ids are not
 stored yet and appends their records:

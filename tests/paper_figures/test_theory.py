@@ -141,3 +141,23 @@ def test_phase_keeps_the_runs_of_different_shifts_apart(monkeypatch) -> None:
     monkeypatch.setattr(theory, "RUN_FIELDS", ("seed_index",))
     _, _, grid = theory.phase_winners(recs, "relu", "output")
     assert theory.TUNES[grid[0][0]] == "full"
+
+
+def test_phase_cell_at_3_runs_and_3_s_e_is_a_tie_under_the_t_criterion(monkeypatch) -> None:
+    """`first` is below `full` by 0.05, 0.02, 0.07 on three runs (3.2 s.e.): the old fixed 2 s.e.
+    named `first`; the two-sided 95% t value at 3 runs is 4.30, so the cell is a tie. Over 32 runs
+    at 3 s.e. (t value 2.04) both rules name `first`. Mutation: the t value replaced by 2."""
+    import sims.infra.stats as stats
+    from paper_figures.theory import TIE, TUNES, WIN_CONFIDENCE, phase_winners
+
+    assert WIN_CONFIDENCE == 0.95
+    first = [0.30, 0.55, 0.42]
+    recs = _cell(first, [x + g for x, g in zip(first, (0.05, 0.02, 0.07))])
+    assert phase_winners(recs, "relu", "output")[2][0][0] == TIE
+    assert TUNES[phase_winners(recs, "relu", "output", z=2.0)[2][0][0]] == "first"
+    first32 = [0.2 + 0.02 * ((7 * s) % 11) for s in range(32)]
+    many = _cell(first32, [x + 0.027 + 0.05 * (-1) ** s for s, x in enumerate(first32)])
+    for z in (None, 2.0):
+        assert TUNES[phase_winners(many, "relu", "output", z=z)[2][0][0]] == "first"
+    monkeypatch.setattr(stats, "t_critical", lambda n, confidence=0.95: 2.0)
+    assert TUNES[phase_winners(recs, "relu", "output")[2][0][0]] == "first"

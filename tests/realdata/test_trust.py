@@ -126,7 +126,7 @@ BASE = {"block1": [0.60, 0.62, 0.61], "block2": [0.50, 0.51, 0.52], "block3": [0
         "head": [0.30, 0.32, 0.31], "all": [0.45, 0.47, 0.46]}
 
 
-def test_verdict_holds_only_beyond_two_paired_standard_errors():
+def test_verdict_holds_only_beyond_the_paired_criterion():
     (v,) = verdicts(_recs("input", BASE))
     assert v["verdict"] == "holds" and v["expected_block"] == "block1"
     assert v["comparisons"]["all"]["diff"] == pytest.approx(0.15)

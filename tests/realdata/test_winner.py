@@ -1,6 +1,7 @@
-"""The single-block winner: named only on a paired per-seed difference beyond ``Z`` s.e. against
-every other block; otherwise a tie and its top set. Summary rows, verdict entries, the markdown
-table and the size curve carry it (with mutations: unpaired s.e., z = 0)."""
+"""The single-block winner: named only on a paired per-seed difference beyond the t criterion
+(two-sided 95% Student-t critical value of the comparison's seeds times its s.e.) against every
+other block; otherwise a tie and its top set. Summary rows, verdict entries, the markdown table and
+the size curve carry it (with mutations: unpaired s.e., z = 0)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,19 @@ from hypothesis import strategies as st
 from paper_figures import realdata as fig
 from realdata import summary
 from realdata.records import SCHEMA_VERSION, RunRecord
-from realdata.summary import Z, paired_diff, summarize, summary_csv, verdicts, winner, winners
+from realdata.summary import paired_diff, summarize, summary_csv, verdicts, winner, winners
 from sims.infra import RunStore
-from sims.infra.stats import mean_se
+from sims.infra.stats import mean_se, t_critical
 
 BLOCKS = ["block1", "block2", "block3", "head"]
 #: every field of the record schema (the ones the summaries do not read left empty)
 _EMPTY = {f.name: None for f in dataclasses.fields(RunRecord)}
 
 #: block1 has the highest mean, but block1 - block2 = +.02, -.01, +.04 (mean 1.7, s.e. 1.5 points):
-#: not separated; both beat block3, head and all by far.
+#: not separated; both beat block3, head and all by far (block1 - all = +.12, +.11, +.14: 14 s.e.,
+#: beyond the 4.30 s.e. of the t criterion at 3 seeds).
 TIE = {"block1": [0.62, 0.60, 0.70], "block2": [0.60, 0.61, 0.66], "block3": [0.40, 0.41, 0.42],
-       "head": [0.30, 0.31, 0.30], "all": [0.50, 0.52, 0.51], "none": [0.1, 0.1, 0.1]}
+       "head": [0.30, 0.31, 0.30], "all": [0.50, 0.49, 0.56], "none": [0.1, 0.1, 0.1]}
 #: Seeds differ a lot (0.3 .. 0.9) and the blocks move together: block1 - block2 is
 #: +.02, +.015, +.02, +.015 (paired s.e. 0.0014), while the unpaired s.e. of the difference is 0.18.
 PAIRED = {"block1": [0.30, 0.50, 0.70, 0.90], "block2": [0.28, 0.485, 0.68, 0.885],
@@ -56,7 +58,7 @@ def _bare_argmax(monkeypatch):
     """The fault to inject: every winner call made with z = 0 (a bare argmax of the means among
     blocks that beat the rest on average)."""
     real = summary.winner
-    monkeypatch.setattr(summary, "winner", lambda s, b, *, z=Z: real(s, b, z=0.0))
+    monkeypatch.setattr(summary, "winner", lambda s, b, **kw: real(s, b, z=0.0))
 
 
 # ----------------------------------------------------------------------------- winner()
@@ -87,7 +89,7 @@ def test_a_paired_winner_that_an_unpaired_standard_error_would_miss(monkeypatch)
 def test_the_top_set_against_all_holds_fails_or_is_inconclusive():
     w = winner(_series(TIE), BLOCKS)
     assert w["beats_all"] == "holds" and set(w["vs_all"]) == {"block1", "block2"}
-    assert w["vs_all"]["block2"]["diff"] == pytest.approx(0.34 / 3)
+    assert w["vs_all"]["block2"]["diff"] == pytest.approx(0.32 / 3)
     # the winner alone is compared with all
     assert winner(_series(PAIRED), BLOCKS)["vs_all"].keys() == {"block1"}
     # all beats every block of the top set -> fails
@@ -139,9 +141,10 @@ def test_the_printout_names_the_winner_or_the_tie(monkeypatch):
                                                                 + _recs(PAIRED, "paired"))}
 
     got = lines()
-    assert "; winner block1 60.0 (beats every other single block by > 2 paired s.e.)" in got["paired"]
+    assert ("; winner block1 60.0 (beats every other single block by > t(n−1, two-sided 95%) s.e., "
+            "paired)") in got["paired"]
     assert "no significant winner (tie: block1, block2; highest mean block1 64.0)" in got["tie"]
-    assert "top set - all: block1 +13.0 ± 3.2, block2 +11.3 ± 1.9 (holds)" in got["tie"]
+    assert "top set - all: block1 +12.3 ± 0.9, block2 +10.7 ± 0.7 (holds)" in got["tie"]
     assert "winner block1" not in got["tie"]
     _bare_argmax(monkeypatch)  # mutation: z = 0 names the tie's highest mean
     assert "; winner block1" in lines()["tie"]
@@ -168,11 +171,12 @@ def test_table_bolds_only_a_significant_winner_and_marks_a_tie(monkeypatch):
     assert not any("**" in c for c in tie)
     assert tie[3].endswith("†") and tie[4].endswith("†") and "†" not in tie[5] + tie[6]
     assert tie[-2] == "tie: block1, block2"
-    assert tie[-1].startswith("block1 +13.0 ± 3.2, block2 +11.3 ± 1.9") and tie[-1].endswith(
+    assert tie[-1].startswith("block1 +12.3 ± 0.9, block2 +10.7 ± 0.7") and tie[-1].endswith(
         "(holds)")
     # a paired winner is the only bold cell of its line
     assert [c for c in paired if "**" in c] == ["**60.0 ± 12.9**"] and paired[-2] == "block1"
     assert "paired per-seed difference" in table.splitlines()[0]
+    assert "c = the two-sided 95% Student-t critical value" in table.splitlines()[0]
     # (c) mutation: z = 0 bolds the tie's highest mean
     _bare_argmax(monkeypatch)
     assert "**" in _line(_table(recs), "tie")[3]
@@ -240,12 +244,17 @@ def _cases(draw):
         keep = draw(st.lists(st.booleans(), min_size=n, max_size=n))
         series[b] = {s: (offset[s] + vals[s]) * 0.01 for s in range(n) if keep[s] or s == 0}
     perm = draw(st.permutations(range(n)))
-    return series, perm, draw(st.sampled_from([0.0, 1.0, Z, 3.0]))
+    return series, perm, draw(st.sampled_from([None, 0.0, 1.0, 2.0, 3.0]))
+
+
+def _crit(n: int, z: float | None) -> float:
+    """The standard errors a difference over n pairs must exceed (z, else the 95% t value)."""
+    return z if z is not None else t_critical(n)
 
 
 @settings(max_examples=300, deadline=None)
 @given(_cases())
-def test_a_named_winner_has_the_highest_mean_and_beats_each_block_by_z_paired_se(case):
+def test_a_named_winner_has_the_highest_mean_and_beats_each_block_by_the_criterion(case):
     series, _, z = case
     w = winner(series, BLOCKS, z=z)
     means = {b: statistics.fmean(v.values()) for b, v in series.items()}
@@ -257,15 +266,21 @@ def test_a_named_winner_has_the_highest_mean_and_beats_each_block_by_z_paired_se
         assert c["n"] == n and c["diff"] == pytest.approx(d, abs=1e-12)
         assert math.isnan(c["se"]) == math.isnan(se) and (math.isnan(se) or c["se"] == pytest.approx(
             se, abs=1e-12))
-        separated = n >= 2 and c["diff"] > z * c["se"]
+        separated = n >= 2 and c["diff"] > _crit(n, z) * c["se"]
         assert (o not in w["top_set"]) == separated
+        if n < 2 and z is None:
+            assert math.isnan(c["threshold"])  # no t value without a standard error
+        else:
+            assert c["threshold"] == pytest.approx(_crit(n, z), rel=1e-12)
     if w["winner"] is not None:
         assert w["winner"] == best and w["top_set"] == [best]
-        assert all(c["n"] >= 2 and c["diff"] > z * c["se"] for c in w["comparisons"].values())
+        assert all(c["n"] >= 2 and c["diff"] > _crit(c["n"], z) * c["se"]
+                   for c in w["comparisons"].values())
     else:
         assert len(w["top_set"]) >= 2 or len(series) == 1 or not w["comparisons"]
-    # a stricter z never names a winner the laxer one did not
-    if winner(series, BLOCKS, z=z + 1.0)["winner"] is not None:
+    # a stricter criterion never names a winner the laxer one did not
+    stricter = {"z": z + 1.0} if z is not None else {"confidence": 0.99}
+    if winner(series, BLOCKS, **stricter)["winner"] is not None:
         assert w["winner"] is not None
 
 
