@@ -228,8 +228,9 @@ def _phase(plt, records: list[dict], family: str, out_dir: Path) -> list[Path]:
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in [STYLE[t][1] for t in TUNES] + [TIE_COLOR]]
     fig.legend(handles, [STYLE[t][0] for t in TUNES] + ["no significant winner"],
                loc="lower center", ncol=4)
-    fig.suptitle(f"Winning tune mode (lowest mean relative target loss; paired per-run difference "
-                 f"> {criterion(confidence=WIN_CONFIDENCE)} against each other mode)")
+    fig.suptitle(f"Winning tune mode (lowest mean relative target loss), named where its paired "
+                 f"per-run difference\n> {criterion(confidence=WIN_CONFIDENCE)} against each other "
+                 f"mode (n: the cell's runs)")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     paths = _save(fig, out_dir, f"phase_{family}")
     plt.close(fig)
