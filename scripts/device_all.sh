@@ -30,7 +30,11 @@ case "${PART:-sims}" in
     tar -czf "$OUT/full.tar.gz" -C "$W" full ;;
   grid)
     echo "== realdata: batched lr grid (seeds and targets in one model) vs per-lr loop"
-    OUT="$W/grid" bash scripts/device_grid2.sh
+    if [ "${TINY:-0}" = 1 ] || [ "${QUICK:-0}" = 1 ]; then  # CPU smoke test at tiny sizes
+      OUT="$W/grid" DEVICE=cpu QUICK=1 bash scripts/device_grid2.sh
+    else
+      OUT="$W/grid" bash scripts/device_grid2.sh
+    fi
     tar -czf "$OUT/grid.tar.gz" -C "$W" grid ;;
   *) echo "PART must be full, grid or sims" >&2; exit 2 ;;
 esac
