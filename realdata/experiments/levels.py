@@ -21,7 +21,9 @@ two ways:
   sampling floor ``D_b(source, source')``.
 
 :func:`level_verdicts` states, per target, whether the diagnostic shows the level the target
-claims: ``input`` holds when block 1 has the largest paired movement; ``output`` holds when no
+claims: ``input`` holds when block 1's paired movement exceeds every other block's, per image,
+by more than the paired criterion (:func:`sims.infra.stats.beyond`: t over the images; ``fails``
+when another block's exceeds block 1's so, ``inconclusive`` otherwise); ``output`` holds when no
 block moves (every ``P_b`` at most :data:`ZERO_TOL`); ``feature`` is described (the block with the
 largest ``D_b`` above the floor), not judged, because the paper locates it in middle blocks
 without a rule this measure could check.
@@ -45,8 +47,9 @@ import torch
 
 from realdata.models.base import Backbone
 
-__all__ = ["ZERO_TOL", "activation_distance", "block_means", "level_markdown", "level_table",
-           "level_verdicts", "main", "paired_distance", "synthetic_level_table"]
+__all__ = ["ZERO_TOL", "activation_distance", "block_means", "first_block_contrasts",
+           "level_markdown", "level_table", "level_verdicts", "main", "paired_distance",
+           "paired_movements", "synthetic_level_table"]
 
 #: ``P_b`` at or below this counts as "no movement" (float32 round-off of identical inputs is 0).
 ZERO_TOL = 1e-6
@@ -96,9 +99,10 @@ def activation_distance(model: Backbone, source: torch.Tensor, target: torch.Ten
 
 
 @torch.no_grad()
-def paired_distance(model: Backbone, clean: torch.Tensor, shifted: torch.Tensor,
-                    batch_size: int = 256) -> dict[str, float]:
-    """``P_b`` of every block: mean over images of ``||h_b(x') - h_b(x)|| / ||h_b(x)||``.
+def paired_movements(model: Backbone, clean: torch.Tensor, shifted: torch.Tensor,
+                     batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Per block, each image's relative movement ``||h_b(x') - h_b(x)|| / ||h_b(x)||``: ``(N,)``
+    float64 (0 where ``h_b(x) = 0``).
 
     Args:
         model: a backbone (put in eval mode).
@@ -112,24 +116,48 @@ def paired_distance(model: Backbone, clean: torch.Tensor, shifted: torch.Tensor,
                          f"and {tuple(shifted.shape)}")
     model.eval()
     names = [n for n, _ in model.stages()]
-    totals = [0.0] * len(names)
+    parts: list[list[torch.Tensor]] = [[] for _ in names]
     for x, xs in zip(clean.split(batch_size), shifted.split(batch_size)):
         for i, (a, b) in enumerate(zip(_stage_outputs(model, x), _stage_outputs(model, xs))):
             ref = a.norm(dim=1)
-            rel = torch.where(ref > 0, (b - a).norm(dim=1) / ref.clamp_min(1e-300),
-                              torch.zeros_like(ref))
-            totals[i] += float(rel.sum())
-    return {name: totals[i] / clean.shape[0] for i, name in enumerate(names)}
+            parts[i].append(torch.where(ref > 0, (b - a).norm(dim=1) / ref.clamp_min(1e-300),
+                                        torch.zeros_like(ref)))
+    return {name: torch.cat(parts[i]) for i, name in enumerate(names)}
+
+
+def paired_distance(model: Backbone, clean: torch.Tensor, shifted: torch.Tensor,
+                    batch_size: int = 256) -> dict[str, float]:
+    """``P_b`` of every block: the mean over images of :func:`paired_movements`."""
+    return {b: float(v.mean()) for b, v in
+            paired_movements(model, clean, shifted, batch_size).items()}
+
+
+def first_block_contrasts(movements: Mapping[str, torch.Tensor]) -> dict[str, list[float]]:
+    """Per later block ``b``: ``[mean, se, n]`` over images of the first block's movement minus
+    ``b``'s (paired by image: the same image through both blocks)."""
+    from sims.infra.stats import mean_se
+
+    blocks = list(movements)
+    first = movements[blocks[0]]
+    out = {}
+    for b in blocks[1:]:
+        diff = (first - movements[b]).tolist()
+        mean, se = mean_se(diff)
+        out[b] = [mean, se, len(diff)]
+    return out
 
 
 def level_table(model: Backbone, source: torch.Tensor, source2: torch.Tensor,
                 targets: Mapping[str, torch.Tensor],
                 paired: Mapping[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """``{"floor": D(source, source2), "targets": {name: D(source, target)},
-    "paired": {name: P(source, paired[name])}}`` (``paired`` images row-aligned with ``source``)."""
+    "paired": {name: P(source, paired[name])}, "paired_contrasts": {name:
+    first_block_contrasts(...)}}`` (``paired`` images row-aligned with ``source``)."""
+    moves = {k: paired_movements(model, source, v) for k, v in (paired or {}).items()}
     return {"floor": activation_distance(model, source, source2),
             "targets": {k: activation_distance(model, source, v) for k, v in targets.items()},
-            "paired": {k: paired_distance(model, source, v) for k, v in (paired or {}).items()}}
+            "paired": {k: {b: float(x.mean()) for b, x in m.items()} for k, m in moves.items()},
+            "paired_contrasts": {k: first_block_contrasts(m) for k, m in moves.items()}}
 
 
 def level_verdicts(table: Mapping[str, Any], levels: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -163,12 +191,34 @@ def level_verdicts(table: Mapping[str, Any], levels: Mapping[str, str]) -> dict[
                 top = "none" if worst <= ZERO_TOL else top
                 reason = f"largest paired movement {worst:.2e} (no movement: <= {ZERO_TOL:g})"
         elif level == "input" and p:
-            verdict = "holds" if top == blocks[0] else "fails"
-            reason = f"{top} moves most ({moved})"
+            verdict, reason = _input_verdict(table.get("paired_contrasts", {}).get(name),
+                                             blocks[0])
+            reason += f"; {top} moves most on average ({moved})"
         else:
             verdict, reason = "described", f"{top} moves most ({moved})"
         out[name] = {"level": level, "most_moved": top, "verdict": verdict, "reason": reason}
     return out
+
+
+def _input_verdict(contrasts: Mapping[str, Sequence[float]] | None, first: str
+                   ) -> tuple[str, str]:
+    """``holds`` when the first block's per-image movement exceeds every later block's by more
+    than the paired criterion (:func:`sims.infra.stats.beyond`, t over the images), ``fails``
+    when some block exceeds the first's by more, else ``inconclusive``; ``not judged`` without
+    per-image contrasts (a table of an older version)."""
+    from sims.infra.stats import beyond, criterion
+
+    if not contrasts:
+        return "not judged", "no per-image contrasts stored (rerun the levels diagnostic)"
+    above = [b for b, (m, se, n) in contrasts.items() if not beyond(m, se, int(n))]
+    beaten = [b for b, (m, se, n) in contrasts.items() if beyond(-m, se, int(n))]
+    detail = ", ".join(f"{b} {m:+.3f} ± {se:.3f}" for b, (m, se, _) in contrasts.items())
+    rule = f"{first} minus each block, paired by image, > {criterion()}"
+    if beaten:
+        return "fails", f"{', '.join(beaten)} move(s) more than {first} ({detail}; {rule})"
+    if above:
+        return "inconclusive", f"{first} not beyond {', '.join(above)} ({detail}; {rule})"
+    return "holds", f"{first} moves most ({detail}; {rule})"
 
 
 def level_markdown(table: Mapping[str, Any], verdicts: Mapping[str, Mapping[str, Any]]) -> str:

@@ -18,6 +18,7 @@ from realdata.experiments.levels import (
     ZERO_TOL,
     activation_distance,
     block_means,
+    first_block_contrasts,
     level_table,
     level_verdicts,
     main,
@@ -159,3 +160,44 @@ def test_cli_writes_table_and_verdicts_and_the_figure_draws_them(tmp_path, capsy
     assert "unknown variant(s) ['rain']" in capsys.readouterr().err
     assert figure_main(["--results", str(tmp_path), "--figure", "levels"]) == 2
     assert "no levels.json" in capsys.readouterr().err
+
+
+def _input_table(block2: list[float]) -> dict:
+    """A levels table of one input target whose block-1 mean is highest; ``block2``: block 1
+    minus block 2 per image, ``[mean, se, n]``."""
+    return {"floor": {}, "targets": {},
+            "paired": {"noise": {"block1": 0.30, "block2": 0.30 - block2[0], "block3": 0.10}},
+            "paired_contrasts": {"noise": {"block2": block2, "block3": [0.20, 0.01, 50]}}}
+
+
+def test_input_verdict_needs_block1_ahead_of_every_block_by_the_paired_criterion():
+    levels = {"noise": "input"}
+    close = level_verdicts(_input_table([0.01, 0.02, 50]), levels)["noise"]
+    assert close["verdict"] == "inconclusive" and close["most_moved"] == "block1", close
+    assert level_verdicts(_input_table([0.10, 0.02, 50]), levels)["noise"]["verdict"] == "holds"
+    beaten = level_verdicts(_input_table([-0.10, 0.02, 50]), levels)["noise"]
+    assert beaten["verdict"] == "fails" and "block2" in beaten["reason"], beaten
+    old = _input_table([0.10, 0.02, 50])
+    del old["paired_contrasts"]
+    assert level_verdicts(old, levels)["noise"]["verdict"] == "not judged"
+
+
+def test_a_bare_argmax_would_call_the_close_input_target_held(monkeypatch):
+    """Mutation: a zero threshold (block 1 ahead on the mean is enough) turns the close case into
+    ``holds``, which the test above rejects."""
+    import sims.infra.stats as stats
+
+    monkeypatch.setattr(stats, "threshold", lambda n, **kw: 0.0)
+    v = level_verdicts(_input_table([0.01, 0.02, 50]), {"noise": "input"})["noise"]
+    assert v["verdict"] == "holds"
+
+
+def test_contrasts_pair_the_blocks_by_image():
+    """Block 1 moves every image 0.01 more than block 2 while images differ widely: the paired
+    s.e. is 0, the unpaired one is not."""
+    base = torch.linspace(0.0, 1.0, 20, dtype=torch.float64)
+    c = first_block_contrasts({"block1": base + 0.01, "block2": base, "block3": base / 2})
+    mean, se, n = c["block2"]
+    assert n == 20 and mean == pytest.approx(0.01) and se == pytest.approx(0.0, abs=1e-12)
+    assert base.std().item() / 20 ** 0.5 > 0.05
+    assert c["block3"][0] == pytest.approx(float((base / 2 + 0.01).mean()))
