@@ -53,7 +53,7 @@ from typing import Any
 from sims.infra.stats import CONFIDENCE, beyond, criterion, mean_se, threshold
 
 __all__ = ["CONFIDENCE", "SUMMARY_COLUMNS", "edge_warning", "label_of", "paired_diff", "paired_verdict",
-           "summarize", "summary_csv", "verdicts", "winner", "winners"]
+           "summarize", "summary_csv", "verdict_of", "verdicts", "winner", "winners"]
 
 SUMMARY_COLUMNS = ("task", "shift", "level", "tuned", "n_seeds", "mean_acc", "se",
                    "rel_vs_all", "rel_se", "failed", "lr_edge_frac", "epoch_last_frac",
@@ -171,16 +171,22 @@ def paired_verdict(series: Mapping[str, Mapping[int, float]], expected: str,
         what = expected if expected not in present else "every other option"
         return {**out, "verdict": "not judged", "reason": f"nothing to compare: {what} missing"}
     comps = {o: _compare(series[expected], series[o], z, confidence) for o in have}
-    out["comparisons"] = comps
+    verdict, reason = verdict_of(comps, expected, crit)
+    return {**out, "comparisons": comps, "verdict": verdict, "reason": reason}
+
+
+def verdict_of(comps: Mapping[str, Mapping[str, Any]], expected: str, crit: str
+               ) -> tuple[str, str]:
+    """The rule of :func:`paired_verdict` on its comparisons (other -> ``{"diff", "se", "n",
+    "threshold"}`` of ``expected - other``): ``(verdict, reason)``, ``holds`` when every
+    difference is positive beyond its threshold, ``fails`` when some is negative beyond it,
+    ``inconclusive`` otherwise; ``crit`` names the criterion in the reason."""
     worse = [o for o, c in comps.items() if _beyond(c, -1.0)]
     if all(_beyond(c) for c in comps.values()):
-        return {**out, "verdict": "holds",
-                "reason": f"{expected} beats every other option by > {crit}, paired"}
+        return "holds", f"{expected} beats every other option by > {crit}, paired"
     if worse:
-        return {**out, "verdict": "fails",
-                "reason": f"{', '.join(worse)} beat(s) {expected} by > {crit}, paired"}
-    return {**out, "verdict": "inconclusive",
-            "reason": f"{expected} is not separated from every other option by > {crit}, paired"}
+        return "fails", f"{', '.join(worse)} beat(s) {expected} by > {crit}, paired"
+    return "inconclusive", f"{expected} is not separated from every other option by > {crit}, paired"
 
 
 def winner(series: Mapping[str, Mapping[int, float]], blocks: Sequence[str], *,

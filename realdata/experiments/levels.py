@@ -134,17 +134,14 @@ def paired_distance(model: Backbone, clean: torch.Tensor, shifted: torch.Tensor,
 
 def first_block_contrasts(movements: Mapping[str, torch.Tensor]) -> dict[str, list[float]]:
     """Per later block ``b``: ``[mean, se, n]`` over images of the first block's movement minus
-    ``b``'s (paired by image: the same image through both blocks)."""
-    from sims.infra.stats import mean_se
+    ``b``'s (:func:`realdata.summary.paired_diff`, paired by image: the same image through both
+    blocks)."""
+    from realdata.summary import paired_diff
 
     blocks = list(movements)
-    first = movements[blocks[0]]
-    out = {}
-    for b in blocks[1:]:
-        diff = (first - movements[b]).tolist()
-        mean, se = mean_se(diff)
-        out[b] = [mean, se, len(diff)]
-    return out
+    first = dict(enumerate(movements[blocks[0]].tolist()))
+    return {b: list(paired_diff(first, dict(enumerate(movements[b].tolist()))))
+            for b in blocks[1:]}
 
 
 def level_table(model: Backbone, source: torch.Tensor, source2: torch.Tensor,
@@ -202,23 +199,20 @@ def level_verdicts(table: Mapping[str, Any], levels: Mapping[str, str]) -> dict[
 
 def _input_verdict(contrasts: Mapping[str, Sequence[float]] | None, first: str
                    ) -> tuple[str, str]:
-    """``holds`` when the first block's per-image movement exceeds every later block's by more
-    than the paired criterion (:func:`sims.infra.stats.beyond`, t over the images), ``fails``
-    when some block exceeds the first's by more, else ``inconclusive``; ``not judged`` without
-    per-image contrasts (a table of an older version)."""
-    from sims.infra.stats import beyond, criterion
+    """:func:`realdata.summary.verdict_of` on the first block's stored contrasts (the t criterion
+    over the images): ``holds`` when its per-image movement exceeds every later block's, ``fails``
+    when some block's exceeds it, else ``inconclusive``; ``not judged`` without per-image
+    contrasts (a table of an older version)."""
+    from realdata.summary import verdict_of
+    from sims.infra.stats import criterion, threshold
 
     if not contrasts:
         return "not judged", "no per-image contrasts stored (rerun the levels diagnostic)"
-    above = [b for b, (m, se, n) in contrasts.items() if not beyond(m, se, int(n))]
-    beaten = [b for b, (m, se, n) in contrasts.items() if beyond(-m, se, int(n))]
+    comps = {b: {"diff": m, "se": se, "n": int(n), "threshold": threshold(int(n))}
+             for b, (m, se, n) in contrasts.items()}
+    verdict, reason = verdict_of(comps, first, f"{criterion()} over images")
     detail = ", ".join(f"{b} {m:+.3f} ± {se:.3f}" for b, (m, se, _) in contrasts.items())
-    rule = f"{first} minus each block, paired by image, > {criterion()}"
-    if beaten:
-        return "fails", f"{', '.join(beaten)} move(s) more than {first} ({detail}; {rule})"
-    if above:
-        return "inconclusive", f"{first} not beyond {', '.join(above)} ({detail}; {rule})"
-    return "holds", f"{first} moves most ({detail}; {rule})"
+    return verdict, f"{reason} ({first} minus {detail})"
 
 
 def level_markdown(table: Mapping[str, Any], verdicts: Mapping[str, Mapping[str, Any]]) -> str:
