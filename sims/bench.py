@@ -23,9 +23,10 @@ times N random (run, tune) pairs and scales the mean to all of them (``loop_extr
 tuning: the span iteration) against the number of problems in the batch.
 
 The last line printed is JSON: speedup_cold / speedup_cached / speedup_warm (loop_s over each
-time), cold_s, cached_s, warm_s, compile (per phase), loop_s, runs, gd_runs, achieved_gflops
-(GD-equivalent work 6·k·n·d per step over the warm time), matmul_peak_gflops (a 2048² float64
-matmul timed here), peak_rss_mb, devices.
+time), cold_s, cached_s, warm_s, compile (per phase), host_s (per phase: the seconds of the pass
+spent outside the engine's compiled calls, i.e. seeds and record assembly on the host), loop_s,
+runs, gd_runs, achieved_gflops (GD-equivalent work 6·k·n·d per step over the warm time),
+matmul_peak_gflops (a 2048² float64 matmul timed here), peak_rss_mb, devices.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import numpy as np
 import sims.runtime  # noqa: F401  (XLA flags and float64 before anything computes)
 import twolayer as tl
 from sims.config import PRESETS, SweepConfig, resolve
-from sims.engine import build_run, compute_group
+from sims.engine import build_run, compute_group, device_clock
 from sims.grid import Run, record_id, shape_groups
 from sims.runtime import compile_stats, use_compile_cache
 from twolayer.reference import numpy_finetune
@@ -72,13 +73,16 @@ def _problem_arrays(cfg: SweepConfig, run: Run):
 
 
 def _engine_pass(cfg: SweepConfig) -> tuple[list, float, dict]:
-    """All records of ``cfg``, the wall seconds and the compile counters of this pass."""
-    before = compile_stats()
+    """All records of ``cfg``, the wall seconds and the compile counters of this pass (with
+    ``host_s``: the seconds outside the engine's compiled calls, see ``sims.engine.DeviceClock``)."""
+    before, clock = compile_stats(), device_clock.seconds
     t = time.perf_counter()
     records = [r for g in shape_groups(cfg) for r in compute_group(g)]
     seconds = time.perf_counter() - t
     after = compile_stats()
-    return records, seconds, {k: after[k] - before[k] for k in after}
+    stats = {k: after[k] - before[k] for k in after}
+    stats["host_s"] = seconds - (device_clock.seconds - clock)
+    return records, seconds, stats
 
 
 def _loop(cfg: SweepConfig, records: list, loop_sample: int, seed: int) -> dict:
@@ -157,6 +161,7 @@ def bench(args: argparse.Namespace) -> dict:
         "compile_s": compile_["cold"]["compile_s"],
         "programs": compile_["cold"]["programs"],
         "compile": compile_,
+        "host_s": {phase: None if c is None else c["host_s"] for phase, c in compile_.items()},
         "loop_s": loop_s,
         "loop_pairs_timed": main["loop_pairs_timed"],
         "loop_extrapolated": main["loop_extrapolated"],

@@ -26,9 +26,10 @@ unpadded ``twolayer.finetune`` calls.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -41,10 +42,10 @@ import twolayer as tl
 from sims import evidence
 from sims.config import SweepConfig
 from sims.grid import (
+    RecordIds,
     Run,
     ShapeGroup,
     problem_seed,
-    record_id,
     run_methods,
     run_settings,
     shifts_of,
@@ -55,7 +56,8 @@ from sims.records import SimsRecord, to_records
 from twolayer import bounds
 from twolayer.diagnostics import feature_rank, limit_gap, sampled_directions, unsampled_count
 
-__all__ = ["build_run", "chunk_size", "compute_group", "default_devices", "device_memory_budget",
+__all__ = ["DeviceClock", "build_run", "chunk_size", "compute_group", "default_devices",
+           "device_clock", "device_memory_budget", "mc_batch_size",
            "problem_key", "program_keys", "run_group", "stream_keys"]
 
 
@@ -305,6 +307,28 @@ def default_devices() -> list:
     return devs if devs[0].platform != "cpu" else devs[:1]
 
 
+class DeviceClock:
+    """Seconds :func:`compute_group` spent in its compiled calls since the process started:
+    dispatching them, compiling or loading them, waiting for their results and transferring
+    them. The rest of a pass is host work (seeds, record assembly); ``sims.bench`` reports
+    both."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+#: The process's :class:`DeviceClock`.
+device_clock = DeviceClock()
+
+
 #: Working memory of one compiled call where the device does not report its memory (CPU).
 DEFAULT_MEMORY_BYTES = 2e9
 
@@ -341,26 +365,100 @@ def _mc_wanted(cfg, run: Run) -> bool:
     return run.seed_index in evidence.mc_selected(cfg, cell)
 
 
+def _mc_selector(cfg: SweepConfig):
+    """:func:`_mc_wanted` for many runs of ``cfg``: each cell's subset drawn once."""
+    cells: dict[tuple, frozenset[int]] = {}
+
+    def wanted(run: Run) -> bool:
+        cell = {k: v for k, v in run.fields().items() if k != "seed_index"}
+        key = tuple(cell.items())
+        if key not in cells:
+            cells[key] = evidence.mc_selected(cfg, cell)
+        return run.seed_index in cells[key]
+
+    return wanted
+
+
+#: Monte Carlo runs per vectorized step on CPU: measured fastest there (quick preset, one group on
+#: 2 cores: 0.43 s at 8, 0.61 s at 32, 0.77 s at 144 runs per step, 144 runs per call).
+CPU_MC_BATCH = 8
+
+
+def mc_batch_size(d: int, k_pad: int, n_mc: int, runs: int, platform: str,
+                  memory_bytes: float = DEFAULT_MEMORY_BYTES) -> int:
+    """Monte Carlo runs evaluated together (``lax.map``'s ``batch_size``) in a call of ``runs``:
+    :data:`CPU_MC_BATCH` on CPU; on an accelerator all of them, unless a rough estimate of the
+    working memory (fresh samples X, X2 of n_mc x d and the forward passes of 7 points, float64)
+    exceeds ``memory_bytes``, which caps it. No sequential chunking below what memory requires."""
+    if platform == "cpu":
+        return max(1, min(CPU_MC_BATCH, runs))
+    per_run = 8 * n_mc * (4 * d + 16 * k_pad + 16)
+    return max(1, min(runs, int(memory_bytes // per_run)))
+
+
 @functools.lru_cache(maxsize=128)
-def _mc_runner(activation: str, family: str, n_mc: int):
+def _mc_runner(activation: str, family: str, n_mc: int, batch: int):
     def one(args):
         key, problem, points = args
         return evidence.mc_evidence(key, problem, points, activation=activation, family=family,
                                     n_mc=n_mc)
 
-    return jax.jit(lambda keys, problems, points: jax.lax.map(one, (keys, problems, points),
-                                                              batch_size=8))
+    return jax.jit(lambda seeds, problems, points: jax.lax.map(
+        one, (jax.vmap(jax.random.PRNGKey)(seeds), problems, points), batch_size=batch))
 
 
-def _mc_batch(activation: str, family: str, n_mc: int, queue: list) -> list[dict]:
-    """Monte Carlo evidence for the queued runs of one activation (one compiled call)."""
-    if not queue:
+@jax.jit
+def _take_rows(tree, rows):
+    """``leaf[rows]`` of every leaf of ``tree`` on its device (one program per shape)."""
+    return jax.tree.map(lambda a: jnp.take(a, rows, axis=0), tree)
+
+
+def _mc_rows_bound(group: ShapeGroup, seed_chunk: int) -> int:
+    """Most Monte Carlo runs one runner call can hold: every (k, shift, n) cell of the call with
+    ``min(mc_runs, gd_tier, seeds per call)`` seeds. :func:`_mc_part` gathers this many rows,
+    padded, so its gather has one shape per seed tier."""
+    cfg = group.config
+    cells = len(group.ks) * len(shifts_of(cfg)) * len(group.ns)
+    return cells * min(cfg.mc_runs, cfg.gd_tier, seed_chunk)
+
+
+def _mc_part(run_indices: list[int], rows: list[int], seeds: list, problems, points,
+             bound: int) -> tuple:
+    """The Monte Carlo inputs of one runner batch: ``(run_indices, seeds (R,) uint32, problems,
+    points)`` for the batch rows ``rows``. The problems are gathered on their device (not a
+    transfer of the batch), ``rows`` padded to ``bound`` (:func:`_mc_rows_bound`) so the gather
+    compiles once per seed tier, then brought to the host without the padding."""
+    padded = jnp.asarray(rows + [rows[-1]] * (bound - len(rows)))
+    problems = jax.tree.map(lambda a: np.asarray(a)[:len(rows)], _take_rows(problems, padded))
+    points = jax.tree.map(lambda a: a[rows], points)
+    return run_indices, np.asarray(seeds, dtype=np.uint32), problems, points
+
+
+def _mc_batch(activation: str, family: str, n_mc: int, parts: list, devices: Sequence,
+              memory_bytes: float) -> list[tuple[int, dict]]:
+    """(run index, Monte Carlo evidence) of the queued runs of one activation, in one compiled
+    call over the parts (:func:`_mc_part`) of all batches, on the first of ``devices``. A run's
+    key is ``jax.random.PRNGKey(seed)`` of its problem seed, made inside the program."""
+    if not parts:
         return []
-    stack = jax.tree.map(lambda *a: jnp.stack([jnp.asarray(x) for x in a]),
-                         *[(q[1], q[2], q[3]) for q in queue])
-    out = _mc_runner(activation, family, n_mc)(*stack)
-    out = jax.tree.map(np.asarray, out)
-    return [jax.tree.map(lambda a, i=i: a[i], out) for i in range(len(queue))]
+    run_indices = [i for part in parts for i in part[0]]
+    stack = jax.tree.map(lambda *a: np.concatenate(a), *[part[1:] for part in parts])
+    k_pad = stack[1].B_src.shape[1]
+    batch = mc_batch_size(stack[1].B_src.shape[2], k_pad, n_mc, len(run_indices),
+                          devices[0].platform, memory_bytes)
+    stack = jax.device_put(stack, devices[0])
+    out = jax.tree.map(np.asarray, _mc_runner(activation, family, n_mc, batch)(*stack))
+    return list(zip(run_indices, _rows(out)))
+
+
+def _rows(tree) -> list:
+    """Per-row copies of a tree of host arrays with a leading row axis, as Python values
+    (``.tolist()`` once per leaf): row i is the tree of ``leaf[i]`` for every leaf."""
+    leaves, treedef = jax.tree.flatten(tree)
+    if not leaves:
+        return []
+    columns = [leaf.tolist() for leaf in leaves]
+    return [jax.tree.unflatten(treedef, values) for values in zip(*columns)]
 
 
 def _seed_tiers(cfg: SweepConfig) -> list[tuple[range, bool]]:
@@ -386,9 +484,9 @@ def program_keys(group: ShapeGroup, n_devices: int = 1,
     """The compiled programs :func:`compute_group` runs for ``group``, one hashable key each; two
     groups share a program exactly when they share its key (same traced function, same input
     shapes). Per seed tier: the preparer (or, bucketed, the bucket's expansion; its builder has
-    one shape for every tier and every width of the bucket) and one runner per activation; per
-    activation one Monte Carlo program. Small eager
-    operations (indexing results) are not counted."""
+    one shape for every tier and every width of the bucket) and one runner per activation, and
+    in the gradient-descent tier the gather of the Monte Carlo runs' problems (``"take"``); per
+    activation one Monte Carlo program. Small eager operations (transfers) are not counted."""
     cfg = group.config
     d, fam, acts = group.d, group.family, group.activations
     k_pad, n_pad = group.padded
@@ -404,6 +502,8 @@ def program_keys(group: ShapeGroup, n_devices: int = 1,
         else:
             keys.add(("prepare", d, group.ks, group.ns, fam, seed_chunk, batch))
         keys.update(("run", a, fam, tunes_of(cfg, a, gd), d, k_pad, n_pad, batch) for a in acts)
+        if gd and min(cfg.mc_runs, cfg.gd_tier) > 0:  # the Monte Carlo runs' gather
+            keys.add(("take", d, k_pad, fam, batch, _mc_rows_bound(group, seed_chunk)))
     runs = group.runs()
     for a in acts:
         queue = sum(1 for r in runs if r.activation == a and _mc_wanted(cfg, r))
@@ -439,7 +539,8 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
     ns = np.array(group.ns)
     results: dict[int, dict] = {}
     runs = group.runs()
-    mc_queue: dict[int, list] = {a_i: [] for a_i in range(len(acts))}  # (run_index, key, problem, points)
+    mc_parts: dict[int, list] = {a_i: [] for a_i in range(len(acts))}  # per batch, see _mc_part
+    mc_wanted = _mc_selector(cfg)
     tiers = _tier_batches(group, per_call, len(devices))
     build_seeds = max(t[2] for t in tiers)  # bucketed: one builder shape for every tier
     for tier, gd, seed_chunk, batch in tiers:
@@ -455,30 +556,43 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
             is_input = np.repeat([isinstance(sh, tl.InputShift) for _, sh in combos],
                                  seed_chunk * n_ns)
             count = n_valid.shape[0]
-            if bucketed:  # the bucket's builder (same seed count in every tier), then expansion
-                inputs = _expander(n_ns, n_pad, batch - count, seed_chunk)(
-                    _bucket_problems(group, seeds), n_valid, is_input)
-            else:
-                build = _builder(group.d, group.ks, shifts, acts, group.family, group.pool_n,
-                                 cfg.nonneg_head, cfg.p1, k_pad)
-                inputs = _preparer(build, n_ns, n_pad, batch - count)(seeds, n_valid, is_input)
+            with device_clock():
+                if bucketed:  # the bucket's builder (same seed count in every tier), then expansion
+                    inputs = _expander(n_ns, n_pad, batch - count, seed_chunk)(
+                        _bucket_problems(group, seeds), n_valid, is_input)
+                else:
+                    build = _builder(group.d, group.ks, shifts, acts, group.family, group.pool_n,
+                                     cfg.nonneg_head, cfg.p1, k_pad)
+                    inputs = _preparer(build, n_ns, n_pad, batch - count)(seeds, n_valid, is_input)
             for a_i, (runner, args) in enumerate(zip(runners, inputs)):
-                out = runner(*_shard(args, devices))
-                out = jax.tree.map(lambda a, count=count: np.asarray(a)[:count], out)
+                with device_clock():
+                    out = jax.tree.map(lambda a, count=count: np.asarray(a)[:count],
+                                       runner(*_shard(args, devices)))
+                points = out.pop("points")
+                dtype = str(out["L0"].dtype)
+                rows = _rows(out)
+                mc_index, mc_rows, mc_seeds = [], [], []
                 for c in range(len(combos)):
                     for j, s in enumerate(s_idx):
                         for m in range(n_ns):
                             e = (c * seed_chunk + j) * n_ns + m
                             run_index = ((a_i * len(combos) + c) * n_seeds + s) * n_ns + m
-                            results[run_index] = jax.tree.map(lambda a, e=e: a[e], out)
-                            if _mc_wanted(cfg, runs[run_index]):
-                                key = jax.random.PRNGKey(seeds[c, j])  # the run's problem key
-                                problem = jax.tree.map(lambda a, e=e: np.asarray(a[e]), args[0])
-                                mc_queue[a_i].append((run_index, key, problem,
-                                                      results[run_index]["points"]))
-    for a_i, queue in mc_queue.items():
-        for run_index, mc in zip([q[0] for q in queue], _mc_batch(acts[a_i], group.family,
-                                                                 cfg.mc_samples, queue)):
+                            results[run_index] = rows[e]
+                            rows[e]["dtype"] = dtype
+                            if mc_wanted(runs[run_index]):
+                                mc_index.append(run_index)
+                                mc_rows.append(e)
+                                mc_seeds.append(seeds[c, j])  # the run's problem key's seed
+                if mc_index:
+                    with device_clock():
+                        part = _mc_part(mc_index, mc_rows, mc_seeds, args[0], points,
+                                        _mc_rows_bound(group, seed_chunk))
+                    mc_parts[a_i].append(part)
+    for a_i, parts in mc_parts.items():
+        with device_clock():
+            mc_results = _mc_batch(acts[a_i], group.family, cfg.mc_samples, parts, devices,
+                                   device_memory_budget(devices))
+        for run_index, mc in mc_results:
             results[run_index]["mc"] = mc
     wall = time.perf_counter() - start
     return _records(group, runs, results, wall / max(len(runs), 1))
@@ -492,18 +606,20 @@ def _records(group: ShapeGroup, runs: list[Run], results: dict[int, dict],
     schedules = {budget: tl.record_schedule(budget, cfg.n_records).tolist()
                  for budget in {cfg.steps, cfg.gd_step_budget}}
     records: list[SimsRecord] = []
+    ids_of = RecordIds(cfg)
     for i, run in enumerate(runs):
         common = {**settings, **run.fields(), "package_version": version, "wall_s": wall_per_run}
         methods = run_methods(cfg, run)
-        ids = {m: record_id(cfg, run, m) for m in methods}
+        ids = ids_of(run, methods)
         solvers = {m: "closed_form_gd" if tl.uses_closed_form(m, run.activation) else "gd"
                    for m in methods if m in tl.TUNE_MODES}
         budgets = {m: cfg.steps if solver == "closed_form_gd" else cfg.gd_step_budget
                    for m, solver in solvers.items()}
         recs = to_records(common, results[i], methods, ids, solvers,
                           {m: schedules[b] for m, b in budgets.items()}, budgets)
+        run_fields = _evidence_fields(results[i])
         for rec in recs:
-            rec.update(_evidence_fields(results[i]))
+            rec.update(run_fields)
             if rec["method"] in tl.TUNE_MODES:
                 rec.update(_method_evidence_fields(results[i], rec["method"]))
         records += recs
@@ -515,7 +631,7 @@ def _evidence_fields(res: dict) -> dict:
     ev = res["evidence"]
     mc = res.get("mc")
     return {
-        "dtype": str(np.asarray(res["L0"]).dtype),
+        "dtype": res["dtype"],
         "loss_scale": float(ev["loss_scale"]),
         "c1_pool_loss": float(ev["c1_pool_loss"]),
         "pool_y2": float(ev["pool_y2"]),

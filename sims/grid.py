@@ -19,17 +19,17 @@ of its d) drawn from the run's problem, so the curves over n use nested data set
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sims.config import SweepConfig
-from sims.infra import canonical_json, stable_id
+from sims.infra import canonical_json, stable_id, stable_id_with, to_jsonable
 from twolayer import TUNE_MODES, InputShift, OutputShift, Shift, uses_closed_form
 
-__all__ = ["RECORD_METHODS", "Run", "ShapeGroup", "bucket_n", "group_ids", "in_gd_tier", "iter_runs",
-           "methods_of", "problem_seed", "record_id", "run_methods", "run_settings", "shape_groups",
-           "shift_fields", "shifts_of", "tunes_of"]
+__all__ = ["RECORD_METHODS", "RecordIds", "Run", "ShapeGroup", "bucket_n", "group_ids", "in_gd_tier",
+           "iter_runs", "methods_of", "problem_seed", "record_id", "run_methods", "run_settings",
+           "shape_groups", "shift_fields", "shifts_of", "tunes_of"]
 
 #: The ``method`` of a record: no tuning, the oracle of C1/C3, or one of twolayer's tune modes.
 RECORD_METHODS = ("none", "oracle", "first", "last", "full")
@@ -106,6 +106,25 @@ def problem_seed(cfg: SweepConfig, run: Run) -> int:
 def record_id(cfg: SweepConfig, run: Run, method: str) -> str:
     """Stable id of the record of ``method`` on ``run``."""
     return stable_id({**run_settings(cfg), **run.fields(), "method": method})
+
+
+class RecordIds:
+    """:func:`record_id` for many runs of one config (the engine and the sweep hash 1.2 M ids in
+    ``--full``): the config's run settings are converted once, a run's fields once per run.
+
+    >>> cfg = SweepConfig()
+    >>> run = shape_groups(cfg)[0].runs()[0]
+    >>> RecordIds(cfg)(run, ("none",)) == {"none": record_id(cfg, run, "none")}
+    True
+    """
+
+    def __init__(self, cfg: SweepConfig) -> None:
+        self._make = stable_id_with(run_settings(cfg))
+
+    def __call__(self, run: Run, methods: Iterable[str]) -> dict[str, str]:
+        """``{method: record_id(cfg, run, method)}`` for ``methods``."""
+        fields = to_jsonable(run.fields())
+        return {m: self._make({**fields, "method": m}) for m in methods}
 
 
 def methods_of(cfg: SweepConfig) -> tuple[str, ...]:
@@ -208,7 +227,8 @@ class ShapeGroup:
     def record_ids(self) -> list[str]:
         """Ids of every record this group produces."""
         cfg = self.config
-        return [record_id(cfg, r, m) for r in self.runs() for m in run_methods(cfg, r)]
+        ids = RecordIds(cfg)
+        return [i for r in self.runs() for i in ids(r, run_methods(cfg, r)).values()]
 
 
 def group_ids(group: ShapeGroup) -> list[str]:

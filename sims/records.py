@@ -104,6 +104,8 @@ _REQUIRED = frozenset(_Required.__annotations__)
 
 
 def _as_py(x: Any) -> Any:
+    if isinstance(x, (list, bool, int, float)):  # already Python (the engine's rows)
+        return x
     a = np.asarray(x)
     return a.tolist() if a.ndim else a.item()
 

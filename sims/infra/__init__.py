@@ -32,7 +32,7 @@ stored yet and appends their records:
 from sims.infra.atomic import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
 from sims.infra.executors import EXECUTORS, RunReport, make_executor, run_units
 from sims.infra.folder import FolderBusyError, FolderLock, InputError, check_out_dir
-from sims.infra.ids import canonical_json, stable_id, to_jsonable
+from sims.infra.ids import canonical_json, stable_id, stable_id_with, to_jsonable
 from sims.infra.stats import mean_se
 from sims.infra.store import RunStore
 from sims.infra.version import package_version
@@ -52,6 +52,7 @@ __all__ = [
     "package_version",
     "run_units",
     "stable_id",
+    "stable_id_with",
     "to_jsonable",
     "write_bytes_atomic",
     "write_json_atomic",

@@ -145,10 +145,10 @@ def test_groups_of_a_bucket_share_their_compiled_programs(bucketed_runs) -> None
     assert sorted(bucketed_runs["traces"]) == sorted(2 * BUCKETED.activations)
     first, second = bucketed_runs["programs"]
     small, other = (engine.program_keys(_group(BUCKETED, k, 4)) for k in (2, 4))
-    assert second == 0 and other == small and first >= len(small) == 9
+    assert second == 0 and other == small and first >= len(small) == 10  # 9 + the MC gather
     assert bucketed_runs["builds"] == (["traced"] * len(shifts_of(BUCKETED)), [])
     plain_small, plain_other = (engine.program_keys(_group(PLAIN, k, 4)) for k in (2, 4))
-    assert not plain_small & plain_other and len(plain_other) == 8  # 2 preparers, 4 runners, 2 MC
+    assert not plain_small & plain_other and len(plain_other) == 9  # 2 preparers, 4 runners, 2 MC, take
 
 
 def test_the_full_grid_compiles_one_builder_per_bucket() -> None:
@@ -161,6 +161,7 @@ def test_the_full_grid_compiles_one_builder_per_bucket() -> None:
     kinds = collections.Counter(key[0] for key in keys)
     buckets = len(cfg.dims) * len(cfg.families)
     assert kinds["build"] == buckets and kinds["run"] == 4 * buckets and kinds["mc"] == 2 * buckets
+    assert kinds["take"] == buckets  # the Monte Carlo runs' gather: one shape per bucket
 
 
 #: One activation, one tier, a small runner and no Monte Carlo: the builder weighs.

@@ -7,8 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+import sims.engine as engine
 import twolayer as tl
-from sims.engine import _builder, build_run, compute_group
+from sims import evidence
+from sims.engine import _builder, build_run, compute_group, problem_key
 from sims.grid import record_id, shape_groups
 from tests.sims.tiny import TINY
 
@@ -69,3 +71,48 @@ def test_engine_matches_direct_twolayer_call(merged_records) -> None:
                                    atol=1e-15)
         assert rec["converged"] == bool(direct.converged)
     assert _builder.cache_info().currsize >= 1
+
+
+def test_monte_carlo_evidence_is_the_direct_call_on_the_run_key(merged_records) -> None:
+    """The engine's Monte Carlo estimates (keys made inside its program from the problem seeds,
+    problems gathered from the batch) equal ``evidence.mc_evidence`` on the run's own key and
+    unpadded problem, for the points that need no tuning."""
+    cfg = dataclasses.replace(TINY, families=("sparse",), seeds=3)
+    runs = {record_id(cfg, run, "none"): run for run in shape_groups(cfg)[0].runs()}
+    checked = [rid for rid in runs if merged_records[rid]["mc"] is not None]
+    assert checked
+    for rid in checked[:4]:
+        run, rec = runs[rid], merged_records[rid]
+        p, _, _ = build_run(cfg, run)
+        direct = evidence.mc_evidence(problem_key(cfg, run), p, {"pretrained": (p.v_src, p.B_src)},
+                                      activation=run.activation, family=run.family,
+                                      n_mc=cfg.mc_samples)
+        for name in ("pretrained", "labels2"):
+            np.testing.assert_allclose(rec["mc"][name], np.asarray(direct[name]), rtol=1e-10,
+                                       err_msg=name)
+
+
+def test_monte_carlo_evidence_does_not_depend_on_its_batch_size(merged_records,
+                                                                 monkeypatch) -> None:
+    """One run per vectorized Monte Carlo step instead of the CPU's 8 (an accelerator takes all
+    it can hold): the same estimates up to rounding (some are zero up to rounding, ~1e-32)."""
+    monkeypatch.setattr(engine, "CPU_MC_BATCH", 1)
+    cfg = dataclasses.replace(TINY, families=("sparse",), seeds=3)
+    again = {r["id"]: r for r in compute_group(shape_groups(cfg)[0])}
+    compared = 0
+    for rid, r in again.items():
+        if r["mc"] is not None:
+            for name, values in r["mc"].items():
+                np.testing.assert_allclose(values, merged_records[rid]["mc"][name], rtol=1e-12,
+                                           atol=1e-14 * r["initial_target_loss"], err_msg=name)
+            compared += 1
+    assert compared > 0
+
+
+def test_monte_carlo_batch_size_by_platform_and_memory() -> None:
+    assert engine.mc_batch_size(1024, 16, 8192, 300, "cpu") == engine.CPU_MC_BATCH
+    assert engine.mc_batch_size(16, 8, 8192, 3, "cpu") == 3
+    assert engine.mc_batch_size(64, 16, 8192, 300, "gpu", memory_bytes=40e9) == 300  # all at once
+    capped = engine.mc_batch_size(1024, 16, 8192, 300, "gpu", memory_bytes=4e9)
+    assert 1 <= capped < 300  # memory-bound
+    assert engine.mc_batch_size(1024, 16, 8192, 300, "gpu", memory_bytes=1.0) == 1

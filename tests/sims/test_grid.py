@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from sims.grid import group_ids, iter_runs, methods_of, shape_groups
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sims.grid import group_ids, iter_runs, methods_of, record_id, run_methods, shape_groups
+from sims.infra import stable_id, stable_id_with
 from tests.sims.tiny import TINY
 
 
@@ -32,3 +36,25 @@ def test_ids_change_with_settings_that_change_numbers() -> None:
     # thresholds of the verdicts do not change records
     same = set(shape_groups(dataclasses.replace(TINY, zero_rtol=1e-9))[0].record_ids())
     assert same == base
+
+
+def test_group_ids_are_the_reference_record_ids() -> None:
+    """The fast path (settings converted once, :class:`RecordIds`) gives :func:`record_id`'s ids,
+    also with the cost tiers set (their settings enter the ids)."""
+    for cfg in (TINY, dataclasses.replace(TINY, gd_seeds=2, gd_steps=100, merge_shapes=False)):
+        for g in shape_groups(cfg):
+            assert g.record_ids() == [record_id(cfg, r, m) for r in g.runs()
+                                      for m in run_methods(cfg, r)]
+
+
+_SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.text(max_size=5),
+                    st.floats(allow_nan=False))
+
+
+@settings(max_examples=60, deadline=None)
+@given(common=st.dictionaries(st.text(max_size=4), _SCALAR | st.lists(_SCALAR, max_size=3),
+                              max_size=6),
+       fields=st.dictionaries(st.text(max_size=4), _SCALAR | st.tuples(_SCALAR, _SCALAR),
+                              max_size=6))
+def test_stable_id_with_is_stable_id(common, fields) -> None:
+    assert stable_id_with(common)(fields) == stable_id({**common, **fields})
