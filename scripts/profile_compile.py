@@ -7,9 +7,9 @@ Takes the sweep's flags (``python -m sims.sweep --help``), computes the shape gr
 slice in order (``sims.engine.compute_group``, nothing stored), and attributes the tracing,
 lowering and compiling seconds of this process (``sims.runtime.compile_stats``) to the engine's
 program kinds: ``build`` (a bucket's problem builder), ``expand`` (a bucketed group's sample-size
-expansion), ``prepare`` (an unbucketed group's preparer), ``run[activation,tier]`` (``gd``: every
-tune mode; ``cf``: the closed-form ones), ``mc[activation]`` and ``other`` (small eager
-operations between them). Prints one JSON line per group (its new programs and seconds by kind)
+expansion), ``prepare`` (an unbucketed group's preparer), ``run[activation]`` (one runner for
+both seed tiers), ``mc[activation]`` and ``other`` (small eager operations between them and the
+Monte Carlo runs' gather). Prints one JSON line per group (its new programs and seconds by kind)
 and a summary (programs, seconds and seconds per program by kind). ``--per-width-builder``
 builds a bucketed group's problems as before the width was an argument (``make_problem`` at the
 group's width, one builder program per (d, k, family)), for a comparison in the same process
@@ -65,14 +65,8 @@ def _instrument() -> None:
     factory("_padded_builder", lambda *a: "build")
     factory("_expander", lambda *a: "expand")
     factory("_preparer", lambda *a: "prepare")
-    factory("_runner", lambda act, fam, tunes, *a: f"run[{act},{_tier(act, tunes)}]")
+    factory("_runner", lambda act, *a: f"run[{act}]")  # one for both seed tiers
     factory("_mc_runner", lambda act, *a: f"mc[{act}]")
-
-
-def _tier(activation: str, tunes: tuple[str, ...]) -> str:
-    import twolayer as tl
-
-    return "cf" if all(tl.uses_closed_form(t, activation) for t in tunes) else "gd"
 
 
 @functools.lru_cache(maxsize=64)

@@ -141,26 +141,27 @@ def test_a_bucketed_group_does_not_depend_on_chunking(bucketed_runs) -> None:
 
 
 def test_groups_of_a_bucket_share_their_compiled_programs(bucketed_runs) -> None:
-    # one runner per (activation, tier) and one builder for both groups (k = 2, then k = 4)
-    assert sorted(bucketed_runs["traces"]) == sorted(2 * BUCKETED.activations)
+    # one runner per activation (both seed tiers) and one builder for both groups (k = 2, then 4)
+    assert sorted(bucketed_runs["traces"]) == sorted(BUCKETED.activations)
     first, second = bucketed_runs["programs"]
     small, other = (engine.program_keys(_group(BUCKETED, k, 4)) for k in (2, 4))
-    assert second == 0 and other == small and first >= len(small) == 10  # 9 + the MC gather
+    # builder, expansion, 2 runners, 2 Monte Carlo programs, the Monte Carlo runs' gather
+    assert second == 0 and other == small and first >= len(small) == 7
     assert bucketed_runs["builds"] == (["traced"] * len(shifts_of(BUCKETED)), [])
     plain_small, plain_other = (engine.program_keys(_group(PLAIN, k, 4)) for k in (2, 4))
-    assert not plain_small & plain_other and len(plain_other) == 9  # 2 preparers, 4 runners, 2 MC, take
+    assert not plain_small & plain_other and len(plain_other) == 6  # preparer, 2 runners, 2 MC, take
 
 
 def test_the_full_grid_compiles_one_builder_per_bucket() -> None:
     """The full preset's programs (``program_keys``) at d = 16 and two sample sizes (fast): one
     builder per (d, family) bucket for its four widths, not per (d, k, family); one runner per
-    (bucket, activation, tier), one Monte Carlo program per (bucket, activation)."""
+    (bucket, activation) for both seed tiers, one Monte Carlo program per (bucket, activation)."""
     cfg = dataclasses.replace(preset("full"), dims=(16,), n_ratios=(0.0625, 2.0))
     assert len(shape_groups(cfg)) == 16 and len(cfg.widths) == 4
     keys = set().union(*(engine.program_keys(g, memory_bytes=40e9) for g in shape_groups(cfg)))
     kinds = collections.Counter(key[0] for key in keys)
     buckets = len(cfg.dims) * len(cfg.families)
-    assert kinds["build"] == buckets and kinds["run"] == 4 * buckets and kinds["mc"] == 2 * buckets
+    assert kinds["build"] == buckets and kinds["run"] == 2 * buckets and kinds["mc"] == 2 * buckets
     assert kinds["take"] == buckets  # the Monte Carlo runs' gather: one shape per bucket
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import jax
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sims.bench as bench
 import sims.engine as engine
@@ -137,3 +139,18 @@ def test_bad_slice_exits_2(bad: str, tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main([*TINY_FLAGS, "--out", str(tmp_path / "o"), "--slice", bad])
     assert exc.value.code == 2 and "--slice" in capsys.readouterr().err
+
+
+@settings(max_examples=80, deadline=None)
+@given(gd=st.integers(1, 64), cf=st.integers(1, 200), cap=st.integers(1, 300))
+def test_shared_seed_chunk_fits_memory_and_is_the_cheapest(gd, cf, cap) -> None:
+    """The two tiers' common chunk respects the memory cap and has the least padded work of all
+    chunks that do (the cost the docstring states)."""
+    chunk = engine.shared_seed_chunk(gd, cf, cap)
+    assert 1 <= chunk <= max(1, min(cap, max(gd, cf)))
+
+    def cost(c):
+        calls = -(-gd // c) + -(-cf // c)
+        return engine.GD_SEED_WEIGHT * -(-gd // c) * c + -(-cf // c) * c + calls
+
+    assert all(cost(chunk) <= cost(c) for c in range(1, max(1, min(cap, max(gd, cf))) + 1))

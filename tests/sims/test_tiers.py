@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from sims.claims import evaluate
-from sims.engine import compute_group
+from sims.engine import _runner, build_run, compute_group
 from sims.evidence import mc_selected
-from sims.grid import shape_groups
+from sims.grid import shape_groups, tunes_of
 from sims.records import RUN_KEYS
 from tests.sims.tiny import TINY
 from twolayer import TUNE_MODES, uses_closed_form
@@ -91,3 +94,40 @@ def test_an_unconverged_run_judged_against_the_wrong_budget_fails(records) -> No
     verdicts = {v.claim: v.verdict for v in evaluate(mutated, TIERED)}
     assert verdicts["C4"] == "fails"
     assert {v.claim: v.verdict for v in evaluate(tiered, TIERED)}["C4"] == "holds"
+
+
+def _primitives(jaxpr) -> list[str]:
+    """Names of every primitive in ``jaxpr`` and its sub-jaxprs."""
+    out = []
+    for eqn in jaxpr.eqns:
+        out.append(eqn.primitive.name)
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (list, tuple)) else [param]:
+                sub = getattr(sub, "jaxpr", sub)
+                if hasattr(sub, "eqns"):
+                    out.extend(_primitives(sub))
+    return out
+
+
+def test_the_closed_form_tier_skips_the_span_iterations_in_the_shared_runner() -> None:
+    """Both tiers run one runner; with ``gd_on`` false (the closed-form tier) its span iterations
+    do not run, by a real branch (``cond`` on the batch-wide flag, not a select that computes
+    both), and their outputs are NaN placeholders; the closed-form modes are unchanged."""
+    cfg = TIERED
+    runs = [r for r in shape_groups(cfg)[0].runs() if r.activation == "relu"][:3]
+    built = [build_run(cfg, r) for r in runs]
+    n_max = max(r.n for r in runs)
+    problems = jax.tree.map(lambda *a: jnp.stack(a), *[p for p, _, _ in built])
+    X = jnp.stack([jnp.pad(x, ((0, n_max - x.shape[0]), (0, 0))) for _, x, _ in built])
+    y = jnp.stack([jnp.pad(v, (0, n_max - v.shape[0])) for _, _, v in built])
+    n_valid = jnp.asarray([float(r.n) for r in runs])
+    is_input = jnp.asarray([r.shift.__class__.__name__ == "InputShift" for r in runs])
+    runner = _runner("relu", cfg.families[0], tunes_of(cfg, "relu", True), cfg.steps,
+                     cfg.gd_step_budget, cfg.n_records, cfg.gtol, cfg.lr, tuple(jax.devices()[:1]))
+    args = (problems, X, y, n_valid, is_input)
+    on, off = runner(*args, jnp.asarray(True)), runner(*args, jnp.asarray(False))
+    for tune in ("first", "full"):  # ReLU: span iterations
+        assert np.all(np.isfinite(on[tune]["target_loss"])) and np.all(on[tune]["steps_taken"] > 0)
+        assert np.all(np.isnan(off[tune]["target_loss"])) and np.all(off[tune]["steps_taken"] == 0)
+    np.testing.assert_array_equal(on["last"]["target_loss"], off["last"]["target_loss"])
+    assert "cond" in _primitives(jax.make_jaxpr(runner)(*args, jnp.asarray(False)).jaxpr)
