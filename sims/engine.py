@@ -379,14 +379,9 @@ def chunk_size(group: ShapeGroup, n_devices: int, memory_bytes: float = DEFAULT_
     return -(-size // n_devices) * n_devices
 
 
-def _mc_wanted(cfg, run: Run) -> bool:
-    """Whether ``run`` is in its cell's Monte Carlo subset (:func:`sims.evidence.mc_selected`)."""
-    cell = {k: v for k, v in run.fields().items() if k != "seed_index"}
-    return run.seed_index in evidence.mc_selected(cfg, cell)
-
-
 def _mc_selector(cfg: SweepConfig):
-    """:func:`_mc_wanted` for many runs of ``cfg``: each cell's subset drawn once."""
+    """``run -> bool``: whether a run of ``cfg`` is in its cell's Monte Carlo subset
+    (:func:`sims.evidence.mc_selected`), each cell's subset drawn once."""
     cells: dict[tuple, frozenset[int]] = {}
 
     def wanted(run: Run) -> bool:
@@ -554,8 +549,9 @@ def program_keys(group: ShapeGroup, n_devices: int = 1,
         if gd and min(cfg.mc_runs, cfg.gd_tier) > 0:  # the Monte Carlo runs' gather
             keys.add(("take", d, k_pad, fam, batch, _mc_rows_bound(group, seed_chunk)))
     runs = group.runs()
+    wanted = _mc_selector(cfg)
     for a in acts:
-        queue = sum(1 for r in runs if r.activation == a and _mc_wanted(cfg, r))
+        queue = sum(1 for r in runs if r.activation == a and wanted(r))
         if queue:
             keys.add(("mc", a, fam, d, k_pad, queue))
     return keys
