@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
@@ -102,6 +102,7 @@ def test_c6_output_shift_linear(seed, shift, n, fam):
 
 @PROPERTY
 @given(seed=seeds, shift=input_shifts | output_shifts, fam=fams, n=st.integers(1, 10), d=st.integers(5, 9))
+@example(seed=2, shift=tl.OutputShift(-1.0), fam="gaussian", n=5, d=5)  # κ² = 5.6e7: not in 1e8 steps
 def test_c7_first_layer_limit_and_loss(seed, shift, fam, n, d):
     p, X, y = problem_and_data(seed, d=d, k=3, n=n, activation="linear", family=fam, shift=shift)
     B_inf = tl.first_layer_limit(p.v_src, p.B_src, X, y)
@@ -110,9 +111,17 @@ def test_c7_first_layer_limit_and_loss(seed, shift, fam, n, d):
     predicted = float(bounds.first_layer_linear_loss(w0, w_star, X, cov))
     loss = float(tl.population_loss(p.v_src, B_inf, p, fam, "linear"))
     assert abs(loss - predicted) <= 1e-8 * max(predicted, 1e-12) + 1e-14
-    gd = tl.finetune(p, X, y, tune="first", activation="linear", family=fam, steps=10**8, gtol=1e-13)
-    assert bool(gd.converged)
-    assert rel(gd.B, B_inf) < 1e-6
+    steps, gtol = 10**8, 1e-13
+    gd = tl.finetune(p, X, y, tune="first", activation="linear", family=fam, steps=steps, gtol=gtol)
+    # With the step 1/L the slowest direction of the span of X contracts by 1 - 1/κ² per step
+    # (κ = σ_max/σ_min of X), so reaching gtol takes about κ² ln(1/gtol) steps: GD must converge
+    # when that is well inside the budget (e.g. not for n = d = 5 with σ_min = 5e-4, κ² = 5.6e7).
+    s = np.linalg.svd(np.asarray(X), compute_uv=False)
+    s = s[s > s[0] * 1e-12]
+    if (s[0] / s[-1]) ** 2 * np.log(1 / gtol) < steps / 2:
+        assert bool(gd.converged)
+    if bool(gd.converged):
+        assert rel(gd.B, B_inf) < 1e-6
 
 
 @PROPERTY
