@@ -588,9 +588,9 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
     mc_wanted = _mc_selector(cfg)
     tiers = _tier_batches(group, per_call, len(devices))
     build_seeds = max(t[2] for t in tiers)  # bucketed: one builder shape for every tier
+    runners = [_runner(a, group.family, tunes_of(cfg, a, True), cfg.steps, cfg.gd_step_budget,
+                       cfg.n_records, cfg.gtol, cfg.lr, tuple(devices)) for a in acts]  # both tiers
     for tier, gd, seed_chunk, batch in tiers:
-        runners = [_runner(a, group.family, tunes_of(cfg, a, True), cfg.steps, cfg.gd_step_budget,
-                           cfg.n_records, cfg.gtol, cfg.lr, tuple(devices)) for a in acts]
         for s0 in range(tier.start, tier.stop, seed_chunk):
             s_idx = list(range(s0, min(s0 + seed_chunk, tier.stop)))
             s_pad = s_idx + [s_idx[-1]] * ((build_seeds if bucketed else seed_chunk) - len(s_idx))
