@@ -78,10 +78,14 @@ def stable_id(fields: Mapping[str, Any]) -> str:
         raise TypeError(
             f"stable_id expects a mapping of config fields, got {type(fields).__name__}"
         )
-    payload = canonical_json({"fields": fields, "package_version": package_version()})
+    return _digest(to_jsonable(fields), package_version())
+
+
+def _digest(fields: dict, version: str) -> str:
+    """The id of already converted ``fields`` (:func:`to_jsonable`) at package ``version``."""
+    payload = json.dumps({"fields": fields, "package_version": version}, sort_keys=True,
+                         separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
-
-
 
 
 def stable_id_with(common: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], str]:
@@ -102,9 +106,6 @@ def stable_id_with(common: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], s
     version = package_version()
 
     def make(fields: Mapping[str, Any]) -> str:
-        merged = {**base, **to_jsonable(fields)}
-        payload = json.dumps({"fields": merged, "package_version": version}, sort_keys=True,
-                             separators=(",", ":"))
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+        return _digest({**base, **to_jsonable(fields)}, version)
 
     return make
