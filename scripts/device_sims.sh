@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Device checks of the sims engine, < 5 minutes on one H100/H200; JSON files under $OUT:
+# Device checks of the sims engine, < 7 minutes on one H100/H200; JSON files under $OUT:
 #   env.json         jax devices, whether a CUDA jax had to be installed (and if that worked)
-#   bench.json       python -m sims.bench: cold / cached / warm engine times, compile_s, programs
+#   bench.json       python -m sims.bench: cold / cached / warm engine times, compile_s, programs,
+#                    host_s
+#   bench_autotune0.json  the same bench (cold and warm, no cache) with XLA's GPU autotuning off
+#                    (GPU only; AUTOTUNE_AB=0 skips it): does autotuning make the compile time?
 #   batch_curve.json seconds per GD step of twolayer.finetune_batch vs batch size (1 ... 16k)
 #   twolayer.jsonl   the 256-problem benchmark of tests/benchmarks/test_twolayer_gd.py, every
 #                    (activation, tune), on the device
@@ -54,6 +57,16 @@ echo "== sims.bench (cold / cached / warm)"
 timeout "${BENCH_TIMEOUT:-200}" "$PY" -m sims.bench "${BENCH[@]}" 2> "$W/bench.err" | tail -1 > "$OUT/bench.json" \
   || tail -3 "$W/bench.err"
 cat "$OUT/bench.json"
+
+if [ "$P" = "gpu" ] && [ "${AUTOTUNE_AB:-1}" = 1 ]; then
+  # Does XLA's GPU autotuning make the ~8-12 s per program? The same bench cold and warm without
+  # a cache, with autotuning off (compare compile_s and warm_s with bench.json's cold and warm).
+  echo "== sims.bench with XLA_FLAGS=--xla_gpu_autotune_level=0 (cold and warm, no cache)"
+  XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_gpu_autotune_level=0" timeout 150 "$PY" -m sims.bench \
+    "${BENCH[@]}" --no-compile-cache 2> "$W/bench_at0.err" | tail -1 > "$OUT/bench_autotune0.json" \
+    || tail -3 "$W/bench_at0.err"
+  cat "$OUT/bench_autotune0.json"
+fi
 
 echo "== GD step time vs batch size"
 timeout 45 "$PY" -m sims.bench --batch-curve "$CURVE" 2> "$W/curve.err" | tail -1 \
