@@ -817,7 +817,7 @@ def _run_locked(cfg: BenchmarkConfig, out: Path, progress: bool, force_new_setti
     plans = [plan_task(cfg, name, out, progress=inner) for name in cfg.tasks]
     units = build_units(cfg, plans, progress=inner)
     store = RunStore(out)
-    store.load()  # an unreadable runs.jsonl fails here, before config.json is written
+    store.done_ids()  # an unreadable runs.jsonl fails here, before config.json is written
     check_folder(out, units, force=force_new_settings)
     executor = make_executor(cfg.executor, workers=cfg.workers, scheduler=cfg.scheduler)
     groups = group_units(units, cfg.batch_targets)

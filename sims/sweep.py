@@ -260,7 +260,7 @@ def _run_locked(args: argparse.Namespace, cfg: SweepConfig, out: Path) -> int:
     if executor_name == "processes" and workers is None:
         workers = max(1, min(os.cpu_count() or 1, len(mine)))
     store = RunStore(out)
-    store.load()  # an unreadable runs.jsonl fails here, before config.json is written
+    store.done_ids()  # an unreadable runs.jsonl fails here, before config.json is written
     executor = make_executor(
         executor_name, workers=workers, scheduler=args.scheduler,
         slurm=_slurm_params(args.slurm, out) if executor_name == "slurm" else None,

@@ -18,12 +18,44 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from sims.infra.ids import to_jsonable
 
 __all__ = ["RunStore"]
+
+
+#: Bytes before the index's end that must be unchanged for the index to stay valid.
+TAIL_BYTES = 256
+
+
+def _tail(fh: BinaryIO, upto: int) -> bytes:
+    """The ``TAIL_BYTES`` bytes of ``fh`` before offset ``upto`` (fewer near the start); leaves
+    ``fh`` at ``upto``."""
+    start = max(0, upto - TAIL_BYTES)
+    fh.seek(start)
+    data = fh.read(upto - start)
+    fh.seek(upto)
+    return data
+
+
+def _share_strings(rec: dict, shared: dict[str, str], key_sets: dict[tuple, tuple]) -> dict:
+    """``rec`` with its keys and its top-level string values other than ``"id"`` replaced by the
+    equal string already in ``shared`` (added if new), the keys through ``key_sets`` (a record's
+    key tuple -> its shared keys): one object per distinct string across the records of a load
+    instead of one per record and field (``json.loads`` makes new ones per line). On sims records
+    this halves their memory (``scripts/bench_store.py``)."""
+    share = shared.setdefault
+    for key, value in rec.items():
+        if type(value) is str and key != "id":
+            rec[key] = share(value, value)
+    keys = tuple(rec)
+    shared_keys = key_sets.get(keys)
+    if shared_keys is None:
+        shared_keys = key_sets[keys] = tuple(share(k, k) for k in keys)
+    return dict(zip(shared_keys, rec.values()))
 
 
 class RunStore:
@@ -45,32 +77,29 @@ class RunStore:
         if self.path.exists() and not self.path.is_file():
             raise ValueError(f"{self.path} is not a regular file; move it away or choose another "
                              "folder")
-        self._seen: set[str] = set()  # ids of the first _seen_lines lines (_seen_upto bytes)
-        self._seen_upto = 0
-        self._seen_lines = 0
+        self._forget()
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
 
-    def _complete_lines(self) -> list[tuple[int, str]]:
-        """(line number, text) of each complete line; a torn (newline-less) last line is dropped."""
-        if not self.path.exists():
-            return []
-        return self._decode(self.path.read_bytes(), first_line=1)
-
-    def _decode(self, data: bytes, first_line: int) -> list[tuple[int, str]]:
-        """Complete lines of ``data`` (numbered from ``first_line``), each decoded as UTF-8."""
-        end = data.rfind(b"\n") + 1  # everything after the last newline is torn
-        lines = []
-        for i, raw in enumerate(data[:end].split(b"\n")[:-1]):
+    def _lines(self, fh: BinaryIO, first_line: int) -> Iterator[tuple[int, str, int]]:
+        """(line number, text, bytes consumed) of each complete line from ``fh``'s position on,
+        decoded as UTF-8 (``""`` for a blank line); a torn (newline-less) last line ends the
+        iteration unread. Streams: one line is held at a time."""
+        lineno = first_line - 1
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                return  # torn: a writer died mid-record
+            lineno += 1
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise ValueError(f"{self.path}:{first_line + i}: not UTF-8 text (byte "
+                raise ValueError(f"{self.path}:{lineno}: not UTF-8 text (byte "
                                  f"{exc.start + 1} of the line)") from None
             if line.strip():
-                lines.append((first_line + i, line))
-        return lines
+                yield lineno, line, len(raw)
+            else:
+                yield lineno, "", len(raw)
 
     def _parse(self, lineno: int, line: str) -> dict:
         try:
@@ -81,29 +110,78 @@ class RunStore:
             raise ValueError(f"{self.path}:{lineno}: expected a JSON object with an 'id' field")
         return rec
 
+    def _scan(self, fh: BinaryIO, keep: list[dict] | None) -> None:
+        """Read the lines after the index (``_seen_upto``) from ``fh`` into it; when ``keep`` is a
+        list, append each record whose id was not seen before to it, with its keys and string
+        values (except the id) shared across records (:func:`_share_strings`)."""
+        fh.seek(self._seen_upto)
+        shared: dict[str, str] = {}
+        key_sets: dict[tuple, tuple] = {}
+        try:
+            for lineno, line, size in self._lines(fh, first_line=self._seen_lines + 1):
+                if line:
+                    rec = self._parse(lineno, line)  # a corrupt line raises, the index stays before it
+                    if rec["id"] not in self._seen:  # the first occurrence wins
+                        self._seen.add(rec["id"])
+                        if keep is not None:
+                            keep.append(_share_strings(rec, shared, key_sets))
+                self._seen_upto += size
+                self._seen_lines += 1
+        finally:
+            self._seen_tail = _tail(fh, self._seen_upto)
+
+    def _forget(self) -> None:
+        """Empty the index: the ids of the first ``_seen_lines`` lines (``_seen_upto`` bytes, the
+        last of them ``_seen_tail``) of the file with inode ``_seen_inode``."""
+        self._seen: set[str] = set()
+        self._seen_upto = 0
+        self._seen_lines = 0
+        self._seen_tail = b""
+        self._seen_inode = -1
+
+    def _sync_index(self, fh: BinaryIO) -> None:
+        """Forget the index unless ``fh`` still starts with what it covers: same inode, at least
+        ``_seen_upto`` bytes, and the same bytes just before that offset (a file truncated,
+        replaced or rewritten in place is read again from the start)."""
+        stat = os.fstat(fh.fileno())
+        if (stat.st_ino != self._seen_inode or stat.st_size < self._seen_upto
+                or _tail(fh, self._seen_upto) != self._seen_tail):
+            self._forget()
+            self._seen_inode = stat.st_ino
+
     def load(self) -> list[dict]:
         """All complete records, in file order, one per id.
 
         A well-behaved store holds each id once; if a file holds an id twice anyway (written by
         two writers without the folder lock, or edited by hand), the FIRST occurrence wins and
-        later ones are ignored, so summaries never count a run twice.
+        later ones are ignored, so summaries never count a run twice. The file is streamed (one
+        line in memory at a time) and records share their keys and repeated string values, so
+        a large store costs about half the memory of plain ``json.loads`` dicts; the ids read
+        are kept, so a later :meth:`done_ids` or :meth:`append` reads only what was added since.
 
         Raises:
             ValueError: if a complete line is not UTF-8 or not a JSON object with an ``"id"``
                 (corruption that a crash cannot produce), naming the file and line.
         """
-        records = []
-        seen: set[str] = set()
-        for lineno, line in self._complete_lines():
-            rec = self._parse(lineno, line)
-            if rec["id"] not in seen:
-                seen.add(rec["id"])
-                records.append(rec)
+        self._forget()
+        records: list[dict] = []
+        if self.path.exists():
+            with self.path.open("rb") as fh:
+                self._sync_index(fh)
+                self._scan(fh, records)
         return records
 
     def done_ids(self) -> set[str]:
-        """Ids of all complete records (a torn last line is ignored)."""
-        return {rec["id"] for rec in self.load()}
+        """Ids of all complete records (a torn last line is ignored). Reads only the lines added
+        since this store last read the file (every line on the first call, which checks each
+        like :meth:`load`)."""
+        if not self.path.exists():
+            self._forget()
+            return set()
+        with self.path.open("rb") as fh:
+            self._sync_index(fh)
+            self._scan(fh, None)
+        return set(self._seen)
 
     def append(self, records: Sequence[Mapping]) -> int:
         """Append the records whose id is not in the file yet, with one locked write + fsync.
@@ -146,22 +224,18 @@ class RunStore:
             os.fsync(fd)
             self._seen_upto = os.fstat(fd).st_size
             self._seen_lines += len(new)
+            start = max(0, self._seen_upto - TAIL_BYTES)
+            self._seen_tail = os.pread(fd, self._seen_upto - start, start)
         finally:
             os.close(fd)  # closing releases the lock
         return len(new)
 
     def _refresh_seen(self, fd: int) -> None:
-        """Add the ids of lines appended since ``_seen_upto``. Caller holds the lock."""
-        size = os.fstat(fd).st_size
-        if size < self._seen_upto:  # the file was truncated or replaced: read it all again
-            self._seen, self._seen_upto, self._seen_lines = set(), 0, 0
-        if size == self._seen_upto:
-            return
-        data = os.pread(fd, size - self._seen_upto, self._seen_upto)
-        for lineno, line in self._decode(data, first_line=self._seen_lines + 1):
-            self._seen.add(self._parse(lineno, line)["id"])
-        self._seen_upto = size
-        self._seen_lines += data.count(b"\n")
+        """Add the ids of lines appended since the index was last read. Caller holds the lock
+        (``fd`` is open for appending, so moving its offset here moves no write)."""
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            self._sync_index(fh)
+            self._scan(fh, None)
 
     @staticmethod
     def _repair_torn_tail(fd: int) -> None:
