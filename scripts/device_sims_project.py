@@ -34,9 +34,11 @@ model with the target's seeds and step budgets, plus a compile term, ``p`` times
 distinct programs of the whole target (one process, empty cache; ``--s-per-program`` replaces the
 fitted ``p``, e.g. by a figure measured on the device): ``expected`` with each mode's steps executed at the
 fraction of its budget measured in the slice (largest over the slice's groups of that mode), and
-``upper`` with every mode running its whole budget. Judging, summarising and reading the records
-back scale with the number of records: their seconds per record are measured on the slice's records
-in this process and multiplied out. The rate measured on small groups is assumed for large ones (an
+``upper`` with every mode running its whole budget. What the sweep's last call does after its
+groups (``post_s``: check the store, load it, judge, summarise, and draw the figures in a process
+that loads it again) scales with the number of records: seconds per record (and the figures' fixed
+seconds) are measured on the slice's records in this process and multiplied out (``post_total``).
+The rate measured on small groups is assumed for large ones (an
 accelerator usually runs large batches at a higher rate, so the projection leans high there).
 ``bucket_choices`` applies the fitted model to the target under other ``shape_buckets`` (none, one
 bucket per (d, family), several sample-size buckets): programs against padded work.
@@ -53,8 +55,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -169,22 +173,59 @@ def _config(results: Path) -> SweepConfig:
 
 
 def _post_seconds(records: list[dict], cfg: SweepConfig, results: Path) -> dict:
-    """Seconds per record of reading the store back, judging and summarising, in this process.
+    """What the sweep's last call does after its groups, measured in this process: per record,
+    checking the store (``done_ids`` of a fresh store, the sweep's first read), loading it, judging
+    and summarising; and drawing the figures (``paper_figures.theory.draw_theory``; its subprocess
+    loads the store once more, counted by :func:`post_total`) as seconds per record, from timings
+    on every other seed's records and on all (the same cells, so the same drawing), plus the fixed
+    seconds of the slice's drawing (the whole sweep draws more points into the same figures).
 
-    The judge runs once on a few records first, untimed: its first call imports scipy (about
-    0.5 s once per process), which divided by a slice's few thousand records would be projected
-    onto every one of the 1.2 M (41 against 8.6 µs per record on the quick preset's records)."""
-    evaluate(records[:100], cfg)
-    t0 = time.perf_counter()
-    RunStore(results).load()
-    t1 = time.perf_counter()
+    Judging, summarising and drawing run once untimed first: their first calls import scipy and
+    matplotlib (about 0.5 s and 1 s once per process), which divided by a slice's few thousand records would
+    be projected onto every one of the 1.2 M (41 against 8.6 µs per record for the judge on the
+    quick preset's records)."""
+    from paper_figures.theory import draw_theory  # the figures' package; only this script needs it
+
     evaluate(records, cfg)
     to_csv(summarize(records))
-    t2 = time.perf_counter()
-    size = (results / "runs.jsonl").stat().st_size
+
+    def timed(fn) -> float:
+        gc.collect()  # the collection the warm-up owes is not charged to the next step
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+
+    check = timed(lambda: RunStore(results).done_ids())
+    load = timed(lambda: RunStore(results).load())
+    judge = timed(lambda: (evaluate(records, cfg), to_csv(summarize(records))))
     n = max(len(records), 1)
-    return {"load_s_per_record": (t1 - t0) / n, "judge_s_per_record": (t2 - t1) / n,
-            "bytes_per_record": size / n}
+    out = {"check_s_per_record": check / n, "load_s_per_record": load / n,
+           "judge_s_per_record": judge / n,
+           "bytes_per_record": (results / "runs.jsonl").stat().st_size / n}
+    half = [r for r in records if r["seed_index"] % 2 == 0]
+    with tempfile.TemporaryDirectory() as tmp:
+        draw_theory(results, tmp, records=half)
+        seconds = [timed(lambda part=part: draw_theory(results, tmp, records=part))
+                   for part in (half, records)]
+    per = max(0.0, (seconds[1] - seconds[0]) / max(len(records) - len(half), 1))
+    out.update(figures_s_per_record=per, figures_fixed_s=max(0.0, seconds[1] - per * n))
+    return out
+
+
+def post_total(post: dict, n_records: int) -> float:
+    """Seconds of a complete sweep's last call after its groups, from :func:`_post_seconds`'
+    measurements: check, load, judge and summarise ``n_records`` records, then the figures (their
+    process loads the store again and draws): ``n_records`` x (check + 2 loads + judge + figures
+    per record) + the figures' fixed seconds.
+
+    >>> post_total({"check_s_per_record": 1.0, "load_s_per_record": 2.0,
+    ...             "judge_s_per_record": 3.0, "figures_s_per_record": 4.0,
+    ...             "figures_fixed_s": 5.0}, 10)
+    125.0
+    """
+    per = (post["check_s_per_record"] + 2 * post["load_s_per_record"] + post["judge_s_per_record"]
+           + post["figures_s_per_record"])
+    return n_records * per + post["figures_fixed_s"]
 
 
 def project(results: Path, target: SweepConfig | None = None, s_per_program: float | None = None,
@@ -241,11 +282,11 @@ def project(results: Path, target: SweepConfig | None = None, s_per_program: flo
     fit = dict(zip(TERMS, map(float, coef)))
     post = _post_seconds([by_id[i] for g, _, _ in rows for i in g.record_ids()], cfg, results)
     n_records = sum(len(run_methods(target, r)) for g in shape_groups(target) for r in g.runs())
-    post_s = n_records * (post["load_s_per_record"] + post["judge_s_per_record"])
+    post_s = post_total(post, n_records)
 
     def whole(steps_of) -> dict:
         res = whole_sweep(target, coef, steps_of, memory_bytes)
-        return {**res, "records": n_records, "judge_and_load_s": post_s,
+        return {**res, "records": n_records, "post_s": post_s,
                 "total_s": res["runs_s"] + post_s}
 
     budget = {(a, t): target.gd_step_budget for a, t in span_modes(target)}

@@ -55,7 +55,8 @@ def _model(g, compiled: int) -> float:
 def _no_judging(monkeypatch):
     """The synthetic records cannot be judged: no post-processing seconds."""
     monkeypatch.setattr(proj, "_post_seconds", lambda recs, cfg, res: {
-        "load_s_per_record": 0.0, "judge_s_per_record": 0.0, "bytes_per_record": 1.0})
+        "check_s_per_record": 0.0, "load_s_per_record": 0.0, "judge_s_per_record": 0.0,
+        "figures_s_per_record": 0.0, "figures_fixed_s": 0.0, "bytes_per_record": 1.0})
 
 
 def test_the_fit_recovers_the_cost_model_and_projects_the_target(tmp_path: Path) -> None:
