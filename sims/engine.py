@@ -1,7 +1,9 @@
 """The vectorized engine: one shape group -> its records.
 
 Per group, the functions are compiled once: a *builder* (``make_problem`` + ``sample_target`` for
-every (k, shift) of the group, mapped over seeds) and one *runner* per activation (every tune mode,
+every (k, shift) of the group, mapped over seeds; a merged group's widths are a ``lax.map`` over
+``twolayer.make_padded_problem`` with the width traced, one trace per shift) and one *runner* per
+activation (every tune mode,
 the closed forms, the exact losses and the bounds of one run, ``vmap``-ed over the batch). The batch
 axis is sharded over the devices (``shard_map``; see :func:`default_devices`) and processed in
 chunks of fixed size, so one compilation serves the whole group.
@@ -56,7 +58,7 @@ from sims.records import SimsRecord, to_records
 from twolayer import bounds
 from twolayer.diagnostics import feature_rank, limit_gap, sampled_directions, unsampled_count
 
-__all__ = ["DeviceClock", "build_run", "chunk_size", "compute_group", "default_devices",
+__all__ = ["DeviceClock", "build_run", "chunk_size", "clear_caches", "compute_group", "default_devices",
            "device_clock", "device_memory_budget", "mc_batch_size",
            "problem_key", "program_keys", "run_group", "stream_keys"]
 
@@ -83,14 +85,17 @@ def build_run(cfg: SweepConfig, run: Run) -> tuple[tl.Problem, jnp.ndarray, jnp.
 
 
 def _build(keys, make, n_k: int, shifts: tuple, activations: tuple[str, ...], family: str,
-           pool_n: int, k_pad: int):
-    """``keys (C, S) -> (problems, X, ys)`` with C = n_k * len(shifts) combos (k outer), where
-    ``make(i, shift)`` is ``key -> Problem`` for the i-th width.
+           pool_n: int, k_pad: int, widths=None):
+    """``keys (C, S) -> (problems, X, ys)`` with C = n_k * len(shifts) combos (k outer).
 
-    ``make`` is traced once per (width, shift) (the shift is static); ``sample_target`` once per
-    (width, activation), mapped over shifts and seeds (same key, so the inputs X are shared and
-    only the labels depend on the activation). Problems are zero-padded to width ``k_pad`` after
-    sampling; X is (C, S, pool_n, d) and ys a tuple (one per activation) of (C, S, pool_n)."""
+    Without ``widths``, ``make(i, shift)`` is ``key -> Problem`` for the i-th width, traced once
+    per (width, shift) (the shift is static). With ``widths`` ((n_k,) int, traced),
+    ``make(k, shift)`` takes the width as a traced scalar and the widths are a ``lax.map``: one
+    trace per shift serves every width (``twolayer.make_padded_problem``). ``sample_target`` is
+    traced once per (width or map, activation), mapped over shifts and seeds (same key, so the
+    inputs X are shared and only the labels depend on the activation). Problems are zero-padded to
+    width ``k_pad`` after sampling; X is (C, S, pool_n, d) and ys a tuple (one per activation) of
+    (C, S, pool_n)."""
 
     def pad_k(p):
         pk = k_pad - p.v_src.shape[-1]
@@ -100,16 +105,14 @@ def _build(keys, make, n_k: int, shifts: tuple, activations: tuple[str, ...], fa
             v_star=jnp.pad(p.v_star, zk), B_star=jnp.pad(p.B_star, (*zk, (0, 0))),
         )
 
-    outs = []
-    for i in range(n_k):
+    def one_width(width_keys, make_one):
+        """(len(shifts), S) keys of one width -> its (problems, X, ys), leading len(shifts) * S."""
         probs = []
         for j, shift in enumerate(shifts):
-            one = make(i, shift)
-            probs.append(jax.lax.map(lambda kk, one=one: one(stream_keys(kk)[0]),
-                                     keys[i * len(shifts) + j]))
+            one = make_one(shift)
+            probs.append(jax.lax.map(lambda kk, one=one: one(stream_keys(kk)[0]), width_keys[j]))
         batch = jax.tree.map(lambda *a: jnp.stack(a), *probs)  # (len(shifts), S, ...)
-        flat = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])),
-                            (keys[i * len(shifts):(i + 1) * len(shifts)], batch))
+        flat = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), (width_keys, batch))
 
         ys = []
         for act in activations:
@@ -119,9 +122,16 @@ def _build(keys, make, n_k: int, shifts: tuple, activations: tuple[str, ...], fa
 
             X, y = jax.lax.map(sample, flat)
             ys.append(y)
-        outs.append((pad_k(jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), batch)),
-                     X, tuple(ys)))
-    probs, X, y = jax.tree.map(lambda *a: jnp.concatenate(a), *outs)
+        return pad_k(jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), batch)), X, tuple(ys)
+
+    per_width = keys.reshape((n_k, len(shifts), *keys.shape[1:]))
+    if widths is None:
+        outs = [one_width(per_width[i], functools.partial(make, i)) for i in range(n_k)]
+        probs, X, y = jax.tree.map(lambda *a: jnp.concatenate(a), *outs)
+    else:
+        mapped = jax.lax.map(lambda args: one_width(args[0], functools.partial(make, args[1])),
+                             (per_width, widths))
+        probs, X, y = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), mapped)
     S = keys.shape[1]
     return jax.tree.map(lambda a: a.reshape((-1, S, *a.shape[1:])), (probs, X, y))
 
@@ -131,7 +141,7 @@ def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str,
              family: str, pool_n: int, nonneg: bool, p1: float, k_pad: int | None = None):
     """Jitted ``keys (C, S) -> (problems, X, ys)`` (:func:`_build`) with the widths ``ks``
     static: ``make_problem`` at each width, its samples, then zero-padding to ``k_pad`` (default
-    max(ks)). The problems of the unbucketed preparer (:func:`_preparer`)."""
+    max(ks)). The problems of an unbucketed group of one width (:func:`_preparer`)."""
     k_pad = max(ks) if k_pad is None else k_pad
 
     def make(i, shift):
@@ -142,24 +152,38 @@ def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str,
                                        k_pad))
 
 
-@functools.lru_cache(maxsize=128)
-def _padded_builder(d: int, k_pad: int, n_k: int, shifts: tuple, activations: tuple[str, ...],
-                    family: str, pool_n: int, nonneg: bool, p1: float):
-    """Jitted ``(seeds (C, S), widths (n_k,) int) -> (problems, X, ys)`` (:func:`_build`) with
-    the widths traced: ``twolayer.make_padded_problem`` draws every problem at width ``k_pad``
-    and keeps its first k rows, so one program serves every width of a shape bucket. The draws
-    are ``make_problem``'s bit for bit (they are prefix-stable, ``twolayer.prefix_stable_draws``);
-    v_src (a traced 1/√k), B_star (a solve with more right-hand sides) and the labels (the padded
-    network's outputs) equal the unpadded ones up to rounding."""
+def _padded_build(d: int, k_pad: int, n_k: int, shifts: tuple, activations: tuple[str, ...],
+                  family: str, pool_n: int, nonneg: bool, p1: float):
+    """``(keys (C, S), widths (n_k,) int) -> (problems, X, ys)`` (:func:`_build`) with the widths
+    traced: ``twolayer.make_padded_problem`` draws every problem at width ``k_pad`` and keeps its
+    first k rows, so one program serves every width. Several widths (a merged group) are a
+    ``lax.map`` (one trace of the problem per shift); one width (a bucketed group) is traced
+    directly. The draws are ``make_problem``'s bit for bit (they are prefix-stable,
+    ``twolayer.prefix_stable_draws``); v_src (a traced 1/√k), B_star (a solve with more
+    right-hand sides) and the labels (the padded network's outputs) equal the unpadded ones up to
+    rounding."""
 
-    def make(widths, i, shift):
-        return functools.partial(tl.make_padded_problem, d=d, k=widths[i], k_pad=k_pad,
+    def make(k, shift):
+        return functools.partial(tl.make_padded_problem, d=d, k=k, k_pad=k_pad,
                                  activation=activations[0], family=family, shift=shift,
                                  nonneg_head=nonneg, p1=p1)
 
-    return jax.jit(lambda seeds, widths: _build(
-        _keys(seeds), functools.partial(make, widths), n_k, shifts, activations, family, pool_n,
-        k_pad))
+    def build(keys, widths):
+        if n_k == 1:
+            return _build(keys, lambda i, shift: make(widths[i], shift), 1, shifts, activations,
+                          family, pool_n, k_pad)
+        return _build(keys, make, n_k, shifts, activations, family, pool_n, k_pad, widths)
+
+    return build
+
+
+@functools.lru_cache(maxsize=128)
+def _padded_builder(d: int, k_pad: int, n_k: int, shifts: tuple, activations: tuple[str, ...],
+                    family: str, pool_n: int, nonneg: bool, p1: float):
+    """Jitted ``(seeds (C, S), widths (n_k,) int) -> (problems, X, ys)`` (:func:`_padded_build`):
+    a shape bucket's builder, one program for every width of the bucket."""
+    build = _padded_build(d, k_pad, n_k, shifts, activations, family, pool_n, nonneg, p1)
+    return jax.jit(lambda seeds, widths: build(_keys(seeds), widths))
 
 
 def _bucket_problems(group: ShapeGroup, seeds: np.ndarray):
@@ -204,11 +228,37 @@ def _expand(n_ns: int, n_max: int, pad: int, seeds: int | None = None):
 
 @functools.lru_cache(maxsize=128)
 def _preparer(build, n_ns: int, n_max: int, pad: int):
-    """Jitted ``(seeds (C, S), n_valid (B,), is_input (B,)) -> one runner input per activation``:
-    the PRNG keys of the seeds (:func:`problem_key`), the group's ``build`` and :func:`_expand`
-    in one compiled program per group."""
+    """Jitted ``(seeds (C, S), widths (n_k,) int, n_valid (B,), is_input (B,)) -> one runner input
+    per activation``: the PRNG keys of the seeds (:func:`problem_key`), the group's
+    ``build(keys, widths)`` and :func:`_expand` in one compiled program per group."""
     expand = _expand(n_ns, n_max, pad)
-    return jax.jit(lambda seeds, n_valid, is_input: expand(build(_keys(seeds)), n_valid, is_input))
+    return jax.jit(lambda seeds, widths, n_valid, is_input: expand(build(_keys(seeds), widths),
+                                                                   n_valid, is_input))
+
+
+def _group_build(group: ShapeGroup):
+    """The ``build(keys, widths)`` of an unbucketed group's preparer: a merged group's several
+    widths through :func:`_padded_build` (one trace of the problem per shift for all widths), a
+    group of one width through :func:`_builder` (``make_problem`` at that width)."""
+    cfg = group.config
+    args = (shifts_of(cfg), group.activations, group.family, group.pool_n, cfg.nonneg_head, cfg.p1)
+    if len(group.ks) > 1:
+        return _cached_padded_build(group.d, group.padded[0], len(group.ks), *args)
+    return _static_build(group.d, group.ks, *args, group.padded[0])
+
+
+@functools.lru_cache(maxsize=128)
+def _cached_padded_build(*args):
+    """:func:`_padded_build`, one function object per argument tuple (keys of the preparer's
+    cache)."""
+    return _padded_build(*args)
+
+
+@functools.lru_cache(maxsize=128)
+def _static_build(d: int, ks: tuple[int, ...], *args):
+    """``build(keys, widths)`` that ignores ``widths``: :func:`_builder` (static widths)."""
+    static = _builder(d, ks, *args)
+    return lambda keys, widths: static(keys)
 
 
 @functools.lru_cache(maxsize=128)
@@ -308,6 +358,15 @@ def _runner(activation: str, family: str, tunes: tuple[str, ...], steps: int, gd
     spec = PartitionSpec("batch")
     return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(spec,) * 5 + (PartitionSpec(),),
                                  out_specs=spec, check_vma=False))
+
+
+def clear_caches() -> None:
+    """Forget every traced builder, preparer, runner and Monte Carlo program of this process
+    (and JAX's own caches), so the next group traces again: for tests that patch ``twolayer``."""
+    for fn in (_builder, _padded_builder, _cached_padded_build, _static_build, _preparer,
+               _expander, _runner, _mc_runner):
+        fn.cache_clear()
+    jax.clear_caches()
 
 
 def _shard(tree, devices):
@@ -578,7 +637,7 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
     acts = group.activations
     combos = [(k, s) for k in group.ks for s in shifts]
     n_ns, n_seeds = len(group.ns), cfg.seeds
-    k_pad, n_pad = group.padded
+    n_pad = group.padded[1]
     bucketed = bool(cfg.shape_buckets) and not cfg.merge_shapes
     per_call = chunk_size(group, len(devices), device_memory_budget(devices))
     ns = np.array(group.ns)
@@ -606,9 +665,8 @@ def compute_group(group: ShapeGroup, devices: Sequence | None = None) -> list[Si
                     inputs = _expander(n_ns, n_pad, batch - count, seed_chunk)(
                         _bucket_problems(group, seeds), n_valid, is_input)
                 else:
-                    build = _builder(group.d, group.ks, shifts, acts, group.family, group.pool_n,
-                                     cfg.nonneg_head, cfg.p1, k_pad)
-                    inputs = _preparer(build, n_ns, n_pad, batch - count)(seeds, n_valid, is_input)
+                    inputs = _preparer(_group_build(group), n_ns, n_pad, batch - count)(
+                        seeds, np.array(group.ks, dtype=np.int32), n_valid, is_input)
             for a_i, (runner, args) in enumerate(zip(runners, inputs)):
                 with device_clock():
                     out = jax.tree.map(lambda a, count=count: np.asarray(a)[:count],

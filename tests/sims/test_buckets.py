@@ -40,11 +40,7 @@ def _group(cfg, k: int, n: int) -> ShapeGroup:
 
 
 def _clear() -> None:
-    for fn in (engine._builder, engine._preparer, engine._padded_builder,
-               engine._expander,
-               engine._runner, engine._mc_runner):
-        fn.cache_clear()
-    jax.clear_caches()
+    engine.clear_caches()
 
 
 def _traced(monkeypatch) -> list[str]:
@@ -191,6 +187,31 @@ def test_a_builder_per_width_compiles_for_the_second_group(monkeypatch) -> None:
     monkeypatch.setattr(engine, "_bucket_problems", profile_compile.per_width_problems)
     programs, builds = _second_group_compiles(monkeypatch)
     assert programs == 1 and builds == [4] * len(shifts_of(SMALL))
+
+
+def _merged_builds(monkeypatch) -> list:
+    """Problem-constructor traces of SMALL's merged group (widths 2 and 4 in one preparer)."""
+    builds = _traced_builds(monkeypatch)
+    _clear()
+    (group,) = shape_groups(dataclasses.replace(SMALL, merge_shapes=True, shape_buckets=()))
+    assert group.ks == (2, 4)
+    engine.compute_group(group)
+    return builds
+
+
+def test_a_merged_group_traces_its_problems_once_per_shift(monkeypatch) -> None:
+    """A merged group's widths are mapped inside one trace per shift (the width traced)."""
+    assert _merged_builds(monkeypatch) == ["traced"] * len(shifts_of(SMALL))
+
+
+def test_a_merged_group_with_static_widths_traces_per_width(monkeypatch) -> None:
+    """Mutation of the test above: the merged preparer with one ``make_problem`` per width (the
+    code before) traces every (width, shift)."""
+    monkeypatch.setattr(engine, "_group_build", lambda g: engine._static_build(
+        g.d, g.ks, shifts_of(g.config), g.activations, g.family, g.pool_n, g.config.nonneg_head,
+        g.config.p1, g.padded[0]))
+    per_width = len(shifts_of(SMALL))
+    assert _merged_builds(monkeypatch) == [2] * per_width + [4] * per_width
 
 
 def test_without_buckets_each_group_traces_its_own_runner(monkeypatch) -> None:

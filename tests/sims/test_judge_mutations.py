@@ -28,8 +28,7 @@ TOML = "mc_runs = 2\nmc_samples = 4096\n"
 
 
 def _clear_engine_caches() -> None:
-    for fn in (engine._builder, engine._runner, engine._mc_runner):
-        fn.cache_clear()
+    engine.clear_caches()
 
 
 def _sweep(tmp_path: Path) -> tuple[int, dict[str, dict]]:
