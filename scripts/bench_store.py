@@ -10,8 +10,8 @@ one process:
 * ``load_s``: :meth:`RunStore.load`; ``done_ids_s``: :meth:`RunStore.done_ids` on a fresh store;
 * ``resume_s``: what ``python -m sims.sweep`` asks of the store when it resumes a folder with one
   shape group left (check the file is readable, the stored ids for ``run_units``, append the
-  group's records, load the records to judge); ``resume_parses``: how many records that parses,
-  in units of the whole file;
+  group's records, load the records to judge); ``resume_parses``: the lines that parses, in units
+  of the file's lines after the call;
 * ``bytes_per_record`` (tracemalloc, current after the load) for the plain reader and the store,
   and ``peak_bytes_per_record`` during each load.
 
@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         out["done_ids_s"] = _best(lambda: RunStore(folder).done_ids(), args.repeat)
         fresh = iter(range(10**9))
         out["resume_s"] = _best(lambda: resume(folder, f"fresh-{next(fresh)}"), args.repeat)
-        out["resume_parses"] = round(resume(folder, f"fresh-{next(fresh)}") / n, 2)
+        parsed = resume(folder, f"fresh-{next(fresh)}")
+        out["resume_parses"] = round(parsed / len(RunStore(folder).done_ids()), 2)
         out["load_ratio"] = out["plain_load_s"] / out["load_s"]
         plain_cur, plain_peak = _memory(lambda: plain_load(path))
         cur, peak = _memory(lambda: RunStore(folder).load())

@@ -194,3 +194,18 @@ def test_two_stores_on_one_file_agree_with_the_plain_reader(tmp_path_factory, st
                 assert got == expected
             else:
                 assert got == {r["id"] for r in expected}
+
+
+def test_the_store_benchmark_script_runs_and_counts_two_parses(capsys) -> None:
+    """``scripts/bench_store.py`` at a tiny size: its JSON has every figure, and a resumed call
+    parses the store twice (the check and the final load)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_store.py"
+    spec = importlib.util.spec_from_file_location("bench_store", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--records", "300", "--repeat", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["records"] == 300 and out["resume_parses"] == 2.0
+    assert out["memory_ratio"] > 1.5 and out["load_s"] > 0 and out["plain_load_s"] > 0
