@@ -152,6 +152,7 @@ def _builder(d: int, ks: tuple[int, ...], shifts: tuple, activations: tuple[str,
                                        k_pad))
 
 
+@functools.lru_cache(maxsize=128)
 def _padded_build(d: int, k_pad: int, n_k: int, shifts: tuple, activations: tuple[str, ...],
                   family: str, pool_n: int, nonneg: bool, p1: float):
     """``(keys (C, S), widths (n_k,) int) -> (problems, X, ys)`` (:func:`_build`) with the widths
@@ -161,7 +162,7 @@ def _padded_build(d: int, k_pad: int, n_k: int, shifts: tuple, activations: tupl
     directly. The draws are ``make_problem``'s bit for bit (they are prefix-stable,
     ``twolayer.prefix_stable_draws``); v_src (a traced 1/√k), B_star (a solve with more
     right-hand sides) and the labels (the padded network's outputs) equal the unpadded ones up to
-    rounding."""
+    rounding. Cached: one function object per arguments (a key of :func:`_preparer`'s cache)."""
 
     def make(k, shift):
         return functools.partial(tl.make_padded_problem, d=d, k=k, k_pad=k_pad,
@@ -243,15 +244,8 @@ def _group_build(group: ShapeGroup):
     cfg = group.config
     args = (shifts_of(cfg), group.activations, group.family, group.pool_n, cfg.nonneg_head, cfg.p1)
     if len(group.ks) > 1:
-        return _cached_padded_build(group.d, group.padded[0], len(group.ks), *args)
+        return _padded_build(group.d, group.padded[0], len(group.ks), *args)
     return _static_build(group.d, group.ks, *args, group.padded[0])
-
-
-@functools.lru_cache(maxsize=128)
-def _cached_padded_build(*args):
-    """:func:`_padded_build`, one function object per argument tuple (keys of the preparer's
-    cache)."""
-    return _padded_build(*args)
 
 
 @functools.lru_cache(maxsize=128)
@@ -363,7 +357,7 @@ def _runner(activation: str, family: str, tunes: tuple[str, ...], steps: int, gd
 def clear_caches() -> None:
     """Forget every traced builder, preparer, runner and Monte Carlo program of this process
     (and JAX's own caches), so the next group traces again: for tests that patch ``twolayer``."""
-    for fn in (_builder, _padded_builder, _cached_padded_build, _static_build, _preparer,
+    for fn in (_builder, _padded_build, _padded_builder, _static_build, _preparer,
                _expander, _runner, _mc_runner):
         fn.cache_clear()
     jax.clear_caches()
