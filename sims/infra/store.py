@@ -163,7 +163,7 @@ class RunStore:
             ValueError: if a complete line is not UTF-8 or not a JSON object with an ``"id"``
                 (corruption that a crash cannot produce), naming the file and line.
         """
-        self._forget()
+        self._forget()  # every record is returned, so every line is read
         records: list[dict] = []
         if self.path.exists():
             with self.path.open("rb") as fh:
