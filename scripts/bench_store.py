@@ -40,7 +40,7 @@ METHODS = ("none", "oracle", "last", "first", "full")
 
 
 def sims_like_record(i: int, rng: random.Random) -> dict:
-    """A record with the keys and value types of a sims sweep record (40 fields)."""
+    """A record with the keys and value types of a sims sweep record (44 fields)."""
     rec = {
         "activation": ACTIVATIONS[i % 2], "alpha": 3.0, "c1_pool_loss": rng.random() * 1e-30,
         "c2_floor": rng.random(), "c4_floor": None, "converged": bool(i % 3), "d": 64,

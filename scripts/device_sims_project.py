@@ -38,8 +38,8 @@ fraction of its budget measured in the slice (largest over the slice's groups of
 groups (``post_s``: check the store, load it, judge, summarise, and draw the figures in a process
 that loads it again) scales with the number of records: seconds per record (and the figures' fixed
 seconds) are measured on the slice's records in this process and multiplied out (``post_total``).
-The rate measured on small groups is assumed for large ones (an
-accelerator usually runs large batches at a higher rate, so the projection leans high there).
+The rate measured on small groups is assumed for large ones (an accelerator usually runs large
+batches at a higher rate, so the projection leans high there).
 ``bucket_choices`` applies the fitted model to the target under other ``shape_buckets`` (none, one
 bucket per (d, family), several sample-size buckets): programs against padded work.
 
@@ -181,9 +181,9 @@ def _post_seconds(records: list[dict], cfg: SweepConfig, results: Path) -> dict:
     seconds of the slice's drawing (the whole sweep draws more points into the same figures).
 
     Judging, summarising and drawing run once untimed first: their first calls import scipy and
-    matplotlib (about 0.5 s and 1 s once per process), which divided by a slice's few thousand records would
-    be projected onto every one of the 1.2 M (41 against 8.6 µs per record for the judge on the
-    quick preset's records)."""
+    matplotlib (about 0.5 s and 1 s once per process), which divided by a slice's few thousand
+    records would be projected onto every one of the 1.2 M (41 against 8.6 µs per record for the
+    judge on the quick preset's records)."""
     from paper_figures.theory import draw_theory  # the figures' package; only this script needs it
 
     evaluate(records, cfg)
