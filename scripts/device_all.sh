@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# A session's GPU checks in three calls that each fit a device call (< 9 minutes on one H100/H200),
-# in the order of what is still open (a device session has 15 minutes in all, starts included):
+# A session's GPU checks in four calls that each fit a device call (< 9 minutes on one H100/H200);
+# a device session has 15 minutes in all, starts included, so run them in the order of what is
+# still open: probe (the --full projection with every d measured), full, grid, sims:
+#   PART=probe one bucketed group per d of --full (d = 16, 64, 256, then 1024 while time is left),
+#              cold and warm at 25 seeds (8 in the GD tier: the preset's ratio), and the projection
+#              of the whole --full from them (scripts/profile_group.py --bucketed,
+#              scripts/device_sims_project.py --probe): the d = 1024 term the slice cannot reach
 #   PART=full  a time-boxed, resumable slice of --full with shape buckets and its projection
 #              (scripts/device_full.sh; MINUTES, default 5; re-run on the same warm machine to go on)
 #   PART=grid  the batched lr grid with seeds and targets in one model, its CUDA peak memory with the
@@ -8,7 +13,7 @@
 #   PART=sims  the twolayer 256-problem table, the GD step time against batch size and
 #              python -m sims.bench's cold / cached / warm (scripts/device_sims.sh)
 # The device tool returns at most 8 files, so every output is packed into $OUT/<PART>.tar.gz.
-# Usage: OUT=dir PART=full|grid|sims bash scripts/device_all.sh   (TINY=1 / QUICK=1: CPU smoke test)
+# Usage: OUT=dir PART=full|probe|grid|sims bash scripts/device_all.sh   (TINY=1 / QUICK=1: CPU smoke test)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -28,6 +33,26 @@ case "${PART:-sims}" in
     echo "== --full slice with shape buckets"
     OUT="$W/full" MINUTES="${MINUTES:-5}" RESULTS="${RESULTS:-/tmp/sims-full}" bash scripts/device_full.sh
     tar -czf "$OUT/full.tar.gz" -C "$W" full ;;
+  probe)
+    echo "== one bucketed group of --full per d, then the projection"
+    mkdir -p "$W/probe"
+    if [ "${TINY:-0}" = 1 ] || [ "${QUICK:-0}" = 1 ]; then  # CPU smoke test
+      DIMS="16 64"; PFLAGS=(--seeds 3 --gd-seeds 1 --gd-steps 50)
+    else
+      DIMS="${PROBE_DIMS:-16 64 256 1024}"; PFLAGS=(--seeds 25 --gd-seeds 8)
+    fi
+    for d in $DIMS; do
+      LEFT=$(( ${PROBE_SECONDS:-500} - ($(date +%s) - T0) ))
+      [ "$LEFT" -gt 20 ] || { echo "no time left for d = $d" | tee -a "$W/probe/probe.err"; break; }
+      echo "-- d = $d (up to $LEFT s)"
+      timeout "$LEFT" "$PY" scripts/profile_group.py --d "$d" --n-ratios 2 --families gaussian \
+        --k 4 --bucketed --repeat 1 "${PFLAGS[@]}" 2>> "$W/probe/probe.err" | tee -a "$W/probe/probe.jsonl"
+      echo "d = $d exit ${PIPESTATUS[0]} after $(( $(date +%s) - T0 )) s" | tee -a "$W/probe/probe.err"
+    done
+    "$PY" scripts/device_sims_project.py --probe "$W/probe/probe.jsonl" --preset full \
+      --dims probed --post-s "${POST_S:-101}" 2>> "$W/probe/probe.err" \
+      | tee "$W/probe/projection.json"
+    tar -czf "$OUT/probe.tar.gz" -C "$W" probe ;;
   grid)
     echo "== realdata: batched lr grid (seeds and targets in one model) vs per-lr loop"
     if [ "${TINY:-0}" = 1 ] || [ "${QUICK:-0}" = 1 ]; then  # CPU smoke test at tiny sizes
@@ -36,6 +61,6 @@ case "${PART:-sims}" in
       OUT="$W/grid" bash scripts/device_grid2.sh
     fi
     tar -czf "$OUT/grid.tar.gz" -C "$W" grid ;;
-  *) echo "PART must be full, grid or sims" >&2; exit 2 ;;
+  *) echo "PART must be full, probe, grid or sims" >&2; exit 2 ;;
 esac
 echo "done in $(( $(date +%s) - T0 )) s"

@@ -46,7 +46,12 @@ bucket per (d, family), several sample-size buckets): programs against padded wo
 ``--coef a,p,b,c`` skips the fit and evaluates the bucket choices of ``--preset`` with the given
 coefficients (no slice needed): the cost model behind the full preset's buckets.
 
+``--probe FILE`` projects instead from one group per d measured by ``scripts/profile_group.py
+--bucketed`` (:func:`probe_projection`): a d the slice cannot reach in one device call (every
+d = 1024 group costs a bucket's compilation and n = 2d work) is then measured, not extrapolated.
+
 Usage: python scripts/device_sims_project.py --results DIR [--preset full] [--s-per-program S]
+       python scripts/device_sims_project.py --probe FILE [--preset full] [--dims D,..] [--post-s S]
        python scripts/device_sims_project.py --coef A,P,B,C [--preset full]
 Prints one JSON object.
 """
@@ -332,6 +337,54 @@ def project(results: Path, target: SweepConfig | None = None, s_per_program: flo
     }
 
 
+def probe_projection(rows: list[dict], target: SweepConfig, post_s: float | None = None) -> dict:
+    """The runs of ``target`` projected from ``scripts/profile_group.py --bucketed`` lines (one
+    process per d, its first line the group that compiled the bucket): a projection.
+
+    With shape buckets every group of a (d, family) has the same padded shape, so a group's warm
+    seconds at the target's seeds (``projected_full_group_warm_s``) stand for each group of its d
+    (the mean over the probed groups of that d); each (d, family) bucket compiles once, in the
+    first probed group's cold call (cold minus warm wall seconds; a family not probed takes its
+    d's figure). ``post_s`` (e.g. :func:`post_total` of a slice) is added when given. ValueError
+    when a d of the target was not probed or was probed at another padded shape.
+
+    >>> rows = [{"d": 8, "family": "gaussian", "padded": [2, 16], "projected_full_group_warm_s": 1.0,
+    ...          "cold": {"wall_s": 3.0}, "warm_best": {"wall_s": 0.5}}]
+    >>> cfg = SweepConfig(dims=(8,), widths=(2,), families=("gaussian", "sparse"),
+    ...                   merge_shapes=False, shape_buckets=(2.0,))
+    >>> out = probe_projection(rows, cfg)
+    >>> out["groups"], out["compile_s"], out["runs_s"]
+    (8, 5.0, 13.0)
+    """
+    groups = shape_groups(target)
+    padded = {(g.d, g.family): list(g.padded) for g in groups}
+    warm: dict[int, list[float]] = defaultdict(list)
+    compile_s: dict[tuple, float] = {}
+    for row in rows:
+        key = (row["d"], row["family"])
+        if key not in padded or row["padded"] != padded[key]:
+            raise ValueError(f"probe of d = {row['d']} {row['family']} padded to {row['padded']}: "
+                             f"the target pads it to {padded.get(key)} (run profile_group.py "
+                             "--bucketed)")
+        warm[row["d"]].append(row["projected_full_group_warm_s"])
+        compile_s.setdefault(key, max(0.0, row["cold"]["wall_s"] - row["warm_best"]["wall_s"]))
+    missing = sorted({g.d for g in groups} - set(warm))
+    if missing:
+        raise ValueError(f"no probe of d = {missing}: run profile_group.py --bucketed --d D")
+    by_d_compile = defaultdict(list)
+    for (d, _), c in compile_s.items():
+        by_d_compile[d].append(c)
+    per_d = {d: sum(1 for g in groups if g.d == d) * float(np.mean(w)) for d, w in warm.items()}
+    comp = sum(compile_s.get(key, float(np.mean(by_d_compile[key[0]]))) for key in padded)
+    runs_s = sum(per_d.values()) + comp
+    return {"projection": True,
+            "note": "a projection from one-group probes per d, not a measurement of the sweep",
+            "target": target.preset, "groups": len(groups), "per_d_s": {str(d): s for d, s in
+                                                                        sorted(per_d.items())},
+            "compile_s": comp, "runs_s": runs_s, "post_s": post_s,
+            "total_s": runs_s + (post_s or 0.0)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", type=Path, default=None, help="sweep folder of the measured slice")
@@ -342,12 +395,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-gb", type=float, default=None,
                    help="working memory per compiled call, which sets the batch sizes, hence the "
                         "programs (default: the engine's budget on this machine's devices)")
+    p.add_argument("--probe", type=Path, default=None, metavar="FILE",
+                   help="no slice: project --preset from profile_group.py --bucketed JSON lines")
+    p.add_argument("--dims", default=None, metavar="D,D,...",
+                   help="(with --probe) project only these d of --preset ('probed': those "
+                        "the probe has)")
+    p.add_argument("--post-s", type=float, default=None,
+                   help="(with --probe) seconds of the last call after its groups, added")
     p.add_argument("--coef", default=None, metavar="A,P,B,C",
                    help="no fit: evaluate the bucket choices of --preset with these coefficients")
     args = p.parse_args(argv)
     try:
         mem = (device_memory_budget(default_devices()) if args.memory_gb is None
                else args.memory_gb * 1e9)
+        if args.probe is not None:
+            rows = [json.loads(line) for line in args.probe.read_text().splitlines()
+                    if line.startswith("{")]
+            target = preset(args.preset or "full")
+            if args.dims:
+                dims = (sorted({r["d"] for r in rows}) if args.dims == "probed"
+                        else [int(d) for d in args.dims.split(",")])
+                target = dataclasses.replace(target, dims=tuple(dims))
+            print(json.dumps(probe_projection(rows, target, args.post_s)))
+            return 0
         if args.coef is not None:
             coef = np.array([float(c) for c in args.coef.split(",")])
             if coef.shape != (len(TERMS),):

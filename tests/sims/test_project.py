@@ -140,3 +140,61 @@ def test_the_script_prints_one_json_object(tmp_path: Path, capsys) -> None:
     _write_slice(tmp_path, shape_groups(SLICE)[::2], _model)
     assert proj.main(["--results", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)["groups_total"] == len(shape_groups(SLICE))
+
+
+def _probe_rows(target, group_s, compile_s, dims=None) -> list[dict]:
+    """``profile_group.py --bucketed`` lines of ``target``: one per (d, family) bucket, a group of d
+    costing ``group_s(d)`` warm at the target's seeds and its bucket ``compile_s(d)`` to compile."""
+    rows = []
+    for g in shape_groups(target):
+        if (dims is None or g.d in dims) and all(r["d"] != g.d or r["family"] != g.family
+                                                 for r in rows):
+            rows.append({"d": g.d, "family": g.family, "padded": list(g.padded),
+                         "projected_full_group_warm_s": group_s(g.d),
+                         "cold": {"wall_s": compile_s(g.d) + 0.1}, "warm_best": {"wall_s": 0.1}})
+    return rows
+
+
+def test_a_probe_per_bucket_projects_every_group_of_its_d(tmp_path: Path, capsys,
+                                                          monkeypatch) -> None:
+    target = dataclasses.replace(TARGET, shape_buckets=(2.0,))
+    rows = _probe_rows(target, lambda d: d / 8, lambda d: 10.0 * d)
+    groups = shape_groups(target)
+    want_runs = sum(g.d / 8 for g in groups)
+    want_compile = sum(10.0 * d for d in target.dims) * len(target.families)
+    out = proj.probe_projection(rows, target, post_s=7.0)
+    assert out["projection"] is True and out["groups"] == len(groups)
+    assert out["compile_s"] == pytest.approx(want_compile)
+    assert out["runs_s"] == pytest.approx(want_runs + want_compile)
+    assert out["total_s"] == pytest.approx(want_runs + want_compile + 7.0)
+    # one family probed: the other bucket of its d takes the same compile seconds
+    gauss = [r for r in rows if r["family"] == "gaussian"]
+    assert proj.probe_projection(gauss, target)["runs_s"] == pytest.approx(want_runs + want_compile)
+    # the CLI reads the lines from a file (other lines, e.g. warnings, are skipped)
+    path = tmp_path / "probe.jsonl"
+    path.write_text("a warning\n" + "\n".join(json.dumps(r) for r in rows) + "\n")
+    monkeypatch.setattr(proj, "preset", lambda name: target)
+    assert proj.main(["--probe", str(path), "--post-s", "7"]) == 0
+    assert json.loads(capsys.readouterr().out)["total_s"] == pytest.approx(out["total_s"])
+
+
+def test_a_probe_that_misses_a_d_or_its_padding_is_refused() -> None:
+    target = dataclasses.replace(TARGET, shape_buckets=(2.0,))
+    with pytest.raises(ValueError, match=r"no probe of d = \[32\]"):
+        proj.probe_projection(_probe_rows(target, lambda d: 1.0, lambda d: 1.0, dims=(8, 16)), target)
+    rows = _probe_rows(target, lambda d: 1.0, lambda d: 1.0)
+    rows[0]["padded"] = [rows[0]["padded"][0], rows[0]["padded"][1] // 2]  # not the bucket's shape
+    with pytest.raises(ValueError, match="--bucketed"):
+        proj.probe_projection(rows, target)
+
+
+def test_profile_group_scales_the_monte_carlo_part_by_its_own_runs() -> None:
+    """``scripts/profile_group.py``: the runs of a probe scale to the preset's seeds, except the
+    Monte Carlo runs (a few per cell whatever the seeds), which scale by their own count."""
+    spec = importlib.util.spec_from_file_location("profile_group", SCRIPT.with_name("profile_group.py"))
+    pg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pg)
+    counts = {"runs": 36, "full_runs": 1200, "mc_runs": 12, "full_mc_runs": 36}
+    assert pg._projected({"wall_s": 10.0, "mc_wall": 2.0}, counts) == pytest.approx(
+        8.0 * 1200 / 36 + 2.0 * 3, abs=1e-3)  # rounded to ms
+    assert pg._projected({"wall_s": 10.0}, counts) == pytest.approx(10.0 * 1200 / 36, abs=1e-3)
