@@ -50,7 +50,7 @@ case "${PART:-sims}" in
       echo "d = $d exit ${PIPESTATUS[0]} after $(( $(date +%s) - T0 )) s" | tee -a "$W/probe/probe.err"
     done
     "$PY" scripts/device_sims_project.py --probe "$W/probe/probe.jsonl" --preset full \
-      --dims probed --post-s "${POST_S:-101}" 2>> "$W/probe/probe.err" \
+      --dims probed --post-s "${POST_S:-62}" 2>> "$W/probe/probe.err" \
       | tee "$W/probe/projection.json"
     tar -czf "$OUT/probe.tar.gz" -C "$W" probe ;;
   grid)

@@ -35,9 +35,10 @@ distinct programs of the whole target (one process, empty cache; ``--s-per-progr
 fitted ``p``, e.g. by a figure measured on the device): ``expected`` with each mode's steps executed at the
 fraction of its budget measured in the slice (largest over the slice's groups of that mode), and
 ``upper`` with every mode running its whole budget. What the sweep's last call does after its
-groups (``post_s``: check the store, load it, judge, summarise, and draw the figures in a process
-that loads it again) scales with the number of records: seconds per record (and the figures' fixed
-seconds) are measured on the slice's records in this process and multiplied out (``post_total``).
+groups (``post_s``: check the store, then load it, judge and summarise while the figures' process
+loads it again and draws) scales with the number of records: seconds per record (and the figures'
+fixed seconds) are measured on the slice's records in this process and multiplied out
+(``post_total``; ``post_per_record.serial_total_s`` on one core).
 The rate measured on small groups is assumed for large ones (an accelerator usually runs large
 batches at a higher rate, so the projection leans high there).
 ``bucket_choices`` applies the fitted model to the target under other ``shape_buckets`` (none, one
@@ -217,20 +218,22 @@ def _post_seconds(records: list[dict], cfg: SweepConfig, results: Path) -> dict:
     return out
 
 
-def post_total(post: dict, n_records: int) -> float:
+def post_total(post: dict, n_records: int, overlap: bool = True) -> float:
     """Seconds of a complete sweep's last call after its groups, from :func:`_post_seconds`'
-    measurements: check, load, judge and summarise ``n_records`` records, then the figures (their
-    process loads the store again and draws): ``n_records`` x (check + 2 loads + judge + figures
-    per record) + the figures' fixed seconds.
+    measurements: check the store, then load, judge and summarise ``n_records`` records while the
+    figures' process loads the store again and draws (``sims.sweep`` starts it before it judges):
+    ``n_records`` x (check + max(load + judge, load + figures) per record) + the figures' fixed
+    seconds. ``overlap=False``: the two one after the other (one core), check + 2 loads + judge +
+    figures per record.
 
-    >>> post_total({"check_s_per_record": 1.0, "load_s_per_record": 2.0,
-    ...             "judge_s_per_record": 3.0, "figures_s_per_record": 4.0,
-    ...             "figures_fixed_s": 5.0}, 10)
-    125.0
+    >>> post = {"check_s_per_record": 1.0, "load_s_per_record": 2.0, "judge_s_per_record": 3.0,
+    ...         "figures_s_per_record": 4.0, "figures_fixed_s": 5.0}
+    >>> post_total(post, 10), post_total(post, 10, overlap=False)
+    (75.0, 125.0)
     """
-    per = (post["check_s_per_record"] + 2 * post["load_s_per_record"] + post["judge_s_per_record"]
-           + post["figures_s_per_record"])
-    return n_records * per + post["figures_fixed_s"]
+    load, judge, figures = (post[f"{k}_s_per_record"] for k in ("load", "judge", "figures"))
+    after_check = max(load + judge, load + figures) if overlap else 2 * load + judge + figures
+    return n_records * (post["check_s_per_record"] + after_check) + post["figures_fixed_s"]
 
 
 def project(results: Path, target: SweepConfig | None = None, s_per_program: float | None = None,
@@ -288,6 +291,7 @@ def project(results: Path, target: SweepConfig | None = None, s_per_program: flo
     post = _post_seconds([by_id[i] for g, _, _ in rows for i in g.record_ids()], cfg, results)
     n_records = sum(len(run_methods(target, r)) for g in shape_groups(target) for r in g.runs())
     post_s = post_total(post, n_records)
+    post["serial_total_s"] = post_total(post, n_records, overlap=False)  # on one core
 
     def whole(steps_of) -> dict:
         res = whole_sweep(target, coef, steps_of, memory_bytes)

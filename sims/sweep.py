@@ -43,8 +43,9 @@ from sims.infra import (
 from sims.runtime import add_cache_flags, cache_from_args, compile_stats
 from sims.summary import summarize, to_csv
 
-__all__ = ["EXIT_INCOMPLETE", "build_parser", "config_from_args", "draw_figures", "figures_command", "main",
-           "run_group_until", "run_sweep", "slice_groups", "tiers_note"]
+__all__ = ["EXIT_INCOMPLETE", "build_parser", "config_from_args", "draw_figures", "figures_command",
+           "finish_figures", "main", "run_group_until", "run_sweep", "slice_groups", "start_figures",
+           "tiers_note"]
 
 #: Files a sweep writes in OUT (each must be a regular file if it exists).
 OUT_FILES = ("runs.jsonl", "config.json", "summary.csv", "verdicts.json")
@@ -193,17 +194,29 @@ def figures_command(out: Path) -> list[str]:
     return [sys.executable, "-m", "paper_figures", "theory", "--results", str(out)]
 
 
-def draw_figures(out: Path) -> bool:
-    """Run :func:`figures_command` in a subprocess; print the PNG paths, or the command on failure."""
-    cmd = figures_command(out)
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+def start_figures(out: Path) -> subprocess.Popen:
+    """Start :func:`figures_command` in a subprocess (it reads only ``runs.jsonl`` and
+    ``config.json``, so it may draw while this process judges); :func:`finish_figures` waits."""
+    return subprocess.Popen(figures_command(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def finish_figures(proc: subprocess.Popen) -> bool:
+    """Wait for :func:`start_figures`' subprocess; print the PNG paths, or the command on failure."""
+    stdout, stderr = proc.communicate()
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"figures failed ({tail}); draw them with: {shlex.join(cmd)}", file=sys.stderr)
+        tail = (stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"figures failed ({tail}); draw them with: {shlex.join(proc.args)}", file=sys.stderr)
         return False
-    pngs = [line for line in proc.stdout.splitlines() if line.endswith(".png")]
+    pngs = [line for line in stdout.splitlines() if line.endswith(".png")]
     print(f"figures: {', '.join(pngs)}")
     return True
+
+
+def draw_figures(out: Path) -> bool:
+    """Run :func:`figures_command` in a subprocess and wait; print the PNG paths, or the command
+    on failure."""
+    return finish_figures(start_figures(out))
 
 
 def tiers_note(cfg: SweepConfig) -> str:
@@ -277,8 +290,7 @@ def _run_locked(args: argparse.Namespace, cfg: SweepConfig, out: Path) -> int:
     finally:
         executor.close()
     wanted = {i for g in groups for i in ids[g.key]}
-    records = [r for r in store.load() if r["id"] in wanted]
-    done = {r["id"] for r in records}
+    done = store.done_ids() & wanted  # the store's index is current: reads no line again
     left = [g for g in groups if not set(ids[g.key]) <= done]
     if left and (args.max_minutes is not None or args.slice is not None):
         left_mine = [g for g in mine if g in left]
@@ -294,18 +306,22 @@ def _run_locked(args: argparse.Namespace, cfg: SweepConfig, out: Path) -> int:
     if left:
         raise RuntimeError(f"{len(wanted) - len(done)} records missing from {store.path} after the "
                            "sweep")
-    write_text_atomic(out / "summary.csv", to_csv(summarize(records)))
-    verdicts = evaluate(records, cfg)
-    write_json_atomic(out / "verdicts.json", {"verdicts": [v.to_dict() for v in verdicts],
-                                              "records": len(records), "tiers": tiers_note(cfg)})
-    print(verdict_table(verdicts))
-    print(tiers_note(cfg))
-    print(f"\n{len(records)} records ({report.records_written} new, {report.units_skipped} of "
-          f"{report.units_total} shape groups already done) in {time.perf_counter() - start:.1f} s"
-          f" with executor {executor_name}; results in {out}")
-    _print_compile_stats()
-    if args.figures:
-        draw_figures(out)
+    figures = start_figures(out) if args.figures else None  # draws while the records are judged
+    try:
+        records = [r for r in store.load() if r["id"] in wanted]
+        write_text_atomic(out / "summary.csv", to_csv(summarize(records)))
+        verdicts = evaluate(records, cfg)
+        write_json_atomic(out / "verdicts.json", {"verdicts": [v.to_dict() for v in verdicts],
+                                                  "records": len(records), "tiers": tiers_note(cfg)})
+        print(verdict_table(verdicts))
+        print(tiers_note(cfg))
+        print(f"\n{len(records)} records ({report.records_written} new, {report.units_skipped} of "
+              f"{report.units_total} shape groups already done) in "
+              f"{time.perf_counter() - start:.1f} s with executor {executor_name}; results in {out}")
+        _print_compile_stats()
+    finally:  # the figures read only the stored records: they finish whatever the judging did
+        if figures is not None:
+            finish_figures(figures)
     failed = exit_worthy(verdicts)
     if failed:
         print(f"claims failing or inconclusive: {', '.join(failed)}")

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sims.infra import RunStore, make_executor, run_units, stable_id
+from tests.infra.parse_counter import ParseCounter
 
 
 def _recs(xs, tag: str = "x") -> list[dict]:
@@ -32,26 +32,6 @@ def _reference(path: Path) -> list[dict]:
                 seen.add(rec["id"])
                 out.append(rec)
     return out
-
-
-class ParseCounter:
-    """Counts the lines the store parses (its ``json.loads`` calls) inside ``with``."""
-
-    def __init__(self) -> None:
-        self.lines = 0
-        self._real = json.loads
-
-    def __call__(self, text, *args, **kwargs):
-        self.lines += 1
-        return self._real(text, *args, **kwargs)
-
-    def __enter__(self) -> ParseCounter:
-        self._patch = mock.patch("sims.infra.store.json.loads", self)
-        self._patch.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._patch.stop()
 
 
 def test_done_ids_and_append_read_only_new_lines(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import sims.engine as engine
 import twolayer as tl
 from sims.grid import shape_groups
 from sims.sweep import EXIT_INCOMPLETE, main, run_group_until
+from tests.infra.parse_counter import ParseCounter
 from tests.sims.tiny import TINY, TINY_FLAGS
 
 
@@ -124,12 +125,17 @@ def test_two_slices_give_the_records_and_verdicts_of_one_run(tmp_path: Path, cap
              "--no-figures", "--compile-cache", str(tmp_path / "cache")]
     whole, sliced = tmp_path / "whole", tmp_path / "sliced"
     assert main([*flags, "--out", str(whole)]) == 0
-    assert main([*flags, "--out", str(sliced), "--slice", "2/2"]) == EXIT_INCOMPLETE
+    with ParseCounter() as first:
+        assert main([*flags, "--out", str(sliced), "--slice", "2/2"]) == EXIT_INCOMPLETE
     text = capsys.readouterr().out
     assert "slice 2/2: 1 of its 1 shape groups done; 1 of 2 shape groups done" in text
     assert "re-run the other slices" in text and not (sliced / "verdicts.json").exists()
-    assert main([*flags, "--out", str(sliced), "--slice", "1/2"]) == 0
+    assert first.lines == 0  # an unfinished call counts its records with the index: no load
+    stored_first = len(_stored(sliced))
+    with ParseCounter() as last:
+        assert main([*flags, "--out", str(sliced), "--slice", "1/2"]) == 0
     assert _stored(sliced) == _stored(whole)
+    assert last.lines == stored_first + len(_stored(whole))  # the check, then the one load
     verdicts = [json.loads((o / "verdicts.json").read_text()) for o in (whole, sliced)]
     assert verdicts[0] == verdicts[1] and "on seeds 0..1" in verdicts[0]["tiers"]
 

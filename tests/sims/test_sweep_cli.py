@@ -55,6 +55,41 @@ def test_failed_figures_print_the_command(sweep_dir: Path, monkeypatch, capsys) 
     assert "boom" in err and "draw them with:" in err
 
 
+def test_figures_draw_while_the_records_are_judged(sweep_dir: Path, monkeypatch, capsys) -> None:
+    """The figures' subprocess starts before the judging (it reads only the stored records) and
+    is waited for, also when the judging fails."""
+    import sims.sweep as sweep
+
+    events, procs = [], []
+    real_start, real_evaluate = sweep.start_figures, sweep.evaluate
+
+    def start(out):
+        events.append("figures started")
+        procs.append(real_start(out))
+        return procs[-1]
+
+    def judge(records, cfg):
+        events.append("judged")
+        return real_evaluate(records, cfg)
+
+    monkeypatch.setattr(sweep, "figures_command", lambda out: [sys.executable, "-c", "print('a.png')"])
+    monkeypatch.setattr(sweep, "start_figures", start)
+    monkeypatch.setattr(sweep, "evaluate", judge)
+    flags = [*TINY_FLAGS, "--out", str(sweep_dir), "--executor", "serial", "--quiet"]
+    assert main(flags) == 0
+    assert events == ["figures started", "judged"] and procs[0].returncode == 0
+    assert "figures: a.png" in capsys.readouterr().out
+
+    def broken(records, cfg):
+        raise RuntimeError("judge broke")
+
+    monkeypatch.setattr(sweep, "evaluate", broken)
+    with pytest.raises(RuntimeError, match="judge broke"):
+        main(flags)
+    assert procs[1].returncode == 0  # waited for, not left running
+    assert "figures: a.png" in capsys.readouterr().out
+
+
 def test_rerun_resumes_without_duplicates(sweep_dir: Path, capsys) -> None:
     before = (sweep_dir / "runs.jsonl").read_bytes()
     assert main([*TINY_FLAGS, "--out", str(sweep_dir), "--executor", "serial", "--quiet",
