@@ -370,6 +370,9 @@ def probe_projection(rows: list[dict], target: SweepConfig, post_s: float | None
             raise ValueError(f"probe of d = {row['d']} {row['family']} padded to {row['padded']}: "
                              f"the target pads it to {padded.get(key)} (run profile_group.py "
                              "--bucketed)")
+        if row.get("warm_best") is None:
+            raise ValueError(f"probe of d = {row['d']} has no warm call: run profile_group.py "
+                             "with --repeat 1 or more")
         warm[row["d"]].append(row["projected_full_group_warm_s"])
         compile_s.setdefault(key, max(0.0, row["cold"]["wall_s"] - row["warm_best"]["wall_s"]))
     missing = sorted({g.d for g in groups} - set(warm))
@@ -383,8 +386,8 @@ def probe_projection(rows: list[dict], target: SweepConfig, post_s: float | None
     runs_s = sum(per_d.values()) + comp
     return {"projection": True,
             "note": "a projection from one-group probes per d, not a measurement of the sweep",
-            "target": target.preset, "groups": len(groups), "per_d_s": {str(d): s for d, s in
-                                                                        sorted(per_d.items())},
+            "target": target.preset, "dims": list(target.dims), "groups": len(groups),
+            "per_d_s": {str(d): s for d, s in sorted(per_d.items())},
             "compile_s": comp, "runs_s": runs_s, "post_s": post_s,
             "total_s": runs_s + (post_s or 0.0)}
 

@@ -13,10 +13,12 @@ Carlo evidence), cold and the best warm call. CPU seconds (``time.process_time``
 disturbed than wall seconds by other jobs on a shared machine; still compare within one process.
 
 ``--bucketed`` keeps the preset's widths, sample sizes and shape buckets, so the group is padded
-as ``--full`` pads it (k to 16, n to 2d: every group of a d costs about the same); each line then also has
-``runs`` and ``full_runs`` (the group's runs at these seeds and at the preset's), so that
-``warm_best.wall_s / runs * full_runs`` is the warm seconds of the whole group at a batch this
-size (a projection: a larger batch may fill the device better). ``--gd-steps`` overrides the
+as ``--full`` pads it (k to 16, n to 2d: every group of a d costs about the same). Each line also
+has the wall seconds of each part (``<part>_wall``: read these on a GPU), ``gd_steps_max`` (the
+steps each span-iteration mode ran: a vmapped while-loop runs until its slowest problem stops),
+the group's runs and Monte Carlo runs at these seeds and at the preset's, and
+``projected_full_group_warm_s``: the warm wall seconds scaled to the preset's seeds (a projection;
+a larger batch may fill a device better, or a CPU's caches worse). ``--gd-steps`` overrides the
 span iterations' step budget (the GD tier's work scales with it).
 """
 
@@ -34,10 +36,6 @@ import sims.runtime  # noqa: F401  (float64, XLA flags)
 from sims import config, engine
 from sims.grid import shape_groups
 from twolayer import TUNE_MODES, uses_closed_form
-
-#: (activation, tune) pairs that run the span iteration (a vmapped while-loop: a batch runs until
-#: its slowest problem stops, so its steps grow with the batch)
-_SPAN_MODES = {(a, t) for a in ("linear", "relu") for t in TUNE_MODES if not uses_closed_form(t, a)}
 
 
 def _instrument(seconds: collections.Counter) -> None:
@@ -117,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         full_group = dataclasses.replace(group, config=full_cfg)
         gd_max: dict[str, int] = {}  # per span-iteration mode: the steps its batches ran
         for r in records:
-            if r.get("steps_taken") is not None and r["steps"] == cfg.gd_step_budget and \
-                    (r["activation"], r["method"]) in _SPAN_MODES:
+            if r["method"] in TUNE_MODES and not uses_closed_form(r["method"], r["activation"]):
                 mode = f"{r['activation']}/{r['method']}"
                 gd_max[mode] = max(gd_max.get(mode, 0), r["steps_taken"])
         counts = {"runs": len(group.runs()), "full_runs": len(full_group.runs()),

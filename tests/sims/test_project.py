@@ -186,6 +186,10 @@ def test_a_probe_that_misses_a_d_or_its_padding_is_refused() -> None:
     rows[0]["padded"] = [rows[0]["padded"][0], rows[0]["padded"][1] // 2]  # not the bucket's shape
     with pytest.raises(ValueError, match="--bucketed"):
         proj.probe_projection(rows, target)
+    cold_only = _probe_rows(target, lambda d: 1.0, lambda d: 1.0)
+    cold_only[-1].update(warm_best=None, projected_full_group_warm_s=None)  # --repeat 0
+    with pytest.raises(ValueError, match="--repeat 1"):
+        proj.probe_projection(cold_only, target)
 
 
 def test_profile_group_scales_the_monte_carlo_part_by_its_own_runs() -> None:
