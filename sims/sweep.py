@@ -43,9 +43,9 @@ from sims.infra import (
 from sims.runtime import add_cache_flags, cache_from_args, compile_stats
 from sims.summary import summarize, to_csv
 
-__all__ = ["EXIT_INCOMPLETE", "build_parser", "config_from_args", "draw_figures", "figures_command",
-           "finish_figures", "main", "run_group_until", "run_sweep", "slice_groups", "start_figures",
-           "tiers_note"]
+__all__ = ["CPU_HEAVY_D", "EXIT_INCOMPLETE", "build_parser", "config_from_args", "cpu_notice",
+           "draw_figures", "figures_command", "finish_figures", "main", "run_group_until",
+           "run_sweep", "slice_groups", "start_figures", "tiers_note"]
 
 #: Files a sweep writes in OUT (each must be a regular file if it exists).
 OUT_FILES = ("runs.jsonl", "config.json", "summary.csv", "verdicts.json")
@@ -246,6 +246,29 @@ def _print_compile_stats() -> None:
               f"({stats['cache_hits']} from the cache), {stats['compile_s']:.1f} s")
 
 
+#: Smallest d whose shape groups take minutes to hours each on a CPU (README, ``--full``, Probes:
+#: a d = 256 group of the full preset 3.6 minutes, a d = 1024 group about 65 on 2 cores).
+CPU_HEAVY_D = 256
+
+
+def cpu_notice(cfg: SweepConfig, platform: str, time_boxed: bool) -> str | None:
+    """A line for a sweep about to run groups of d >= :data:`CPU_HEAVY_D` on a CPU without a time
+    box, naming what to do instead; None otherwise.
+
+    >>> cpu_notice(SweepConfig(dims=(16,)), "cpu", False) is None
+    True
+    >>> cpu_notice(SweepConfig(dims=(16, 1024), widths=(2,)), "cpu", False)[:40]
+    'note: d = [1024] on a CPU: each of these'
+    """
+    heavy = [d for d in cfg.dims if d >= CPU_HEAVY_D]
+    if platform != "cpu" or not heavy or time_boxed:
+        return None
+    return (f"note: d = {heavy} on a CPU: each of these shape groups takes minutes to hours (the "
+            "full preset's d = 1024 about an hour on 2 cores). Run it on a GPU, or time-box it "
+            "with --max-minutes M (a re-run resumes); --medium draws the phase diagram in a "
+            "minute.")
+
+
 #: Exit code of a sweep stopped by ``--max-minutes`` with shape groups left.
 EXIT_INCOMPLETE = 3
 
@@ -259,6 +282,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise ValueError(f"--max-minutes {args.max_minutes}: expected a positive number")
+    notice = cpu_notice(cfg, jax.devices()[0].platform, args.max_minutes is not None)
+    if notice:
+        print(notice, file=sys.stderr)
     out = check_out_dir(args.out or Path("results") / f"sweep-{cfg.preset}", files=OUT_FILES)
     cache_from_args(args)
     with FolderLock(out):

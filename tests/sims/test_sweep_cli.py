@@ -153,3 +153,17 @@ def test_help_documents_every_flag() -> None:
     proc = subprocess.run([sys.executable, "-m", "sims.sweep", "--help"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--executor" in proc.stdout
+
+
+def test_full_on_a_cpu_says_what_to_do_before_it_starts(tmp_path: Path, capsys) -> None:
+    """--full on a CPU names the heavy d and the way out (a GPU, --max-minutes, --medium) before
+    anything runs; time-boxed, or without a heavy d, it says nothing."""
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    assert main(["--full", "--out", str(not_a_folder)]) == 2  # stops at --out, after the note
+    err = capsys.readouterr().err
+    assert "d = [256, 1024] on a CPU" in err and "--max-minutes" in err and "--medium" in err
+    assert main(["--full", "--max-minutes", "5", "--out", str(not_a_folder)]) == 2
+    assert main([*TINY_FLAGS, "--out", str(not_a_folder)]) == 2
+    assert "on a CPU" not in capsys.readouterr().err
+
