@@ -2,8 +2,9 @@
 # A session's GPU checks in four calls that each fit a device call (< 9 minutes on one H100/H200);
 # a device session has 15 minutes in all, starts included, so run them in the order of what is
 # still open: probe (the --full projection with every d measured), full, grid, sims:
-#   PART=probe one bucketed group per d of --full (d = 16, 64, 256, then 1024 while time is left),
-#              cold and warm at 25 seeds (8 in the GD tier: the preset's ratio), and the projection
+#   PART=probe one bucketed group per d of --full (d = 1024 first, up to 300 s at 10 seeds, 3 in the
+#              GD tier; then 256, 64, 16 at 25 seeds, 8 in the GD tier: the preset's ratio, while
+#              500 s last), cold and warm, and the projection
 #              of the whole --full from them (scripts/profile_group.py --bucketed,
 #              scripts/device_sims_project.py --probe): the d = 1024 term the slice cannot reach
 #   PART=full  a time-boxed, resumable slice of --full with shape buckets and its projection
@@ -36,18 +37,23 @@ case "${PART:-sims}" in
   probe)
     echo "== one bucketed group of --full per d, then the projection"
     mkdir -p "$W/probe"
+    # the costly d first (it decides the projection), at fewer seeds so that it ends in its share
     if [ "${TINY:-0}" = 1 ] || [ "${QUICK:-0}" = 1 ]; then  # CPU smoke test
-      DIMS="16 64"; PFLAGS=(--seeds 3 --gd-seeds 1 --gd-steps 50)
+      DIMS="64 16"; SEEDS_OF() { echo "--seeds 3 --gd-seeds 1 --gd-steps 50"; }
     else
-      DIMS="${PROBE_DIMS:-16 64 256 1024}"; PFLAGS=(--seeds 25 --gd-seeds 8)
+      DIMS="${PROBE_DIMS:-1024 256 64 16}"
+      SEEDS_OF() { if [ "$1" -ge 1024 ]; then echo "--seeds 10 --gd-seeds 3"; else echo "--seeds 25 --gd-seeds 8"; fi; }
     fi
     for d in $DIMS; do
       LEFT=$(( ${PROBE_SECONDS:-500} - ($(date +%s) - T0) ))
+      [ "$d" -ge 1024 ] && [ "$LEFT" -gt "${BIG_SECONDS:-300}" ] && LEFT="${BIG_SECONDS:-300}"
       [ "$LEFT" -gt 20 ] || { echo "no time left for d = $d" | tee -a "$W/probe/probe.err"; break; }
       echo "-- d = $d (up to $LEFT s)"
+      # shellcheck disable=SC2046
       timeout "$LEFT" "$PY" scripts/profile_group.py --d "$d" --n-ratios 2 --families gaussian \
-        --k 4 --bucketed --repeat 1 "${PFLAGS[@]}" 2>> "$W/probe/probe.err" | tee -a "$W/probe/probe.jsonl"
-      echo "d = $d exit ${PIPESTATUS[0]} after $(( $(date +%s) - T0 )) s" | tee -a "$W/probe/probe.err"
+        --k 4 --bucketed --repeat 1 $(SEEDS_OF "$d") 2>> "$W/probe/probe.err" | tee -a "$W/probe/probe.jsonl"
+      RC=${PIPESTATUS[0]}; WHY=""; [ "$RC" = 124 ] && WHY=" (cut at $LEFT s: cold + warm take longer)"
+      echo "d = $d exit $RC$WHY after $(( $(date +%s) - T0 )) s" | tee -a "$W/probe/probe.err"
     done
     "$PY" scripts/device_sims_project.py --probe "$W/probe/probe.jsonl" --preset full \
       --dims probed --post-s "${POST_S:-62}" 2>> "$W/probe/probe.err" \
