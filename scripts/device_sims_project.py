@@ -38,7 +38,7 @@ fraction of its budget measured in the slice (largest over the slice's groups of
 groups (``post_s``: check the store, then load it, judge and summarise while the figures' process
 loads it again and draws) scales with the number of records: seconds per record (and the figures'
 fixed seconds) are measured on the slice's records in this process and multiplied out
-(``post_total``; ``post_per_record.serial_total_s`` on one core).
+(``post_total``; ``post_serial_s`` on one core).
 The rate measured on small groups is assumed for large ones (an accelerator usually runs large
 batches at a higher rate, so the projection leans high there).
 ``bucket_choices`` applies the fitted model to the target under other ``shape_buckets`` (none, one
@@ -291,11 +291,11 @@ def project(results: Path, target: SweepConfig | None = None, s_per_program: flo
     post = _post_seconds([by_id[i] for g, _, _ in rows for i in g.record_ids()], cfg, results)
     n_records = sum(len(run_methods(target, r)) for g in shape_groups(target) for r in g.runs())
     post_s = post_total(post, n_records)
-    post["serial_total_s"] = post_total(post, n_records, overlap=False)  # on one core
+    post_serial_s = post_total(post, n_records, overlap=False)  # on one core
 
     def whole(steps_of) -> dict:
         res = whole_sweep(target, coef, steps_of, memory_bytes)
-        return {**res, "records": n_records, "post_s": post_s,
+        return {**res, "records": n_records, "post_s": post_s, "post_serial_s": post_serial_s,
                 "total_s": res["runs_s"] + post_s}
 
     budget = {(a, t): target.gd_step_budget for a, t in span_modes(target)}

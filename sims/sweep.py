@@ -44,8 +44,8 @@ from sims.runtime import add_cache_flags, cache_from_args, compile_stats
 from sims.summary import summarize, to_csv
 
 __all__ = ["CPU_HEAVY_D", "EXIT_INCOMPLETE", "build_parser", "config_from_args", "cpu_notice",
-           "draw_figures", "figures_command", "finish_figures", "main", "run_group_until",
-           "run_sweep", "slice_groups", "start_figures", "tiers_note"]
+           "figures_command", "finish_figures", "main", "run_group_until", "run_sweep",
+           "slice_groups", "start_figures", "tiers_note"]
 
 #: Files a sweep writes in OUT (each must be a regular file if it exists).
 OUT_FILES = ("runs.jsonl", "config.json", "summary.csv", "verdicts.json")
@@ -211,12 +211,6 @@ def finish_figures(proc: subprocess.Popen) -> bool:
     pngs = [line for line in stdout.splitlines() if line.endswith(".png")]
     print(f"figures: {', '.join(pngs)}")
     return True
-
-
-def draw_figures(out: Path) -> bool:
-    """Run :func:`figures_command` in a subprocess and wait; print the PNG paths, or the command
-    on failure."""
-    return finish_figures(start_figures(out))
 
 
 def tiers_note(cfg: SweepConfig) -> str:

@@ -50,7 +50,7 @@ def test_failed_figures_print_the_command(sweep_dir: Path, monkeypatch, capsys) 
     assert sweep.figures_command(sweep_dir)[1:4] == ["-m", "paper_figures", "theory"]
     monkeypatch.setattr(sweep, "figures_command",
                         lambda out: [sys.executable, "-c", "raise SystemExit('boom')"])
-    assert sweep.draw_figures(sweep_dir) is False
+    assert sweep.finish_figures(sweep.start_figures(sweep_dir)) is False
     err = capsys.readouterr().err
     assert "boom" in err and "draw them with:" in err
 
